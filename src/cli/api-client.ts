@@ -1,0 +1,137 @@
+/** A client of the user API, for the CLI, the demo, tests and benchmarks. */
+import { readFileSync } from "node:fs";
+import { TextDecoder } from "node:util";
+import { Agent, request, type Dispatcher } from "undici";
+import {
+  fromErrorBody,
+  JobView,
+  type ExecutorView,
+  type JobSummary,
+  type ListJobsQuery,
+  type QueueView,
+  type RepositoryView,
+} from "../protocol/index.ts";
+
+export interface ServerEvent {
+  event: string;
+  data: string;
+}
+
+/** Parses a text/event-stream body into events. */
+export async function* parseEventStream(body: AsyncIterable<Uint8Array>): AsyncIterable<ServerEvent> {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const chunk of body) {
+    buffer += decoder.decode(chunk, { stream: true });
+    for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "message";
+      const data: string[] = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith(":")) continue;
+        if (line.startsWith("event: ")) event = line.slice(7);
+        else if (line.startsWith("data: ")) data.push(line.slice(6));
+      }
+      if (data.length > 0) yield { event, data: data.join("\n") };
+    }
+  }
+}
+
+export class ApiClient {
+  readonly url: string;
+  private readonly token: string;
+  private readonly agent: Agent;
+
+  constructor(options: { url: string; token: string; caPath?: string | undefined }) {
+    this.url = options.url.replace(/\/+$/, "");
+    this.token = options.token;
+    const ca = options.caPath ? readFileSync(options.caPath) : undefined;
+    this.agent = new Agent({ connect: ca ? { ca } : {}, headersTimeout: 120_000, bodyTimeout: 0 });
+  }
+
+  private async raw(method: Dispatcher.HttpMethod, path: string, body?: unknown, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+    const response = await request(`${this.url}${path}`, {
+      method,
+      dispatcher: this.agent,
+      headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+    });
+    if (response.statusCode >= 400) {
+      const text = await response.body.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // not JSON: keep the text
+      }
+      throw fromErrorBody(response.statusCode, parsed);
+    }
+    return response;
+  }
+
+  private async json<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown): Promise<T> {
+    const response = await this.raw(method, path, body);
+    return (await response.body.json()) as T;
+  }
+
+  async submit(spec: unknown): Promise<JobView> {
+    return JobView.parse(await this.json("POST", "/api/jobs", spec));
+  }
+
+  async listJobs(query: Partial<ListJobsQuery> = {}): Promise<JobSummary[]> {
+    const params = new URLSearchParams(Object.entries(query).filter(([, value]) => value !== undefined).map(([key, value]): [string, string] => [key, String(value)]));
+    return (await this.json<{ jobs: JobSummary[] }>("GET", `/api/jobs?${params.toString()}`)).jobs;
+  }
+
+  async getJob(id: number): Promise<JobView> {
+    return JobView.parse(await this.json("GET", `/api/jobs/${id}`));
+  }
+
+  async cancel(id: number): Promise<JobView> {
+    return JobView.parse(await this.json("POST", `/api/jobs/${id}/cancel`));
+  }
+
+  async readLog(id: number, key: string, offset = 0): Promise<Buffer> {
+    const response = await this.raw("GET", `/api/jobs/${id}/logs/${encodeURIComponent(key)}?offset=${offset}`);
+    return Buffer.from(await response.body.arrayBuffer());
+  }
+
+  async artifact(id: number, name: string): Promise<AsyncIterable<Uint8Array>> {
+    const response = await this.raw("GET", `/api/jobs/${id}/artifacts/${name.split("/").map(encodeURIComponent).join("/")}`);
+    return response.body;
+  }
+
+  async artifactBytes(id: number, name: string): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for await (const chunk of await this.artifact(id, name)) parts.push(Buffer.from(chunk));
+    return Buffer.concat(parts);
+  }
+
+  async *events(id: number, options: { from?: string; signal?: AbortSignal } = {}): AsyncIterable<ServerEvent> {
+    const query = options.from ? `?from=${encodeURIComponent(options.from)}` : "";
+    const response = await this.raw("GET", `/api/jobs/${id}/events${query}`, undefined, options.signal);
+    yield* parseEventStream(response.body);
+  }
+
+  async executors(): Promise<ExecutorView[]> {
+    return (await this.json<{ executors: ExecutorView[] }>("GET", "/api/executors")).executors;
+  }
+
+  async queues(): Promise<QueueView[]> {
+    return (await this.json<{ queues: QueueView[] }>("GET", "/api/queues")).queues;
+  }
+
+  async addRepository(name: string, source: string): Promise<RepositoryView> {
+    return this.json("POST", "/api/repositories", { name, source });
+  }
+
+  async repositories(): Promise<RepositoryView[]> {
+    return (await this.json<{ repositories: RepositoryView[] }>("GET", "/api/repositories")).repositories;
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}

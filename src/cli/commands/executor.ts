@@ -1,0 +1,72 @@
+/** `airlock executor run` and `airlock executor validate`. */
+import { mkdir } from "node:fs/promises";
+import { systemClock } from "../../common/clock.ts";
+import { createLogger } from "../../common/logger.ts";
+import { HttpCoordinatorClient } from "../../executor/client.ts";
+import { resolveExecutorConfig } from "../../executor/config.ts";
+import { Executor } from "../../executor/executor.ts";
+import { coerceError } from "../../protocol/index.ts";
+import { allRuntimes, selectRuntime } from "../../runtimes/index.ts";
+import { println, table, type CliIO } from "../context.ts";
+import { waitForSignal } from "../signals.ts";
+
+export async function executorRunCommand(flags: Record<string, unknown>, io: CliIO): Promise<number> {
+  const config = resolveExecutorConfig(flags, io.env);
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat });
+  const runtime = await selectRuntime(config.runtime, allRuntimes({ path: config.hostPath, dataDir: config.dataDir, logger }), logger);
+  await mkdir(config.workspaceRoot, { recursive: true, mode: 0o700 });
+  const client = new HttpCoordinatorClient({ urls: config.urls, executorToken: config.token, caPath: config.caPath });
+  const executor = new Executor({ config, client, runtime, logger, clock: systemClock });
+  await executor.start();
+  const first = await waitForSignal();
+  logger.info("signal received: finishing running jobs (send it again to stop them)", { signal: first });
+  const drained = executor.drain();
+  const second = waitForSignal().then((signal) => {
+    logger.warn("second signal: stopping running jobs; they will be retried elsewhere", { signal });
+    executor.cancelAll();
+  });
+  await drained;
+  void second;
+  await client.close();
+  logger.info("executor stopped");
+  return 0;
+}
+
+export async function executorValidateCommand(flags: Record<string, unknown>, io: CliIO): Promise<number> {
+  const config = resolveExecutorConfig(flags, io.env);
+  const logger = createLogger({ level: "silent", format: "text" });
+  const client = new HttpCoordinatorClient({ urls: config.urls, executorToken: config.token, caPath: config.caPath });
+  let ok = true;
+  const rows: string[][] = [["CHECK", "RESULT", "DETAIL"]];
+  for (const url of config.urls) {
+    const single = new HttpCoordinatorClient({ urls: [url], executorToken: config.token, caPath: config.caPath });
+    try {
+      const reply = await single.authCheck();
+      rows.push([`coordinator ${url}`, "ok", `version ${reply.version}, lease ${reply.leaseMs} ms; executor token accepted`]);
+    } catch (error) {
+      ok = false;
+      rows.push([`coordinator ${url}`, "FAIL", coerceError(error).message]);
+    } finally {
+      await single.close();
+    }
+  }
+  await client.close();
+  const runtimes = allRuntimes({ path: config.hostPath, dataDir: config.dataDir, logger });
+  let usable = 0;
+  for (const runtime of runtimes) {
+    const probe = await runtime.probe();
+    if (probe.usable) usable += 1;
+    rows.push([`runtime ${runtime.name} (${runtime.isolation})`, probe.usable ? "usable" : "not usable", probe.detail]);
+  }
+  try {
+    const chosen = await selectRuntime(config.runtime, runtimes, logger);
+    rows.push([`--runtime ${config.runtime}`, "ok", `would run jobs with ${chosen.name} (isolation ${chosen.isolation})`]);
+  } catch (error) {
+    ok = false;
+    rows.push([`--runtime ${config.runtime}`, "FAIL", coerceError(error).message]);
+  }
+  if (usable === 0) ok = false;
+  println(io.stdout, table(rows));
+  println(io.stdout, ok ? "\nAll checks passed." : "\nSome checks failed.");
+  return ok ? 0 : 1;
+}

@@ -1,0 +1,112 @@
+/**
+ * Starting airlock processes on this machine: a coordinator and executors as child processes of
+ * the demo (and of the end-to-end tests and benchmarks), each logging to a file.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, openSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { Agent, request } from "undici";
+import { readTokenFile } from "../common/token-files.ts";
+import { UnavailableError } from "../protocol/index.ts";
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
+}
+
+export interface ManagedProcess {
+  child: ChildProcess;
+  logFile: string;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code. */
+  stop(graceMs?: number): Promise<number | null>;
+  /** Resolves when the process exits by itself. */
+  exited: Promise<number | null>;
+}
+
+export function startAirlock(entry: string, args: string[], options: { env: Record<string, string | undefined>; logFile: string; nodeArgs?: string[] }): ManagedProcess {
+  const log = openSync(options.logFile, "a");
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), entry, ...args], {
+    env: options.env,
+    stdio: ["ignore", log, log],
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return {
+    child,
+    logFile: options.logFile,
+    exited,
+    async stop(graceMs = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+/** Polls /healthz until the coordinator answers (or the process dies, or time runs out). */
+export async function waitForHealthy(url: string, process: ManagedProcess | undefined, timeoutMs = 30_000, caPem?: Buffer): Promise<void> {
+  const agent = new Agent({ connect: caPem ? { ca: caPem } : {} });
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (Date.now() < deadline) {
+      if (process && process.child.exitCode !== null) throw new UnavailableError(`coordinator exited with ${process.child.exitCode}; see ${process.logFile}`);
+      try {
+        const response = await request(`${url}/healthz`, { dispatcher: agent });
+        await response.body.dump();
+        if (response.statusCode === 200) return;
+      } catch {
+        // not up yet
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new UnavailableError(`coordinator at ${url} did not become healthy within ${timeoutMs} ms`);
+  } finally {
+    await agent.close();
+  }
+}
+
+export interface LocalCoordinator extends ManagedProcess {
+  url: string;
+  dataDir: string;
+  apiToken: string;
+  executorToken: string;
+}
+
+export async function startLocalCoordinator(options: {
+  entry: string;
+  dataDir: string;
+  port?: number;
+  env: Record<string, string | undefined>;
+  extraArgs?: string[];
+}): Promise<LocalCoordinator> {
+  const port = options.port ?? (await freePort());
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const managed = startAirlock(
+    options.entry,
+    ["server", "--data", options.dataDir, "--listen", `127.0.0.1:${port}`, "--log-format", "json", ...(options.extraArgs ?? [])],
+    { env: options.env, logFile: join(options.dataDir, `coordinator-${port}.log`) },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHealthy(url, managed);
+  const apiToken = readTokenFile(options.dataDir, "api") ?? options.env.AIRLOCK_API_TOKEN ?? "";
+  const executorToken = readTokenFile(options.dataDir, "executor") ?? options.env.AIRLOCK_EXECUTOR_TOKEN ?? "";
+  return { ...managed, url, dataDir: options.dataDir, apiToken, executorToken };
+}

@@ -1,0 +1,144 @@
+/**
+ * The `airlock` command. This is the one place that reads process.env and argv; everything
+ * below gets them as arguments and builds a frozen config from them.
+ */
+import { Command, Option } from "commander";
+import { AIRLOCK_VERSION, AirlockError, coerceError } from "../protocol/index.ts";
+import { repoAddCommand, repoListCommand, executorsCommand, queuesCommand } from "./commands/admin.ts";
+import { demoCommand } from "./commands/demo.ts";
+import { executorRunCommand, executorValidateCommand } from "./commands/executor.ts";
+import { artifactCommand, cancelCommand, listCommand, logsCommand, showCommand, submitCommand } from "./commands/jobs.ts";
+import { serverCommand } from "./commands/server.ts";
+import { apiClient, type CliIO, type ClientFlags } from "./context.ts";
+
+const io: CliIO = { env: process.env, entry: process.argv[1] ?? "", stdout: process.stdout, stderr: process.stderr };
+
+function jobId(value: string): number {
+  const id = Number(value);
+  if (!Number.isInteger(id) || id <= 0) throw new AirlockError("validation", `"${value}" is not a job id`);
+  return id;
+}
+
+/** Options every command that talks to the user API takes. */
+function withClientOptions(command: Command): Command {
+  return command
+    .option("--url <url>", "coordinator URL (env AIRLOCK_URL)", undefined)
+    .option("--token <token>", "API token (env AIRLOCK_TOKEN; default: read from the data dir)")
+    .option("--data <dir>", "local coordinator data dir to find the API token in (env AIRLOCK_DATA)", undefined)
+    .option("--ca <file>", "PEM file of a private CA for https (env AIRLOCK_CA)");
+}
+
+let exitCode = 0;
+async function run(action: () => Promise<number>): Promise<void> {
+  exitCode = await action();
+}
+
+/** Runs a command that talks to the user API, closing the client afterwards. */
+async function withClient(flags: ClientFlags, action: (client: ReturnType<typeof apiClient>) => Promise<number>): Promise<void> {
+  const client = apiClient(flags, io);
+  try {
+    exitCode = await action(client);
+  } finally {
+    await client.close();
+  }
+}
+
+const program = new Command("airlock")
+  .description("Run untrusted code against git repositories, in sandboxes, on machines you control.")
+  .version(AIRLOCK_VERSION)
+  .showHelpAfterError();
+
+program
+  .command("server")
+  .description("run a coordinator: queue, repositories, logs, results, executor API")
+  .option("--listen <host:port>", "address to listen on (env AIRLOCK_LISTEN)", undefined)
+  .option("--data <dir>", "data dir: SQLite file, mirrors, generated tokens (env AIRLOCK_DATA; default ./.airlock)")
+  .option("--executor-token <token>", "shared executor token (env AIRLOCK_EXECUTOR_TOKEN; default: generated into the data dir)")
+  .option("--api-token <token>", "API token (env AIRLOCK_API_TOKEN; default: generated into the data dir)")
+  .option("--tls-cert <file>", "serve https with this certificate (env AIRLOCK_TLS_CERT)")
+  .option("--tls-key <file>", "private key for --tls-cert (env AIRLOCK_TLS_KEY)")
+  .option("--database <url>", "postgres:// URL instead of the embedded SQLite (env AIRLOCK_DATABASE_URL)")
+  .option("--lease-timeout <duration>", "requeue a job after this long without a heartbeat (env AIRLOCK_LEASE_TIMEOUT; default 20s)")
+  .option("--max-dequeue-wait <duration>", "longest a dequeue is held open (env AIRLOCK_MAX_DEQUEUE_WAIT; default 25s)")
+  .option("--max-body-size <size>", "largest JSON request (env AIRLOCK_MAX_BODY_SIZE; default 8m)")
+  .option("--max-log-chunk <size>", "largest log append request (env AIRLOCK_MAX_LOG_CHUNK; default 8m)")
+  .option("--max-artifact-size <size>", "largest artifact (env AIRLOCK_MAX_ARTIFACT_SIZE; default 1g)")
+  .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
+  .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]))
+  .action((flags: Record<string, unknown>) => run(() => serverCommand(flags, io)));
+
+const executor = program.command("executor").description("run or check an executor");
+const executorOptions = (command: Command): Command =>
+  command
+    .option("--url <urls>", "coordinator URL(s), comma-separated for failover (env AIRLOCK_URL; default http://127.0.0.1:7780)")
+    .option("--token <token>", "executor token (env AIRLOCK_EXECUTOR_TOKEN; default: ./.airlock/executor-token)")
+    .option("--ca <file>", "PEM file of a private CA for https (env AIRLOCK_CA)")
+    .option("--queues <names>", "comma-separated queues to serve (env AIRLOCK_QUEUES; default default)")
+    .option("--runtime <name>", "shell, bwrap, docker, gvisor, microvm, or auto (env AIRLOCK_RUNTIME; default auto)")
+    .option("--max-jobs <n>", "jobs run at once (env AIRLOCK_MAX_JOBS; default 1)")
+    .option("--data <dir>", "executor data dir (env AIRLOCK_EXECUTOR_DATA; default ./.airlock-executor)")
+    .option("--workspace-root <dir>", "where job workspaces go (env AIRLOCK_WORKSPACE_ROOT; default <data>/workspaces)")
+    .option("--max-runtime <duration>", "no job runs longer (env AIRLOCK_MAX_RUNTIME; default 30m)")
+    .option("--heartbeat-interval <duration>", "env AIRLOCK_HEARTBEAT_INTERVAL; default 5s")
+    .option("--log-cap <size>", "per-job log cap; head and tail kept beyond it (env AIRLOCK_LOG_CAP; default 64m)")
+    .option("--name <name>", "executor name (env AIRLOCK_EXECUTOR_NAME; default <hostname>-<random>)")
+    .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
+    .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]));
+executorOptions(executor.command("run").description("pull jobs and run them"))
+  .action((flags: Record<string, unknown>) => run(() => executorRunCommand(flags, io)));
+executorOptions(executor.command("validate").description("check the coordinator URL, the token and each runtime"))
+  .action((flags: Record<string, unknown>) => run(() => executorValidateCommand(flags, io)));
+
+withClientOptions(program.command("submit <file>").description("submit a job spec (YAML or JSON; - for stdin); prints the job id last"))
+  .option("-f, --follow", "stream the logs; exit 0 if the job completed, 1 if it failed, 2 otherwise")
+  .action((file: string, flags: ClientFlags & { follow?: boolean }) => withClient(flags, (client) => submitCommand(client, file, Boolean(flags.follow), io)));
+
+const jobs = program.command("jobs").description("list and inspect jobs");
+withClientOptions(jobs.command("list").description("recent jobs, newest first"))
+  .option("--state <state>")
+  .option("--queue <queue>")
+  .option("--repository <name>")
+  .option("--limit <n>")
+  .action((flags: ClientFlags & Record<string, string>) => withClient(flags, (client) => listCommand(client, flags, io)));
+withClientOptions(jobs.command("show <id>").description("a job's state, steps and artifacts"))
+  .option("--json", "print the job as JSON")
+  .action((id: string, flags: ClientFlags & { json?: boolean }) => withClient(flags, (client) => showCommand(client, jobId(id), Boolean(flags.json), io)));
+withClientOptions(jobs.command("logs <id>").description("a job's logs"))
+  .option("-f, --follow", "stream until the job ends")
+  .action((id: string, flags: ClientFlags & { follow?: boolean }) => withClient(flags, (client) => logsCommand(client, jobId(id), Boolean(flags.follow), io)));
+withClientOptions(jobs.command("cancel <id>").description("cancel a queued or running job"))
+  .action((id: string, flags: ClientFlags) => withClient(flags, (client) => cancelCommand(client, jobId(id), io)));
+withClientOptions(jobs.command("diff <id>").description("print the job's diff artifact"))
+  .action((id: string, flags: ClientFlags) => withClient(flags, (client) => artifactCommand(client, jobId(id), "diff", undefined, io)));
+withClientOptions(jobs.command("artifact <id> <name>").description("print (or save with -o) one of the job's artifacts"))
+  .option("-o, --output <file>", "write to a file instead of stdout")
+  .action((id: string, name: string, flags: ClientFlags & { output?: string }) => withClient(flags, (client) => artifactCommand(client, jobId(id), name, flags.output, io)));
+
+const repo = program.command("repo").description("repositories the coordinator serves");
+withClientOptions(repo.command("add <name> <source>").description("mirror a git repository (a path or URL) under NAME"))
+  .action((name: string, source: string, flags: ClientFlags) => withClient(flags, (client) => repoAddCommand(client, name, source, io)));
+withClientOptions(repo.command("list").description("registered repositories"))
+  .action((flags: ClientFlags) => withClient(flags, (client) => repoListCommand(client, io)));
+
+withClientOptions(program.command("executors").description("executors seen by the coordinator"))
+  .action((flags: ClientFlags) => withClient(flags, (client) => executorsCommand(client, io)));
+withClientOptions(program.command("queues").description("queue depths and waits"))
+  .action((flags: ClientFlags) => withClient(flags, (client) => queuesCommand(client, io)));
+
+program
+  .command("demo")
+  .description("start a coordinator and an executor, run sample jobs, show their logs and diffs")
+  .option("--once", "exit after the sample jobs: 0 only if each completed with the expected diff")
+  .option("--data <dir>", "coordinator data dir (default: a new temporary dir)")
+  .option("--listen <host:port>", "coordinator address (default 127.0.0.1:7780, or a free port when that is taken)")
+  .option("--runtime <name>", "executor runtime (default auto: the strongest available)")
+  .action((flags: Record<string, unknown>) => run(() => demoCommand(flags, io)));
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  const failure = coerceError(error);
+  process.stderr.write(`airlock: ${failure.message}\n`);
+  exitCode = failure instanceof AirlockError && failure.code === "validation" ? 2 : 1;
+}
+process.exitCode = exitCode;

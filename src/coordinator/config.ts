@@ -1,0 +1,63 @@
+/** The coordinator's configuration, built once from flags, env and defaults, then frozen. */
+import { resolve } from "node:path";
+import { ConfigSource, parseListen, type Env, type Flags } from "../common/config-source.ts";
+import type { LogLevel } from "../common/logger.ts";
+import { ValidationError } from "../protocol/index.ts";
+
+export interface CoordinatorConfig {
+  host: string;
+  port: number;
+  /** Where the SQLite file, repository mirrors and generated tokens live. */
+  dataDir: string;
+  /** Given tokens; when undefined, one is generated into the data dir on first start. */
+  executorToken: string | undefined;
+  apiToken: string | undefined;
+  tls: { certPath: string; keyPath: string } | undefined;
+  databaseUrl: string | undefined;
+  /** A lease lapses after this long without a heartbeat. */
+  leaseMs: number;
+  /** How often lapsed leases are looked for. */
+  reapIntervalMs: number;
+  /** Longest a dequeue may be held open. */
+  maxDequeueWaitMs: number;
+  /** Limit for JSON request bodies (job specs). */
+  maxBodyBytes: number;
+  /** Limit for one log append request. */
+  maxLogChunkBytes: number;
+  maxArtifactBytes: number;
+  logLevel: LogLevel;
+  logFormat: "text" | "json";
+  /** The host environment git runs with (PATH only). */
+  hostEnv: Readonly<Record<string, string | undefined>>;
+}
+
+export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
+
+export function resolveCoordinatorConfig(flags: Flags, env: Env): Readonly<CoordinatorConfig> {
+  const source = new ConfigSource(flags, env);
+  const { host, port } = parseListen(source.string("listen", "AIRLOCK_LISTEN", "127.0.0.1:7780"));
+  const certPath = source.string("tlsCert", "AIRLOCK_TLS_CERT");
+  const keyPath = source.string("tlsKey", "AIRLOCK_TLS_KEY");
+  if ((certPath === undefined) !== (keyPath === undefined)) {
+    throw new ValidationError("--tls-cert and --tls-key go together: give both or neither", { field: "tlsCert" });
+  }
+  const leaseMs = source.durationMs("leaseTimeout", "AIRLOCK_LEASE_TIMEOUT", "20s");
+  return Object.freeze({
+    host,
+    port,
+    dataDir: resolve(source.string("data", "AIRLOCK_DATA", ".airlock")),
+    executorToken: source.string("executorToken", "AIRLOCK_EXECUTOR_TOKEN"),
+    apiToken: source.string("apiToken", "AIRLOCK_API_TOKEN"),
+    tls: certPath && keyPath ? { certPath: resolve(certPath), keyPath: resolve(keyPath) } : undefined,
+    databaseUrl: source.string("database", "AIRLOCK_DATABASE_URL"),
+    leaseMs,
+    reapIntervalMs: Math.max(100, Math.min(5000, Math.floor(leaseMs / 4))),
+    maxDequeueWaitMs: source.durationMs("maxDequeueWait", "AIRLOCK_MAX_DEQUEUE_WAIT", "25s"),
+    maxBodyBytes: source.sizeBytes("maxBodySize", "AIRLOCK_MAX_BODY_SIZE", "8m"),
+    maxLogChunkBytes: source.sizeBytes("maxLogChunk", "AIRLOCK_MAX_LOG_CHUNK", "8m"),
+    maxArtifactBytes: source.sizeBytes("maxArtifactSize", "AIRLOCK_MAX_ARTIFACT_SIZE", "1g"),
+    logLevel: source.oneOf("logLevel", "AIRLOCK_LOG_LEVEL", LOG_LEVELS, "info"),
+    logFormat: source.oneOf("logFormat", "AIRLOCK_LOG_FORMAT", ["text", "json"] as const, "text"),
+    hostEnv: Object.freeze({ PATH: env.PATH }),
+  });
+}

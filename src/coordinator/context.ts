@@ -1,0 +1,24 @@
+/** What every route module gets: the coordinator's services, built once in server.ts. */
+import type { Clock } from "../common/clock.ts";
+import type { Logger } from "../common/logger.ts";
+import type { Store } from "../store/index.ts";
+import type { CoordinatorConfig } from "./config.ts";
+import type { Auth } from "./http/auth.ts";
+import type { Dispatcher } from "./services/dispatcher.ts";
+import type { JobService } from "./services/jobs.ts";
+import type { CoordinatorMetrics } from "./services/metrics.ts";
+import type { Repositories } from "./services/repositories.ts";
+
+export interface CoordinatorContext {
+  config: Readonly<CoordinatorConfig>;
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  auth: Auth;
+  dispatcher: Dispatcher;
+  repositories: Repositories;
+  jobs: JobService;
+  metrics: CoordinatorMetrics;
+  /** Aborted when the coordinator shuts down (ends long polls and SSE streams). */
+  shutdown: AbortSignal;
+}

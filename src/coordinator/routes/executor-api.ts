@@ -1,0 +1,153 @@
+/** The executor API: dequeue (long poll), heartbeat, and the job-scoped writes of one attempt. */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { pipeline, Transform } from "node:stream";
+import { z } from "zod";
+import {
+  AIRLOCK_VERSION,
+  ArtifactName,
+  DequeueRequest,
+  FinishRequest,
+  HeartbeatRequest,
+  PayloadTooLargeError,
+  StepFinishRequest,
+  validationErrorFrom,
+  type AttemptOutcome,
+  type HeartbeatResponse,
+  type JobPayload,
+  type LogAppendResponse,
+} from "../../protocol/index.ts";
+import type { CoordinatorContext } from "../context.ts";
+
+const JobParams = z.object({ id: z.coerce.number().int().positive() });
+const EntryParams = JobParams.extend({ key: z.string().min(1).max(64) });
+const AppendQuery = z.object({ offset: z.coerce.number().int().min(0) });
+
+export function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw validationErrorFrom(result.error, what);
+  return result.data;
+}
+
+/** Aborts when the client goes away, so a held dequeue or stream stops working for nobody. */
+export function clientGone(reply: FastifyReply, shutdown: AbortSignal): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.on("close", () => controller.abort());
+  return AbortSignal.any([controller.signal, shutdown]);
+}
+
+export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorContext): void {
+  const { auth, store, clock, jobs, config } = ctx;
+
+  app.get("/.executors/auth-check", async (request) => {
+    auth.requireExecutor(request);
+    return { ok: true, version: AIRLOCK_VERSION, leaseMs: config.leaseMs };
+  });
+
+  app.post("/.executors/dequeue", async (request, reply) => {
+    auth.requireExecutor(request);
+    const body = parse(DequeueRequest, request.body, "invalid dequeue request");
+    const signal = clientGone(reply, ctx.shutdown);
+    const claimed = await ctx.dispatcher.dequeue(body, Math.min(body.waitMs, config.maxDequeueWaitMs), signal);
+    if (!claimed) return reply.status(204).send();
+    const { job, token } = claimed;
+    if (reply.raw.destroyed) {
+      // The executor left while we claimed: hand the job back rather than wait out its lease.
+      const ref = { jobId: job.id, attempt: job.attempt, repository: job.repository, executorName: body.executorName };
+      await jobs.finishAttempt(ref, "errored", "executor disconnected before it received the job");
+      return reply;
+    }
+    ctx.metrics.queueWait.observe({ queue: job.queue }, Math.max(0, (job.startedAt ?? clock.now()) - job.queuedAt) / 1000);
+    ctx.logger.info("job dequeued", { jobId: job.id, attempt: job.attempt, executor: body.executorName });
+    const payload: JobPayload = {
+      id: job.id,
+      attempt: job.attempt,
+      token,
+      queue: job.queue,
+      spec: job.spec,
+      repository:
+        job.repository && job.commit ? { name: job.repository, commit: job.commit, gitPath: `/.executors/git/${job.repository}` } : null,
+      leaseMs: config.leaseMs,
+    };
+    return payload;
+  });
+
+  app.post("/.executors/heartbeat", async (request): Promise<HeartbeatResponse> => {
+    auth.requireExecutor(request);
+    const body = parse(HeartbeatRequest, request.body, "invalid heartbeat");
+    return store.jobs.heartbeat(body, body.jobIds, config.leaseMs, clock.now());
+  });
+
+  app.post("/.executors/jobs/:id/steps/:key/start", async (request) => {
+    const { id, key } = parse(EntryParams, request.params, "invalid path");
+    const ref = await auth.requireJob(request, { jobId: id });
+    await jobs.startEntry(ref, key);
+    return { ok: true };
+  });
+
+  app.post("/.executors/jobs/:id/steps/:key/finish", async (request) => {
+    const { id, key } = parse(EntryParams, request.params, "invalid path");
+    const ref = await auth.requireJob(request, { jobId: id });
+    const body = parse(StepFinishRequest, request.body, "invalid step result");
+    await jobs.finishEntry(ref, key, body);
+    return { ok: true };
+  });
+
+  const outcomes: [string, AttemptOutcome][] = [
+    ["complete", "completed"],
+    ["fail", "failed"],
+    ["error", "errored"],
+  ];
+  for (const [route, outcome] of outcomes) {
+    app.post(`/.executors/jobs/:id/${route}`, async (request) => {
+      const { id } = parse(JobParams, request.params, "invalid path");
+      const ref = await auth.requireJob(request, { jobId: id });
+      const body = parse(FinishRequest, request.body ?? {}, "invalid finish request");
+      const job = await jobs.finishAttempt(ref, outcome, body.message ?? null);
+      return { state: job.state };
+    });
+  }
+
+  // Raw bodies: log bytes are buffered (bounded), artifacts stream straight into the store.
+  app.register(async (scoped) => {
+    scoped.addContentTypeParser("application/octet-stream", { parseAs: "buffer", bodyLimit: config.maxLogChunkBytes }, (_request, body, done) => {
+      done(null, body);
+    });
+    scoped.post("/.executors/jobs/:id/logs/:key", async (request): Promise<LogAppendResponse> => {
+      const { id, key } = parse(EntryParams, request.params, "invalid path");
+      const { offset } = parse(AppendQuery, request.query, "invalid query");
+      const ref = await auth.requireJob(request, { jobId: id });
+      const data = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+      return ctx.store.outputs.appendLog(ref, key, offset, data, clock.now());
+    });
+  });
+
+  app.register(async (scoped) => {
+    scoped.addContentTypeParser("application/octet-stream", (_request, payload, done) => {
+      done(null, payload);
+    });
+    scoped.put("/.executors/jobs/:id/artifacts/*", async (request: FastifyRequest) => {
+      const { id } = parse(JobParams, request.params, "invalid path");
+      const name = parse(ArtifactName, (request.params as Record<string, string>)["*"], "invalid artifact name");
+      const ref = await auth.requireJob(request, { jobId: id });
+      const body = request.body as NodeJS.ReadableStream | undefined;
+      if (!body || typeof (body as { pipe?: unknown }).pipe !== "function") return ctx.store.outputs.putArtifact(ref, name, emptyStream(), clock.now());
+      const limited = byteLimit(config.maxArtifactBytes);
+      pipeline(body, limited, () => undefined);
+      return ctx.store.outputs.putArtifact(ref, name, limited, clock.now());
+    });
+  });
+}
+
+async function* emptyStream(): AsyncIterable<Uint8Array> {}
+
+/** Passes bytes through until `limit`, then fails the stream with a 413. */
+function byteLimit(limit: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.byteLength;
+      if (seen > limit) callback(new PayloadTooLargeError(`artifact is larger than the limit of ${limit} bytes`));
+      else callback(null, chunk);
+    },
+  });
+}

@@ -1,0 +1,82 @@
+/** Starts a coordinator: store, services, HTTP app, lease reaper. Used by `airlock server` and the demo. */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { systemClock, type Clock } from "../common/clock.ts";
+import type { Logger } from "../common/logger.ts";
+import { ensureToken } from "../common/token-files.ts";
+import { openStore, type Store } from "../store/index.ts";
+import { buildApp } from "./app.ts";
+import type { CoordinatorConfig } from "./config.ts";
+import type { CoordinatorContext } from "./context.ts";
+import { Auth } from "./http/auth.ts";
+import { Dispatcher } from "./services/dispatcher.ts";
+import { JobService } from "./services/jobs.ts";
+import { LeaseReaper } from "./services/lease-reaper.ts";
+import { CoordinatorMetrics } from "./services/metrics.ts";
+import { Repositories } from "./services/repositories.ts";
+
+export interface RunningCoordinator {
+  /** Base URL executors and the CLI use, e.g. "http://127.0.0.1:7780". */
+  url: string;
+  executorToken: string;
+  apiToken: string;
+  /** Where generated tokens were written (undefined for tokens that were given). */
+  tokenFiles: { executor: string | undefined; api: string | undefined };
+  store: Store;
+  close(): Promise<void>;
+}
+
+export async function startCoordinator(config: Readonly<CoordinatorConfig>, logger: Logger, clock: Clock = systemClock): Promise<RunningCoordinator> {
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const executorToken = ensureToken(config.dataDir, "executor", config.executorToken);
+  const apiToken = ensureToken(config.dataDir, "api", config.apiToken);
+  const store = await openStore({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, "airlock.db") });
+  const shutdown = new AbortController();
+  const metrics = new CoordinatorMetrics(store, clock, config.leaseMs);
+  const repositories = new Repositories({ store, dataDir: config.dataDir, hostEnv: config.hostEnv, clock, logger: logger.child({ scope: "repositories" }) });
+  const ctx: CoordinatorContext = {
+    config,
+    store,
+    clock,
+    logger,
+    auth: new Auth({ executorToken: executorToken.token, apiToken: apiToken.token, store }),
+    dispatcher: new Dispatcher({ store, clock, leaseMs: config.leaseMs, logger }),
+    repositories,
+    jobs: new JobService({ store, clock, logger, repositories, metrics }),
+    metrics,
+    shutdown: shutdown.signal,
+  };
+  const reaper = new LeaseReaper({
+    store,
+    clock,
+    logger: logger.child({ scope: "reaper" }),
+    intervalMs: config.reapIntervalMs,
+    leaseMs: config.leaseMs,
+    onReaped: () => metrics.leasesExpired.inc(),
+  });
+  const app = buildApp(ctx);
+  await app.listen({ host: config.host, port: config.port });
+  reaper.start();
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : config.port;
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host === "0.0.0.0" ? "127.0.0.1" : config.host;
+  const url = `${config.tls ? "https" : "http"}://${host}:${port}`;
+  logger.info("coordinator listening", { url, dataDir: config.dataDir });
+  let closed = false;
+  return {
+    url,
+    executorToken: executorToken.token,
+    apiToken: apiToken.token,
+    tokenFiles: { executor: executorToken.path, api: apiToken.path },
+    store,
+    async close() {
+      if (closed) return;
+      closed = true;
+      shutdown.abort();
+      ctx.dispatcher.close();
+      await reaper.stop();
+      await app.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,69 @@
+/** The executor's configuration, built once from flags, env and defaults, then frozen. */
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { resolve } from "node:path";
+import { ConfigSource, type Env, type Flags } from "../common/config-source.ts";
+import type { LogLevel } from "../common/logger.ts";
+import { readTokenFile } from "../common/token-files.ts";
+import { QueueName, ValidationError } from "../protocol/index.ts";
+
+export interface ExecutorConfig {
+  /** Coordinator URLs; the first is used until it cannot be reached, then the next. */
+  urls: string[];
+  token: string;
+  /** PEM file of a private CA that signed the coordinator's certificate. */
+  caPath: string | undefined;
+  queues: string[];
+  /** A runtime name, or "auto" for the strongest usable one. */
+  runtime: string;
+  maxJobs: number;
+  dataDir: string;
+  workspaceRoot: string;
+  /** No job runs longer than this, whatever its own timeout says. */
+  maxRuntimeMs: number;
+  heartbeatIntervalMs: number;
+  /** Per-job log cap; beyond it, head and tail are kept and the gap is stated. */
+  logCapBytes: number;
+  /** Executor name: hostname plus a random suffix, new at every start. */
+  name: string;
+  logLevel: LogLevel;
+  logFormat: "text" | "json";
+  hostPath: string;
+}
+
+export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<ExecutorConfig> {
+  const source = new ConfigSource(flags, env);
+  const urls = source.list("url", "AIRLOCK_URL", ["http://127.0.0.1:7780"]);
+  for (const url of urls) {
+    if (!/^https?:\/\/[^/]+/.test(url)) throw new ValidationError(`--url: "${url}" is not an http(s) URL`, { field: "url" });
+  }
+  const coordinatorData = resolve(source.string("coordinatorData", "AIRLOCK_DATA", ".airlock"));
+  const token = source.string("token", "AIRLOCK_EXECUTOR_TOKEN") ?? readTokenFile(coordinatorData, "executor");
+  if (!token) {
+    throw new ValidationError(`no executor token: pass --token or AIRLOCK_EXECUTOR_TOKEN (a local coordinator keeps one in ${coordinatorData}/executor-token)`, {
+      field: "token",
+    });
+  }
+  const queues = source.list("queues", "AIRLOCK_QUEUES", ["default"]);
+  for (const queue of queues) {
+    if (!QueueName.safeParse(queue).success) throw new ValidationError(`--queues: "${queue}" is not a queue name`, { field: "queues" });
+  }
+  const dataDir = resolve(source.string("data", "AIRLOCK_EXECUTOR_DATA", ".airlock-executor"));
+  return Object.freeze({
+    urls,
+    token,
+    caPath: source.string("ca", "AIRLOCK_CA"),
+    queues,
+    runtime: source.string("runtime", "AIRLOCK_RUNTIME", "auto"),
+    maxJobs: source.integer("maxJobs", "AIRLOCK_MAX_JOBS", 1, 1, 256),
+    dataDir,
+    workspaceRoot: resolve(source.string("workspaceRoot", "AIRLOCK_WORKSPACE_ROOT", resolve(dataDir, "workspaces"))),
+    maxRuntimeMs: source.durationMs("maxRuntime", "AIRLOCK_MAX_RUNTIME", "30m"),
+    heartbeatIntervalMs: source.durationMs("heartbeatInterval", "AIRLOCK_HEARTBEAT_INTERVAL", "5s"),
+    logCapBytes: source.sizeBytes("logCap", "AIRLOCK_LOG_CAP", "64m"),
+    name: source.string("name", "AIRLOCK_EXECUTOR_NAME", `${hostname()}-${randomBytes(4).toString("hex")}`),
+    logLevel: source.oneOf("logLevel", "AIRLOCK_LOG_LEVEL", ["debug", "info", "warn", "error", "silent"] as const, "info"),
+    logFormat: source.oneOf("logFormat", "AIRLOCK_LOG_FORMAT", ["text", "json"] as const, "text"),
+    hostPath: env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+  });
+}

@@ -1,0 +1,161 @@
+/**
+ * The executor's main loop: long-poll for jobs while a slot is free, run up to `maxJobs` at once,
+ * heartbeat for all of them.
+ *
+ * States: RUNNING -(drain)-> DRAINING -(last job ends)-> STOPPED.
+ *   RUNNING   dequeues whenever fewer than maxJobs jobs run; each dequeue is held open by the
+ *             coordinator until a job arrives, so no poll interval delays pickup.
+ *   DRAINING  the in-flight dequeue is aborted and no new one starts; running jobs finish.
+ *             `cancelAll` stops them instead (reported as errored, to be retried elsewhere).
+ * Heartbeats: every interval, the ids of running jobs go to the coordinator; a job missing from
+ * `knownIds` was reset or reassigned and is stopped without a report; `cancelIds` are stopped as
+ * canceled. Only ids that were in the request are judged, so a job dequeued meanwhile is safe.
+ */
+import { readdir, rm } from "node:fs/promises";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import type { Clock } from "../common/clock.ts";
+import type { Logger } from "../common/logger.ts";
+import { AIRLOCK_VERSION, ISOLATION_LEVELS, isolationRank, type ExecutorIdentity, type Isolation } from "../protocol/index.ts";
+import type { Runtime } from "../runtimes/index.ts";
+import type { CoordinatorClient } from "./client.ts";
+import type { ExecutorConfig } from "./config.ts";
+import { JobRun } from "./job-runner.ts";
+
+export type ExecutorState = "running" | "draining" | "stopped";
+
+export class Executor {
+  private readonly config: Readonly<ExecutorConfig>;
+  private readonly client: CoordinatorClient;
+  private readonly runtime: Runtime;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly running = new Map<number, JobRun>();
+  private readonly dequeueAbort = new AbortController();
+  private state: ExecutorState = "running";
+  private slotFreed: () => void = () => undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private loop: Promise<void> | undefined;
+  readonly identity: ExecutorIdentity;
+
+  constructor(options: { config: Readonly<ExecutorConfig>; client: CoordinatorClient; runtime: Runtime; logger: Logger; clock: Clock }) {
+    this.config = options.config;
+    this.client = options.client;
+    this.runtime = options.runtime;
+    this.clock = options.clock;
+    this.logger = options.logger.child({ executor: options.config.name });
+    const offered: Isolation[] = ISOLATION_LEVELS.filter((level) => isolationRank(level) <= isolationRank(this.runtime.isolation));
+    this.identity = {
+      executorName: this.config.name,
+      hostname: hostname(),
+      version: AIRLOCK_VERSION,
+      runtime: this.runtime.name,
+      isolation: offered,
+      queues: this.config.queues,
+    };
+  }
+
+  get runningJobIds(): number[] {
+    return [...this.running.keys()];
+  }
+
+  /** Cleans up after dead executors of this host, then starts heartbeating and dequeuing. */
+  async start(): Promise<void> {
+    await this.reapLeftovers();
+    await this.heartbeat();
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeatIntervalMs);
+    this.loop = this.pollLoop();
+    this.logger.info("executor started", { runtime: this.runtime.name, queues: this.config.queues, maxJobs: this.config.maxJobs, url: this.client.currentUrl });
+  }
+
+  private async reapLeftovers(): Promise<void> {
+    const reaped = (await this.runtime.reapLeftovers?.()) ?? 0;
+    if (reaped > 0) this.logger.warn("removed leftovers of a dead executor", { runtime: this.runtime.name, count: reaped });
+    const entries = await readdir(this.config.workspaceRoot).catch(() => [] as string[]);
+    for (const entry of entries) {
+      if (entry.startsWith("job-")) await rm(join(this.config.workspaceRoot, entry), { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  private async pollLoop(): Promise<void> {
+    let backoff = 250;
+    while (this.state === "running") {
+      if (this.running.size >= this.config.maxJobs) {
+        await new Promise<void>((resolve) => {
+          this.slotFreed = resolve;
+        });
+        continue;
+      }
+      try {
+        const job = await this.client.dequeue({ ...this.identity, waitMs: 25_000 }, this.dequeueAbort.signal);
+        backoff = 250;
+        if (!job) continue;
+        if (this.state !== "running") {
+          await this.client.forJob(job).finish("errored", "executor shutting down").catch(() => undefined);
+          break;
+        }
+        this.launch(job);
+      } catch (error) {
+        if (this.state !== "running") break;
+        this.logger.warn("dequeue failed", { error: String(error), url: this.client.currentUrl });
+        await this.clock.sleep(backoff, this.dequeueAbort.signal).catch(() => undefined);
+        backoff = Math.min(backoff * 2, 10_000);
+      }
+    }
+  }
+
+  private launch(job: JobRun["job"]): void {
+    const run = new JobRun(job, { client: this.client, runtime: this.runtime, config: this.config, logger: this.logger });
+    this.running.set(job.id, run);
+    void run
+      .run()
+      .catch((error: unknown) => this.logger.error("job run crashed", { jobId: job.id, error: String(error) }))
+      .finally(() => {
+        this.running.delete(job.id);
+        this.slotFreed();
+      });
+  }
+
+  async heartbeat(): Promise<void> {
+    const sent = this.runningJobIds;
+    try {
+      const reply = await this.client.heartbeat({ ...this.identity, jobIds: sent });
+      const known = new Set(reply.knownIds);
+      for (const id of sent) {
+        if (!known.has(id)) this.running.get(id)?.stop({ kind: "lease-lost" });
+      }
+      for (const id of reply.cancelIds) this.running.get(id)?.stop({ kind: "canceled" });
+    } catch (error) {
+      this.logger.warn("heartbeat failed", { error: String(error), url: this.client.currentUrl });
+    }
+  }
+
+  /** Stops dequeuing and waits for running jobs to finish. */
+  async drain(): Promise<void> {
+    if (this.state === "running") {
+      this.state = "draining";
+      this.dequeueAbort.abort();
+      this.slotFreed();
+      this.logger.info("draining: no new jobs; waiting for running ones", { running: this.runningJobIds });
+    }
+    await this.loop;
+    while (this.running.size > 0) {
+      await new Promise<void>((resolve) => {
+        this.slotFreed = resolve;
+      });
+    }
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.state = "stopped";
+  }
+
+  /** Stops running jobs now; they are reported errored so another executor retries them. */
+  cancelAll(): void {
+    for (const run of this.running.values()) run.stop({ kind: "shutdown" });
+  }
+
+  async close(): Promise<void> {
+    this.cancelAll();
+    await this.drain();
+    await this.client.close();
+  }
+}

@@ -1,0 +1,273 @@
+/**
+ * Runs one attempt of one job: prepare the workspace, build the sandbox, run the steps in order,
+ * collect outputs, report how it ended, clean up.
+ *
+ * States: PREPARING -> RUNNING(step i) -> FINALIZING -> REPORTING -> DONE. `stop(reason)` aborts
+ * the attempt from any state; the reason decides the report:
+ *   canceled     -> "failed" (the coordinator records it as canceled)
+ *   job-timeout  -> "failed" with the timeout named (the job's own limit)
+ *   shutdown     -> "errored" (infrastructure; retried elsewhere)
+ *   lease-lost   -> nothing (the attempt is no longer ours to report)
+ */
+import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "../common/logger.ts";
+import { AirlockError, coerceError, formatDuration, LeaseLostError, StepFailedError, UnavailableError, type AttemptOutcome, type JobPayload, type StepSpec } from "../protocol/index.ts";
+import { sandboxLabels, stepScript, type Runtime, type Sandbox, type StepOutcome } from "../runtimes/index.ts";
+import type { CoordinatorClient, JobClient } from "./client.ts";
+import type { ExecutorConfig } from "./config.ts";
+import { LogShipper, type EntryStream } from "./log-shipper.ts";
+import { collectOutputs } from "./outputs.ts";
+import { jobDirs, prepareWorkspace, WorkspaceRefusal, type JobDirs } from "./workspace.ts";
+
+export type StopReason = { kind: "canceled" } | { kind: "lease-lost" } | { kind: "job-timeout"; ms: number } | { kind: "shutdown" };
+
+interface StepTimeout {
+  kind: "step-timeout";
+  ms: number;
+}
+
+export interface JobRunDeps {
+  client: CoordinatorClient;
+  runtime: Runtime;
+  config: Readonly<ExecutorConfig>;
+  logger: Logger;
+}
+
+/** Retries a control call (step start/finish, final report) through coordinator outages. */
+async function persist<T>(call: () => Promise<T>, logger: Logger, what: string, giveUpMs = 10 * 60_000): Promise<T> {
+  const started = Date.now();
+  let delay = 200;
+  for (;;) {
+    try {
+      return await call();
+    } catch (error) {
+      const retryable = error instanceof UnavailableError || (error instanceof AirlockError && error.status >= 500 && error.code !== "sandbox");
+      if (!retryable || Date.now() - started > giveUpMs) throw error;
+      logger.warn(`${what} failed; retrying`, { error: String(error) });
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 5000);
+    }
+  }
+}
+
+export class JobRun {
+  readonly job: JobPayload;
+  private readonly deps: JobRunDeps;
+  private readonly abort = new AbortController();
+  private readonly jobClient: JobClient;
+  private readonly logger: Logger;
+  private readonly shipper: LogShipper;
+  private readonly secrets: string[];
+
+  constructor(job: JobPayload, deps: JobRunDeps) {
+    this.job = job;
+    this.deps = deps;
+    this.jobClient = deps.client.forJob(job);
+    this.logger = deps.logger.child({ jobId: job.id, attempt: job.attempt });
+    this.secrets = [...Object.values(job.spec.secrets), job.token, deps.config.token];
+    this.shipper = new LogShipper(this.jobClient, {
+      secrets: this.secrets,
+      capBytes: deps.config.logCapBytes,
+      lingerMs: 20,
+      batchBytes: 256 * 1024,
+      maxRequestBytes: 4 * 1024 * 1024,
+      giveUpMs: 10 * 60_000,
+      logger: this.logger,
+      onCancel: () => this.stop({ kind: "canceled" }),
+      onLeaseLost: () => this.stop({ kind: "lease-lost" }),
+    });
+  }
+
+  get stopReason(): StopReason | undefined {
+    return this.abort.signal.aborted ? (this.abort.signal.reason as StopReason) : undefined;
+  }
+
+  stop(reason: StopReason): void {
+    if (this.abort.signal.aborted) return;
+    this.logger.info("stopping job", { reason: reason.kind });
+    this.abort.abort(reason);
+  }
+
+  async run(): Promise<void> {
+    const { config, runtime } = this.deps;
+    const timeoutMs = Math.min(this.job.spec.timeoutMs, config.maxRuntimeMs);
+    const timer = setTimeout(() => this.stop({ kind: "job-timeout", ms: timeoutMs }), timeoutMs);
+    const dirs = jobDirs(join(config.workspaceRoot, `job-${this.job.id}-${this.job.attempt}-${randomBytes(3).toString("hex")}`));
+    let sandbox: Sandbox | undefined;
+    let result: { outcome: AttemptOutcome; message?: string };
+    this.logger.info("job started", { runtime: runtime.name, steps: this.job.spec.steps.length });
+    try {
+      await this.entry("prepare", async (log) => {
+        await prepareWorkspace(this.job, dirs, this.jobClient, log, { hostPath: config.hostPath, caPath: config.caPath, signal: this.abort.signal });
+        sandbox = await this.createSandbox(dirs, log);
+      });
+      const failure = await this.runSteps(sandbox as Sandbox);
+      await sandbox?.destroy();
+      sandbox = undefined;
+      if (failure) {
+        result = { outcome: "failed", message: failure };
+      } else {
+        this.throwIfStopped();
+        if (this.job.spec.outputs.diff || this.job.spec.outputs.paths.length > 0) {
+          await this.entry("finalize", (log) => collectOutputs(this.job, dirs, this.jobClient, log, { hostPath: config.hostPath, secrets: this.secrets }));
+        }
+        result = { outcome: "completed" };
+      }
+    } catch (error) {
+      result = this.classify(error);
+    } finally {
+      clearTimeout(timer);
+      await sandbox?.destroy().catch((error: unknown) => this.logger.error("sandbox destroy failed", { error: String(error) }));
+      await this.shipper.closeAll();
+      await rm(dirs.root, { recursive: true, force: true }).catch((error: unknown) => this.logger.warn("workspace cleanup failed", { error: String(error) }));
+    }
+    await this.report(this.overrideByStop(result));
+  }
+
+  private async createSandbox(dirs: JobDirs, log: EntryStream): Promise<Sandbox> {
+    const { runtime, config } = this.deps;
+    const started = Date.now();
+    const sandbox = await runtime.createSandbox(
+      {
+        jobId: this.job.id,
+        attempt: this.job.attempt,
+        executorName: config.name,
+        workspace: dirs.workspace,
+        scratchDir: dirs.scratch,
+        resources: this.job.spec.resources,
+        labels: sandboxLabels(config.name, this.job.id, this.job.attempt),
+        registryAuth: this.job.spec.registryAuth,
+        logger: this.logger,
+      },
+      this.abort.signal,
+    );
+    log.write(`sandbox ${sandbox.id} ready (runtime ${runtime.name}, isolation ${runtime.isolation}, ${Date.now() - started} ms)\n`);
+    return sandbox;
+  }
+
+  /** Runs the steps in order; returns a failure message, or undefined when all succeeded. */
+  private async runSteps(sandbox: Sandbox): Promise<string | undefined> {
+    for (const step of this.job.spec.steps) {
+      this.throwIfStopped();
+      const failure = await this.runStep(sandbox, step);
+      if (failure) return failure;
+    }
+    return undefined;
+  }
+
+  private async runStep(sandbox: Sandbox, step: StepSpec): Promise<string | undefined> {
+    await persist(() => this.jobClient.startStep(step.key), this.logger, "step start");
+    const log = this.shipper.entry(step.key);
+    const stepAbort = new AbortController();
+    const forward = (): void => stepAbort.abort(this.abort.signal.reason);
+    this.abort.signal.addEventListener("abort", forward, { once: true });
+    const stepTimeoutMs = step.timeoutMs;
+    const timer = stepTimeoutMs ? setTimeout(() => stepAbort.abort({ kind: "step-timeout", ms: stepTimeoutMs } satisfies StepTimeout), stepTimeoutMs) : undefined;
+    const started = Date.now();
+    const env = {
+      CI: "true",
+      AIRLOCK: "true",
+      AIRLOCK_JOB_ID: String(this.job.id),
+      AIRLOCK_ATTEMPT: String(this.job.attempt),
+      AIRLOCK_STEP: step.key,
+      ...step.env,
+      ...this.job.spec.secrets,
+    };
+    let outcome: StepOutcome;
+    try {
+      outcome = await sandbox.exec({ step, env, script: stepScript(step.commands) }, { write: (chunk) => log.write(chunk) }, stepAbort.signal);
+    } catch (error) {
+      outcome = { exitCode: null, message: `sandbox failed to run the step: ${coerceError(error).message}` };
+    } finally {
+      clearTimeout(timer);
+      this.abort.signal.removeEventListener("abort", forward);
+    }
+    const durationMs = Date.now() - started;
+    const ok = outcome.exitCode === 0 && !stepAbort.signal.aborted;
+    const message = ok ? undefined : this.describeStepEnd(step, outcome, stepAbort.signal.reason as StopReason | StepTimeout | undefined);
+    if (message) log.write(`\n[airlock] ${message}\n`);
+    await log.end();
+    await persist(
+      () => this.jobClient.finishStep(step.key, { exitCode: outcome.exitCode, durationMs, state: ok ? "completed" : "failed", ...(message ? { message } : {}) }),
+      this.logger,
+      "step finish",
+    ).catch((error: unknown) => {
+      if (!(error instanceof LeaseLostError)) throw error;
+    });
+    return message;
+  }
+
+  private describeStepEnd(step: StepSpec, outcome: StepOutcome, reason: StopReason | StepTimeout | undefined): string {
+    if (reason?.kind === "step-timeout") return `step ${step.key} hit its timeout of ${formatDuration(reason.ms)} and was killed`;
+    if (reason?.kind === "job-timeout") return `job hit its timeout of ${formatDuration(reason.ms)}; step ${step.key} was killed`;
+    if (reason?.kind === "canceled") return `job canceled; step ${step.key} was killed`;
+    if (reason?.kind === "shutdown") return `executor shutting down; step ${step.key} was killed`;
+    if (reason?.kind === "lease-lost") return `this attempt lost its lease; step ${step.key} was killed`;
+    if (outcome.message) return `step ${step.key}: ${outcome.message}`;
+    return `step ${step.key} exited with code ${outcome.exitCode ?? "(none)"}`;
+  }
+
+  /** Runs one executor-owned log entry (prepare, finalize) with start/finish reports around it. */
+  private async entry(key: string, body: (log: EntryStream) => Promise<void>): Promise<void> {
+    await persist(() => this.jobClient.startStep(key), this.logger, `${key} start`);
+    const log = this.shipper.entry(key);
+    const started = Date.now();
+    let failed: Error | undefined;
+    try {
+      await body(log);
+    } catch (error) {
+      failed = coerceError(error);
+      log.write(`\n[airlock] ${key} failed: ${failed.message}\n`);
+      throw error;
+    } finally {
+      await log.end();
+      await persist(
+        () => this.jobClient.finishStep(key, { exitCode: failed ? 1 : 0, durationMs: Date.now() - started, state: failed ? "failed" : "completed", ...(failed ? { message: failed.message.slice(0, 4000) } : {}) }),
+        this.logger,
+        `${key} finish`,
+      ).catch((error: unknown) => this.logger.warn(`${key} finish not recorded`, { error: String(error) }));
+    }
+  }
+
+  private throwIfStopped(): void {
+    if (this.abort.signal.aborted) throw new Error("stopped");
+  }
+
+  private classify(error: unknown): { outcome: AttemptOutcome; message: string } {
+    const failure = coerceError(error);
+    if (failure instanceof WorkspaceRefusal || failure instanceof StepFailedError) return { outcome: "failed", message: failure.message };
+    if (failure instanceof LeaseLostError) this.stop({ kind: "lease-lost" });
+    this.logger.error("job errored", { error: failure.message });
+    return { outcome: "errored", message: failure.message };
+  }
+
+  private overrideByStop(result: { outcome: AttemptOutcome; message?: string }): { outcome: AttemptOutcome; message?: string } | undefined {
+    const reason = this.stopReason;
+    if (!reason) return result;
+    switch (reason.kind) {
+      case "lease-lost":
+        return undefined;
+      case "canceled":
+        return { outcome: "failed", message: "canceled" };
+      case "shutdown":
+        return { outcome: "errored", message: "the executor shut down while the job was running" };
+      case "job-timeout":
+        return { outcome: "failed", message: `job hit its timeout of ${formatDuration(reason.ms)}` };
+    }
+  }
+
+  private async report(result: { outcome: AttemptOutcome; message?: string } | undefined): Promise<void> {
+    if (!result) {
+      this.logger.warn("attempt abandoned: its lease is gone");
+      return;
+    }
+    try {
+      await persist(() => this.jobClient.finish(result.outcome, result.message), this.logger, "job report");
+      this.logger.info("job finished", { outcome: result.outcome, message: result.message });
+    } catch (error) {
+      this.logger.warn("job outcome not recorded", { outcome: result.outcome, error: String(error) });
+    }
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * The job spec: what a user submits (YAML or JSON). `JobSpecInput` is what users write;
+ * `JobSpec` is the same after parsing, with defaults filled and units converted
+ * (durations in ms, sizes in bytes). The coordinator stores the parsed form.
+ */
+import { z } from "zod";
+import { WorkspaceFilePath, WorkspacePath } from "./paths.ts";
+import { DurationMs, SizeBytes } from "./units.ts";
+
+/** Isolation levels from weakest to strongest; a job names the least it accepts. */
+export const ISOLATION_LEVELS = ["none", "namespace", "container", "gvisor", "vm"] as const;
+export const Isolation = z.enum(ISOLATION_LEVELS);
+export type Isolation = z.infer<typeof Isolation>;
+
+export function isolationRank(level: Isolation): number {
+  return ISOLATION_LEVELS.indexOf(level);
+}
+
+/** Keys and names that end up in URLs, file names and log headers. */
+export const Identifier = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit");
+
+export const QueueName = Identifier;
+
+/** Repository names may have path segments ("acme/web"), each an Identifier. */
+export const RepositoryName = z
+  .string()
+  .max(200)
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/,
+    "must be segments of letters, digits, '.', '_' or '-' separated by '/'",
+  )
+  .refine((name) => !name.split("/").some((part) => part === ".." || part.endsWith(".git")), {
+    message: "segments may not be '..' or end in '.git'",
+  });
+
+export const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a valid environment variable name");
+
+/** Log entry keys that the executor uses itself; steps may not take them. */
+export const RESERVED_ENTRY_KEYS = ["prepare", "finalize"] as const;
+
+/**
+ * The normalized spec: units converted, defaults filled, step keys assigned. This is what the
+ * coordinator stores and what executors receive; parsing it again yields the same value.
+ */
+export const StepSpec = z.strictObject({
+  key: Identifier,
+  image: z.string().min(1).max(512).optional(),
+  commands: z.array(z.string()).min(1),
+  dir: WorkspacePath,
+  env: z.record(EnvName, z.string()),
+  timeoutMs: z.number().int().positive().optional(),
+});
+export type StepSpec = z.infer<typeof StepSpec>;
+
+export const FileSpec = z.strictObject({
+  content: z.string(),
+  encoding: z.enum(["utf8", "base64"]).default("utf8"),
+  mode: z.number().int().min(0).max(0o777).optional(),
+});
+
+export const ResourceLimits = z.strictObject({
+  cpus: z.number().positive().max(1024).optional(),
+  memoryBytes: z.number().int().positive().optional(),
+  pids: z.number().int().min(8).max(1_000_000).optional(),
+  diskBytes: z.number().int().positive().optional(),
+});
+export type ResourceLimits = z.infer<typeof ResourceLimits>;
+
+export const RegistryAuth = z.strictObject({
+  username: z.string(),
+  password: z.string(),
+});
+
+const MAX_FILES = 1000;
+
+const FilesSchema = z.record(z.string(), FileSpec).superRefine((files, ctx) => {
+  const names = Object.keys(files);
+  if (names.length > MAX_FILES) ctx.addIssue({ code: "custom", message: `at most ${MAX_FILES} files` });
+  for (const name of names) {
+    const parsed = WorkspaceFilePath.safeParse(name);
+    if (!parsed.success) ctx.addIssue({ code: "custom", path: [name], message: parsed.error.issues[0]?.message ?? "bad path" });
+  }
+});
+
+export const JobSpec = z.strictObject({
+  queue: QueueName,
+  repository: RepositoryName.optional(),
+  commit: z.string().min(1).max(256).optional(),
+  shallowClone: z.boolean(),
+  fetchTags: z.boolean(),
+  sparseCheckout: z.array(z.string().min(1).max(1024)).max(1000).optional(),
+  files: FilesSchema,
+  steps: z.array(StepSpec).min(1, "a job needs at least one step").max(100),
+  secrets: z.record(EnvName, z.string().min(1)),
+  resources: ResourceLimits,
+  timeoutMs: z.number().int().positive(),
+  isolation: Isolation,
+  outputs: z.strictObject({ diff: z.boolean(), paths: z.array(WorkspaceFilePath).max(100) }),
+  maxAttempts: z.number().int().min(1).max(10),
+  /** Registry credentials by registry host, for runtimes that pull images. */
+  registryAuth: z.record(z.string(), RegistryAuth).optional(),
+});
+export type JobSpec = z.infer<typeof JobSpec>;
+
+/** What users write: units as text ("10m", "512m"), most fields optional. */
+export const JobSpecInput = z
+  .strictObject({
+    queue: QueueName.default("default"),
+    repository: RepositoryName.optional(),
+    commit: z.string().min(1).max(256).optional(),
+    shallowClone: z.boolean().default(true),
+    fetchTags: z.boolean().default(false),
+    sparseCheckout: z.array(z.string().min(1).max(1024)).max(1000).optional(),
+    files: FilesSchema.default({}),
+    steps: z
+      .array(
+        z.strictObject({
+          key: Identifier.optional(),
+          image: z.string().min(1).max(512).optional(),
+          commands: z.union([z.string().min(1), z.array(z.string()).min(1)]),
+          dir: WorkspacePath.default("."),
+          env: z.record(EnvName, z.string()).default({}),
+          timeout: DurationMs.optional(),
+        }),
+      )
+      .min(1, "a job needs at least one step")
+      .max(100),
+    secrets: z.record(EnvName, z.string().min(1)).default({}),
+    resources: z
+      .strictObject({
+        cpus: z.number().positive().max(1024).optional(),
+        memory: SizeBytes.optional(),
+        pids: z.number().int().min(8).max(1_000_000).optional(),
+        disk: SizeBytes.optional(),
+      })
+      .default({}),
+    timeout: DurationMs.default(30 * 60),
+    isolation: Isolation.default("namespace"),
+    outputs: z
+      .strictObject({ diff: z.boolean().default(false), paths: z.array(WorkspaceFilePath).max(100).default([]) })
+      .default({ diff: false, paths: [] }),
+    maxAttempts: z.number().int().min(1).max(10).default(3),
+    registryAuth: z.record(z.string(), RegistryAuth).optional(),
+  })
+  .superRefine((spec, ctx) => {
+    if (spec.commit !== undefined && spec.repository === undefined) {
+      ctx.addIssue({ code: "custom", path: ["commit"], message: "commit needs a repository" });
+    }
+    if (spec.repository === undefined && (spec.outputs.diff || spec.sparseCheckout)) {
+      ctx.addIssue({ code: "custom", path: ["repository"], message: "outputs.diff and sparseCheckout need a repository" });
+    }
+    const seen = new Set<string>();
+    spec.steps.forEach((step, index) => {
+      const key = step.key ?? `step-${index + 1}`;
+      if ((RESERVED_ENTRY_KEYS as readonly string[]).includes(key)) {
+        ctx.addIssue({ code: "custom", path: ["steps", index, "key"], message: `"${key}" is reserved` });
+      }
+      if (seen.has(key)) ctx.addIssue({ code: "custom", path: ["steps", index, "key"], message: `duplicate step key "${key}"` });
+      seen.add(key);
+    });
+  })
+  .transform(
+    (spec): JobSpec => ({
+      queue: spec.queue,
+      ...(spec.repository !== undefined ? { repository: spec.repository } : {}),
+      ...(spec.repository !== undefined ? { commit: spec.commit ?? "HEAD" } : {}),
+      shallowClone: spec.shallowClone,
+      fetchTags: spec.fetchTags,
+      ...(spec.sparseCheckout ? { sparseCheckout: spec.sparseCheckout } : {}),
+      files: spec.files,
+      steps: spec.steps.map((step, index) => ({
+        key: step.key ?? `step-${index + 1}`,
+        ...(step.image !== undefined ? { image: step.image } : {}),
+        commands: typeof step.commands === "string" ? [step.commands] : step.commands,
+        dir: step.dir,
+        env: step.env,
+        ...(step.timeout !== undefined ? { timeoutMs: step.timeout } : {}),
+      })),
+      secrets: spec.secrets,
+      resources: {
+        ...(spec.resources.cpus !== undefined ? { cpus: spec.resources.cpus } : {}),
+        ...(spec.resources.memory !== undefined ? { memoryBytes: spec.resources.memory } : {}),
+        ...(spec.resources.pids !== undefined ? { pids: spec.resources.pids } : {}),
+        ...(spec.resources.disk !== undefined ? { diskBytes: spec.resources.disk } : {}),
+      },
+      timeoutMs: spec.timeout,
+      isolation: spec.isolation,
+      outputs: spec.outputs,
+      maxAttempts: spec.maxAttempts,
+      ...(spec.registryAuth ? { registryAuth: spec.registryAuth } : {}),
+    }),
+  );
+export type JobSpecInput = z.input<typeof JobSpecInput>;
+
+/** Secrets replaced by this marker wherever a spec is shown to users. */
+export const SECRET_MASK = "********";
+
+export function maskSecrets(spec: JobSpec): JobSpec {
+  const secrets = Object.fromEntries(Object.keys(spec.secrets).map((name) => [name, SECRET_MASK]));
+  const registryAuth = spec.registryAuth
+    ? Object.fromEntries(Object.entries(spec.registryAuth).map(([host, auth]) => [host, { ...auth, password: SECRET_MASK }]))
+    : undefined;
+  return { ...spec, secrets, ...(registryAuth ? { registryAuth } : {}) };
+}

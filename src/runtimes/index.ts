@@ -1,0 +1,45 @@
+/**
+ * The runtimes an executor can use, and how `--runtime auto` picks one: the strongest isolation
+ * whose probe says it is usable here, every decision logged.
+ */
+import type { Logger } from "../common/logger.ts";
+import { isolationRank, ValidationError } from "../protocol/index.ts";
+import type { Runtime } from "./runtime.ts";
+import { ShellRuntime } from "./shell/index.ts";
+
+export type * from "./runtime.ts";
+export { sandboxLabels } from "./labels.ts";
+export { stepScript } from "./runtime.ts";
+
+export interface RuntimeHost {
+  /** PATH of the executor's host, for runtimes that run host programs. */
+  path: string;
+  /** The executor's data dir, for caches (image root filesystems, kernels). */
+  dataDir: string;
+  logger: Logger;
+}
+
+/** Every runtime Airlock knows, strongest isolation first. */
+export function allRuntimes(host: RuntimeHost): Runtime[] {
+  const runtimes: Runtime[] = [new ShellRuntime({ path: host.path })];
+  return runtimes.sort((a, b) => isolationRank(b.isolation) - isolationRank(a.isolation));
+}
+
+export const RUNTIME_NAMES = ["auto", "shell", "bwrap", "docker", "gvisor", "microvm"] as const;
+
+/** Resolves `--runtime`: a name, or `auto` for the strongest usable runtime. */
+export async function selectRuntime(choice: string, runtimes: Runtime[], logger: Logger): Promise<Runtime> {
+  if (choice !== "auto") {
+    const runtime = runtimes.find((candidate) => candidate.name === choice);
+    if (!runtime) throw new ValidationError(`--runtime: unknown runtime "${choice}" (known: ${runtimes.map((r) => r.name).join(", ")}, auto)`);
+    const probe = await runtime.probe();
+    if (!probe.usable) throw new ValidationError(`runtime ${choice} cannot run here: ${probe.detail}`);
+    return runtime;
+  }
+  for (const runtime of runtimes) {
+    const probe = await runtime.probe();
+    logger.info(probe.usable ? "runtime usable" : "runtime not usable", { runtime: runtime.name, isolation: runtime.isolation, detail: probe.detail });
+    if (probe.usable) return runtime;
+  }
+  throw new ValidationError("no runtime can run here");
+}

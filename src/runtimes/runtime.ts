@@ -1,0 +1,81 @@
+/**
+ * The sandbox seam. A Runtime builds one Sandbox per job; the sandbox runs the job's steps in
+ * order on the job's workspace and is destroyed after the last one. Each runtime lives in its own
+ * folder (shell/, bwrap/, docker/, ...) and is chosen by name or by probing (`auto`).
+ *
+ * Contract for every implementation:
+ * - the workspace is the only host path a step can write; nothing else of the host is visible
+ *   beyond what the runtime's isolation level promises;
+ * - `exec` resolves (never rejects) once the step ended: with its exit code, or with `limit` set
+ *   when the sandbox killed it; when `signal` aborts, everything the step started is killed;
+ * - `destroy` is idempotent and leaves nothing running;
+ * - everything created is labelled with `labels` so `reapLeftovers` can find what a dead executor
+ *   left behind.
+ */
+import type { Logger } from "../common/logger.ts";
+import type { Isolation, ResourceLimits, StepSpec } from "../protocol/index.ts";
+
+export interface SandboxSpec {
+  jobId: number;
+  attempt: number;
+  executorName: string;
+  /** Host path of the job's workspace (the repository checkout). */
+  workspace: string;
+  /** Host directory private to this sandbox, for the runtime's own files; removed after the job. */
+  scratchDir: string;
+  resources: ResourceLimits;
+  /** Stamped on everything the runtime creates: containers, cgroups, processes, VMs. */
+  labels: Record<string, string>;
+  registryAuth?: Record<string, { username: string; password: string }> | undefined;
+  logger: Logger;
+}
+
+/** Where a step's output goes; called as output arrives. */
+export interface StepIO {
+  write(chunk: Uint8Array, stream: "stdout" | "stderr"): void;
+}
+
+export interface StepRun {
+  step: StepSpec;
+  /** Environment for the step: the step's env, the job's secrets and AIRLOCK_* variables. */
+  env: Record<string, string>;
+  /** The step's commands as one script for /bin/sh. */
+  script: string;
+}
+
+export type LimitHit = "memory" | "pids" | "disk" | "killed";
+
+export interface StepOutcome {
+  /** Exit code, or null when the step was killed by a signal. */
+  exitCode: number | null;
+  /** Set when the sandbox knows a limit ended the step. */
+  limit?: LimitHit | undefined;
+  /** A sentence for the log and the job's failure message. */
+  message?: string | undefined;
+}
+
+export interface Sandbox {
+  readonly id: string;
+  exec(run: StepRun, io: StepIO, signal: AbortSignal): Promise<StepOutcome>;
+  destroy(): Promise<void>;
+}
+
+export interface ProbeResult {
+  usable: boolean;
+  /** Why not, and how to fix it, when not usable; what was found, when usable. */
+  detail: string;
+}
+
+export interface Runtime {
+  readonly name: string;
+  readonly isolation: Isolation;
+  probe(): Promise<ProbeResult>;
+  createSandbox(spec: SandboxSpec, signal: AbortSignal): Promise<Sandbox>;
+  /** Removes what dead executors of this host left behind (see labels.ts); returns how many things. */
+  reapLeftovers?(): Promise<number>;
+}
+
+/** The script a step's commands become: run by /bin/sh, stopping at the first failing command. */
+export function stepScript(commands: readonly string[]): string {
+  return `set -e\n${commands.join("\n")}\n`;
+}

@@ -1,0 +1,76 @@
+/**
+ * One SQLite connection (node:sqlite) in WAL mode, with transactions and migrations.
+ *
+ * Locking: node:sqlite is synchronous, so within one process a transaction can never interleave
+ * with another. Across processes sharing the file, `BEGIN IMMEDIATE` takes the write lock up front
+ * (waiting up to busy_timeout), so a read-then-write inside `write()` is never raced.
+ */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { SQLITE_MIGRATIONS } from "./migrations.ts";
+
+export type Params = Record<string, SQLInputValue>;
+export type Row = Record<string, SQLInputValue>;
+
+export class SqliteDatabase {
+  readonly db: DatabaseSync;
+  private depth = 0;
+
+  constructor(path: string) {
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    this.db = new DatabaseSync(path);
+    this.db.exec("PRAGMA journal_mode = WAL");
+    this.db.exec("PRAGMA synchronous = NORMAL");
+    this.db.exec("PRAGMA busy_timeout = 5000");
+    this.db.exec("PRAGMA foreign_keys = ON");
+  }
+
+  get<T = Row>(sql: string, params: Params = {}): T | undefined {
+    return this.db.prepare(sql).get(params) as T | undefined;
+  }
+
+  all<T = Row>(sql: string, params: Params = {}): T[] {
+    return this.db.prepare(sql).all(params) as T[];
+  }
+
+  run(sql: string, params: Params = {}): { changes: number; lastInsertRowid: number } {
+    const result = this.db.prepare(sql).run(params);
+    return { changes: Number(result.changes), lastInsertRowid: Number(result.lastInsertRowid) };
+  }
+
+  /** Runs `fn` in a write transaction; nested calls join the outer one. */
+  write<T>(fn: () => T): T {
+    if (this.depth > 0) return fn();
+    this.db.exec("BEGIN IMMEDIATE");
+    this.depth += 1;
+    try {
+      const result = fn();
+      this.db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      this.db.exec("ROLLBACK");
+      throw error;
+    } finally {
+      this.depth -= 1;
+    }
+  }
+
+  migrate(): void {
+    this.db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+    this.write(() => {
+      const row = this.get<{ version: number | null }>("SELECT max(version) AS version FROM schema_migrations");
+      const current = row?.version ?? 0;
+      SQLITE_MIGRATIONS.forEach((sql, index) => {
+        const version = index + 1;
+        if (version <= current) return;
+        this.db.exec(sql);
+        this.run("INSERT INTO schema_migrations (version, applied_at) VALUES ($version, $now)", { version, now: Date.now() });
+      });
+    });
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+}

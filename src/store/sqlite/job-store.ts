@@ -1,0 +1,429 @@
+/**
+ * Jobs, attempts, entries and executors in SQLite.
+ *
+ * State machine (per job row): queued -(claim)-> processing -(finishAttempt | reap)-> terminal,
+ * or back to queued when an errored/lapsed attempt has attempts left. `attempt` counts claims;
+ * `token_hash` holds the live attempt's token and is cleared whenever the attempt ends, which is
+ * what fences a stale executor out. Each transition is one `write()` transaction.
+ */
+import { ConflictError, isolationRank, JobSpec, LeaseLostError, NotFoundError } from "../../protocol/index.ts";
+import type { AttemptOutcome, ExecutorIdentity, JobState } from "../../protocol/index.ts";
+import type {
+  AttemptRef,
+  ClaimRequest,
+  EntryRecord,
+  EntryResult,
+  ExecutorRecord,
+  JobDetail,
+  JobFilter,
+  JobRecord,
+  JobStore,
+  NewJob,
+  QueueStats,
+  StoreChange,
+  TokenLookup,
+} from "../store.ts";
+import type { SqliteDatabase } from "./database.ts";
+
+interface JobRow {
+  id: number;
+  queue: string;
+  repository: string | null;
+  ref: string | null;
+  commit_sha: string | null;
+  spec: string;
+  state: string;
+  attempt: number;
+  max_attempts: number;
+  isolation: string;
+  executor_name: string | null;
+  failure_message: string | null;
+  cancel_requested: number;
+  created_at: number;
+  queued_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  lease_expires_at: number | null;
+}
+
+interface EntryRow {
+  key: string;
+  kind: string;
+  idx: number;
+  state: string;
+  exit_code: number | null;
+  duration_ms: number | null;
+  started_at: number | null;
+  finished_at: number | null;
+  size: number;
+  message: string | null;
+}
+
+interface ExecutorRow {
+  name: string;
+  hostname: string;
+  version: string;
+  runtime: string;
+  isolation: string;
+  queues: string;
+  first_seen_at: number;
+  last_heartbeat_at: number;
+}
+
+function toJob(row: JobRow): JobRecord {
+  return {
+    id: Number(row.id),
+    queue: row.queue,
+    repository: row.repository,
+    ref: row.ref,
+    commit: row.commit_sha,
+    spec: JobSpec.parse(JSON.parse(row.spec)),
+    state: row.state as JobState,
+    attempt: Number(row.attempt),
+    maxAttempts: Number(row.max_attempts),
+    isolation: JobSpec.shape.isolation.parse(row.isolation),
+    executorName: row.executor_name,
+    failureMessage: row.failure_message,
+    cancelRequested: Number(row.cancel_requested) === 1,
+    createdAt: Number(row.created_at),
+    queuedAt: Number(row.queued_at),
+    startedAt: row.started_at === null ? null : Number(row.started_at),
+    finishedAt: row.finished_at === null ? null : Number(row.finished_at),
+    leaseExpiresAt: row.lease_expires_at === null ? null : Number(row.lease_expires_at),
+  };
+}
+
+export function toEntry(row: EntryRow): EntryRecord {
+  return {
+    key: row.key,
+    kind: row.kind as EntryRecord["kind"],
+    index: Number(row.idx),
+    state: row.state as EntryRecord["state"],
+    exitCode: row.exit_code === null ? null : Number(row.exit_code),
+    durationMs: row.duration_ms === null ? null : Number(row.duration_ms),
+    startedAt: row.started_at === null ? null : Number(row.started_at),
+    finishedAt: row.finished_at === null ? null : Number(row.finished_at),
+    size: Number(row.size),
+    message: row.message,
+  };
+}
+
+export class SqliteJobStore implements JobStore {
+  private readonly db: SqliteDatabase;
+  private readonly emit: (change: StoreChange) => void;
+
+  constructor(db: SqliteDatabase, emit: (change: StoreChange) => void) {
+    this.db = db;
+    this.emit = emit;
+  }
+
+  async enqueue(job: NewJob, now: number): Promise<JobRecord> {
+    const row = this.db.get<JobRow>(
+      `INSERT INTO jobs (queue, repository, ref, commit_sha, spec, state, max_attempts, isolation, isolation_rank, created_at, queued_at)
+       VALUES ($queue, $repository, $ref, $commit, $spec, 'queued', $maxAttempts, $isolation, $rank, $now, $now) RETURNING *`,
+      {
+        queue: job.spec.queue,
+        repository: job.spec.repository ?? null,
+        ref: job.ref,
+        commit: job.commit,
+        spec: JSON.stringify(job.spec),
+        maxAttempts: job.spec.maxAttempts,
+        isolation: job.spec.isolation,
+        rank: isolationRank(job.spec.isolation),
+        now,
+      },
+    );
+    const record = toJob(row as JobRow);
+    this.emit({ kind: "queued", queue: record.queue });
+    return record;
+  }
+
+  async claim(request: ClaimRequest, now: number): Promise<JobRecord | undefined> {
+    const { executor } = request;
+    const maxRank = Math.max(...executor.isolation.map(isolationRank));
+    const claimed = this.db.write(() => {
+      this.upsertExecutor(executor, now);
+      const candidate = this.db.get<{ id: number }>(
+        `SELECT id FROM jobs WHERE state = 'queued' AND queue IN (SELECT value FROM json_each($queues))
+           AND isolation_rank <= $maxRank ORDER BY queued_at, id LIMIT 1`,
+        { queues: JSON.stringify(executor.queues), maxRank },
+      );
+      if (!candidate) return undefined;
+      const row = this.db.get<JobRow>(
+        `UPDATE jobs SET state = 'processing', attempt = attempt + 1, executor_name = $executor, token_hash = $token,
+           started_at = $now, finished_at = NULL, failure_message = NULL, lease_expires_at = $lease
+         WHERE id = $id AND state = 'queued' RETURNING *`,
+        { executor: executor.executorName, token: request.tokenHash, now, lease: now + request.leaseMs, id: candidate.id },
+      );
+      if (!row) return undefined;
+      const job = toJob(row);
+      this.db.run(
+        "INSERT INTO attempts (job_id, attempt, executor_name, token_hash, started_at) VALUES ($id, $attempt, $executor, $token, $now)",
+        { id: job.id, attempt: job.attempt, executor: executor.executorName, token: request.tokenHash, now },
+      );
+      const keys: [string, EntryRecord["kind"]][] = [["prepare", "prepare"], ...job.spec.steps.map((step): [string, "step"] => [step.key, "step"])];
+      keys.forEach(([key, kind], index) => {
+        this.db.run(
+          "INSERT INTO entries (job_id, attempt, key, kind, idx, state) VALUES ($id, $attempt, $key, $kind, $idx, 'pending')",
+          { id: job.id, attempt: job.attempt, key, kind, idx: index },
+        );
+      });
+      return job;
+    });
+    if (claimed) this.emit({ kind: "job", jobId: claimed.id });
+    return claimed;
+  }
+
+  async heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<{ knownIds: number[]; cancelIds: number[] }> {
+    return this.db.write(() => {
+      this.upsertExecutor(executor, now);
+      const rows = this.db.all<{ id: number; cancel_requested: number }>(
+        `UPDATE jobs SET lease_expires_at = $lease
+         WHERE id IN (SELECT value FROM json_each($ids)) AND state = 'processing' AND executor_name = $executor
+         RETURNING id, cancel_requested`,
+        { lease: now + leaseMs, ids: JSON.stringify(jobIds), executor: executor.executorName },
+      );
+      const knownIds = rows.map((row) => Number(row.id)).sort((a, b) => a - b);
+      const cancelIds = rows.filter((row) => Number(row.cancel_requested) === 1).map((row) => Number(row.id));
+      return { knownIds, cancelIds };
+    });
+  }
+
+  async findAttempt(tokenHash: string): Promise<TokenLookup | undefined> {
+    const row = this.db.get<{ job_id: number; attempt: number; repository: string | null; executor_name: string; live: number }>(
+      `SELECT a.job_id, a.attempt, j.repository, a.executor_name,
+         (j.token_hash = a.token_hash AND j.state = 'processing' AND j.attempt = a.attempt) AS live
+       FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE a.token_hash = $hash`,
+      { hash: tokenHash },
+    );
+    if (!row) return undefined;
+    return { jobId: Number(row.job_id), attempt: Number(row.attempt), repository: row.repository, executorName: row.executor_name, live: Number(row.live) === 1 };
+  }
+
+  /** Throws LeaseLostError unless `ref` is still the job's live attempt. Call inside write(). */
+  assertLive(ref: AttemptRef): { cancelRequested: boolean } {
+    const row = this.db.get<{ attempt: number; state: string; cancel_requested: number }>(
+      "SELECT attempt, state, cancel_requested FROM jobs WHERE id = $id",
+      { id: ref.jobId },
+    );
+    if (!row || Number(row.attempt) !== ref.attempt || row.state !== "processing") throw new LeaseLostError();
+    return { cancelRequested: Number(row.cancel_requested) === 1 };
+  }
+
+  async startEntry(ref: AttemptRef, key: string, now: number): Promise<{ entry: EntryRecord; queuedAt: number }> {
+    const result = this.db.write(() => {
+      this.assertLive(ref);
+      if (key === "finalize") {
+        this.db.run(
+          `INSERT OR IGNORE INTO entries (job_id, attempt, key, kind, idx, state)
+           VALUES ($id, $attempt, 'finalize', 'finalize', (SELECT max(idx) + 1 FROM entries WHERE job_id = $id AND attempt = $attempt), 'pending')`,
+          { id: ref.jobId, attempt: ref.attempt },
+        );
+      }
+      const row = this.db.get<EntryRow>(
+        `UPDATE entries SET state = 'running', started_at = coalesce(started_at, $now)
+         WHERE job_id = $id AND attempt = $attempt AND key = $key AND state IN ('pending', 'running') RETURNING *`,
+        { id: ref.jobId, attempt: ref.attempt, key, now },
+      );
+      if (!row) throw this.entryProblem(ref, key);
+      const job = this.db.get<{ queued_at: number }>("SELECT queued_at FROM jobs WHERE id = $id", { id: ref.jobId });
+      return { entry: toEntry(row), queuedAt: Number(job?.queued_at) };
+    });
+    this.emit({ kind: "job", jobId: ref.jobId });
+    return result;
+  }
+
+  async finishEntry(ref: AttemptRef, key: string, result: EntryResult, now: number): Promise<EntryRecord> {
+    const entry = this.db.write(() => {
+      this.assertLive(ref);
+      const row = this.db.get<EntryRow>(
+        `UPDATE entries SET state = $state, exit_code = $exitCode, duration_ms = $duration, message = $message,
+           finished_at = $now, started_at = coalesce(started_at, $now)
+         WHERE job_id = $id AND attempt = $attempt AND key = $key AND state IN ('pending', 'running') RETURNING *`,
+        {
+          state: result.state,
+          exitCode: result.exitCode,
+          duration: result.durationMs,
+          message: result.message ?? null,
+          now,
+          id: ref.jobId,
+          attempt: ref.attempt,
+          key,
+        },
+      );
+      if (!row) throw this.entryProblem(ref, key);
+      return toEntry(row);
+    });
+    this.emit({ kind: "job", jobId: ref.jobId });
+    return entry;
+  }
+
+  private entryProblem(ref: AttemptRef, key: string): Error {
+    const row = this.db.get<{ state: string }>("SELECT state FROM entries WHERE job_id = $id AND attempt = $attempt AND key = $key", {
+      id: ref.jobId,
+      attempt: ref.attempt,
+      key,
+    });
+    return row ? new ConflictError(`log entry "${key}" already ended (${row.state})`) : new NotFoundError(`job ${ref.jobId} has no log entry "${key}"`);
+  }
+
+  async finishAttempt(ref: AttemptRef, outcome: AttemptOutcome, message: string | null, now: number): Promise<JobRecord> {
+    const job = this.db.write(() => {
+      const { cancelRequested } = this.assertLive(ref);
+      const row = this.db.get<{ attempt: number; max_attempts: number }>("SELECT attempt, max_attempts FROM jobs WHERE id = $id", { id: ref.jobId });
+      const retry = outcome === "errored" && !cancelRequested && Number(row?.attempt) < Number(row?.max_attempts);
+      const state: JobState = cancelRequested ? "canceled" : retry ? "queued" : outcome;
+      this.db.run("UPDATE attempts SET finished_at = $now, outcome = $outcome, message = $message WHERE job_id = $id AND attempt = $attempt", {
+        now,
+        outcome,
+        message,
+        id: ref.jobId,
+        attempt: ref.attempt,
+      });
+      this.db.run(
+        "UPDATE entries SET state = 'skipped' WHERE job_id = $id AND attempt = $attempt AND state = 'pending'",
+        { id: ref.jobId, attempt: ref.attempt },
+      );
+      return this.endAttempt(ref.jobId, state, cancelRequested ? (message ?? "canceled") : message, now);
+    });
+    this.emit({ kind: "job", jobId: ref.jobId });
+    if (job.state === "queued") this.emit({ kind: "queued", queue: job.queue });
+    return job;
+  }
+
+  /** Moves a processing job out of its attempt: to a terminal state, or back to the queue. */
+  private endAttempt(jobId: number, state: JobState, message: string | null, now: number): JobRecord {
+    const row = this.db.get<JobRow>(
+      `UPDATE jobs SET state = $state, failure_message = $message, token_hash = NULL, lease_expires_at = NULL,
+         finished_at = CASE WHEN $state = 'queued' THEN NULL ELSE $now END,
+         queued_at = CASE WHEN $state = 'queued' THEN $now ELSE queued_at END,
+         executor_name = CASE WHEN $state = 'queued' THEN NULL ELSE executor_name END
+       WHERE id = $id RETURNING *`,
+      { state, message, now, id: jobId },
+    );
+    return toJob(row as JobRow);
+  }
+
+  async requestCancel(jobId: number, now: number): Promise<JobRecord> {
+    const job = this.db.write(() => {
+      const row = this.db.get<JobRow>("SELECT * FROM jobs WHERE id = $id", { id: jobId });
+      if (!row) throw new NotFoundError(`job ${jobId} does not exist`);
+      const current = toJob(row);
+      if (current.state === "queued") {
+        return toJob(
+          this.db.get<JobRow>(
+            `UPDATE jobs SET state = 'canceled', cancel_requested = 1, finished_at = $now, failure_message = 'canceled before it started'
+             WHERE id = $id RETURNING *`,
+            { id: jobId, now },
+          ) as JobRow,
+        );
+      }
+      if (current.state === "processing") {
+        return toJob(this.db.get<JobRow>("UPDATE jobs SET cancel_requested = 1 WHERE id = $id RETURNING *", { id: jobId }) as JobRow);
+      }
+      throw new ConflictError(`job ${jobId} already ended (${current.state})`);
+    });
+    this.emit({ kind: "job", jobId });
+    return job;
+  }
+
+  async reapExpiredLeases(now: number): Promise<JobRecord[]> {
+    const reaped = this.db.write(() => {
+      const rows = this.db.all<JobRow>("SELECT * FROM jobs WHERE state = 'processing' AND lease_expires_at < $now", { now });
+      return rows.map((row) => {
+        const job = toJob(row);
+        const message = `lease expired: executor ${job.executorName ?? "?"} stopped heartbeating`;
+        this.db.run("UPDATE attempts SET finished_at = $now, outcome = 'errored', message = $message WHERE job_id = $id AND attempt = $attempt", {
+          now,
+          message,
+          id: job.id,
+          attempt: job.attempt,
+        });
+        const state: JobState = job.cancelRequested ? "canceled" : job.attempt < job.maxAttempts ? "queued" : "errored";
+        return this.endAttempt(job.id, state, job.attempt < job.maxAttempts || job.cancelRequested ? message : `${message}; no attempts left (${job.maxAttempts})`, now);
+      });
+    });
+    for (const job of reaped) {
+      this.emit({ kind: "job", jobId: job.id });
+      if (job.state === "queued") this.emit({ kind: "queued", queue: job.queue });
+    }
+    return reaped;
+  }
+
+  async getJob(id: number): Promise<JobDetail | undefined> {
+    const row = this.db.get<JobRow>("SELECT * FROM jobs WHERE id = $id", { id });
+    if (!row) return undefined;
+    const job = toJob(row);
+    const entries = this.db.all<EntryRow>("SELECT * FROM entries WHERE job_id = $id AND attempt = $attempt ORDER BY idx", { id, attempt: job.attempt }).map(toEntry);
+    const artifacts = this.db
+      .all<{ name: string; size: number; sha256: string; created_at: number }>(
+        "SELECT name, size, sha256, created_at FROM artifacts WHERE job_id = $id AND attempt = $attempt ORDER BY name",
+        { id, attempt: job.attempt },
+      )
+      .map((artifact) => ({ name: artifact.name, size: Number(artifact.size), sha256: artifact.sha256, createdAt: Number(artifact.created_at) }));
+    return { job, entries, artifacts };
+  }
+
+  async listJobs(filter: JobFilter): Promise<JobRecord[]> {
+    return this.db
+      .all<JobRow>(
+        `SELECT * FROM jobs WHERE ($state IS NULL OR state = $state) AND ($queue IS NULL OR queue = $queue)
+           AND ($repository IS NULL OR repository = $repository) AND ($before IS NULL OR id < $before)
+         ORDER BY id DESC LIMIT $limit`,
+        {
+          state: filter.state ?? null,
+          queue: filter.queue ?? null,
+          repository: filter.repository ?? null,
+          before: filter.before ?? null,
+          limit: filter.limit,
+        },
+      )
+      .map(toJob);
+  }
+
+  async listExecutors(): Promise<ExecutorRecord[]> {
+    const running = new Map<string, number[]>();
+    for (const row of this.db.all<{ id: number; executor_name: string }>("SELECT id, executor_name FROM jobs WHERE state = 'processing' ORDER BY id")) {
+      running.set(row.executor_name, [...(running.get(row.executor_name) ?? []), Number(row.id)]);
+    }
+    return this.db.all<ExecutorRow>("SELECT * FROM executors ORDER BY last_heartbeat_at DESC").map((row) => ({
+      executorName: row.name,
+      hostname: row.hostname,
+      version: row.version,
+      runtime: row.runtime,
+      isolation: JSON.parse(row.isolation) as ExecutorRecord["isolation"],
+      queues: JSON.parse(row.queues) as string[],
+      firstSeenAt: Number(row.first_seen_at),
+      lastHeartbeatAt: Number(row.last_heartbeat_at),
+      runningJobIds: running.get(row.name) ?? [],
+    }));
+  }
+
+  async queueStats(): Promise<QueueStats[]> {
+    return this.db
+      .all<{ queue: string; queued: number; processing: number; oldest: number | null }>(
+        `SELECT queue, sum(state = 'queued') AS queued, sum(state = 'processing') AS processing,
+           min(CASE WHEN state = 'queued' THEN queued_at END) AS oldest
+         FROM jobs WHERE state IN ('queued', 'processing') GROUP BY queue ORDER BY queue`,
+      )
+      .map((row) => ({ name: row.queue, queued: Number(row.queued), processing: Number(row.processing), oldestQueuedAt: row.oldest === null ? null : Number(row.oldest) }));
+  }
+
+  private upsertExecutor(executor: ExecutorIdentity, now: number): void {
+    this.db.run(
+      `INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at)
+       VALUES ($name, $hostname, $version, $runtime, $isolation, $queues, $now, $now)
+       ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, runtime = excluded.runtime,
+         isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = excluded.last_heartbeat_at`,
+      {
+        name: executor.executorName,
+        hostname: executor.hostname,
+        version: executor.version,
+        runtime: executor.runtime,
+        isolation: JSON.stringify(executor.isolation),
+        queues: JSON.stringify(executor.queues),
+        now,
+      },
+    );
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * SQLite schema, one entry per version. Applied in order inside a transaction by `migrate()`;
+ * never edit a released migration, add a new one.
+ */
+export const SQLITE_MIGRATIONS: readonly string[] = [
+  /* 1: initial schema */ `
+  CREATE TABLE repositories (
+    name TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+
+  CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    repository TEXT,
+    ref TEXT,
+    commit_sha TEXT,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued','processing','completed','failed','errored','canceled')),
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    isolation TEXT NOT NULL,
+    isolation_rank INTEGER NOT NULL,
+    executor_name TEXT,
+    failure_message TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    token_hash TEXT,
+    created_at INTEGER NOT NULL,
+    queued_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER,
+    lease_expires_at INTEGER
+  );
+  CREATE INDEX jobs_dequeue ON jobs (queue, queued_at, id) WHERE state = 'queued';
+  CREATE INDEX jobs_by_state ON jobs (state, id);
+  CREATE INDEX jobs_by_repository ON jobs (repository, id);
+  CREATE INDEX jobs_by_executor ON jobs (executor_name) WHERE state = 'processing';
+  CREATE INDEX jobs_by_lease ON jobs (lease_expires_at) WHERE state = 'processing';
+  CREATE UNIQUE INDEX jobs_by_token ON jobs (token_hash) WHERE token_hash IS NOT NULL;
+
+  CREATE TABLE attempts (
+    job_id INTEGER NOT NULL REFERENCES jobs (id),
+    attempt INTEGER NOT NULL,
+    executor_name TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    outcome TEXT,
+    message TEXT,
+    PRIMARY KEY (job_id, attempt)
+  );
+
+  CREATE TABLE entries (
+    job_id INTEGER NOT NULL REFERENCES jobs (id),
+    attempt INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    exit_code INTEGER,
+    duration_ms INTEGER,
+    started_at INTEGER,
+    finished_at INTEGER,
+    size INTEGER NOT NULL DEFAULT 0,
+    message TEXT,
+    PRIMARY KEY (job_id, attempt, key)
+  );
+
+  CREATE TABLE log_chunks (
+    job_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    start_offset INTEGER NOT NULL,
+    end_offset INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (job_id, attempt, key, start_offset)
+  );
+
+  CREATE TABLE artifacts (
+    job_id INTEGER NOT NULL REFERENCES jobs (id),
+    attempt INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (job_id, attempt, name)
+  );
+
+  CREATE TABLE artifact_chunks (
+    job_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (job_id, attempt, name, seq)
+  );
+
+  CREATE TABLE executors (
+    name TEXT PRIMARY KEY,
+    hostname TEXT NOT NULL,
+    version TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    isolation TEXT NOT NULL,
+    queues TEXT NOT NULL,
+    first_seen_at INTEGER NOT NULL,
+    last_heartbeat_at INTEGER NOT NULL
+  );
+  `,
+];

@@ -1,0 +1,180 @@
+/**
+ * The storage seam. A backend (sqlite/, postgres/) implements `Store`: three small ports, each
+ * with a shared conformance suite in test/store/. Methods take `now` (epoch ms) as an argument so
+ * time is an input, identical for every backend and controllable in tests. Records are domain
+ * objects, never driver rows.
+ *
+ * Fencing: every write on behalf of an attempt takes an AttemptRef and is refused with
+ * LeaseLostError unless that attempt is still the job's current, processing attempt.
+ */
+import type { AttemptOutcome, EntryState, ExecutorIdentity, Isolation, JobSpec, JobState } from "../protocol/index.ts";
+
+export interface JobRecord {
+  id: number;
+  queue: string;
+  repository: string | null;
+  /** The commit as submitted (e.g. "main"), and the sha it resolved to at submit time. */
+  ref: string | null;
+  commit: string | null;
+  spec: JobSpec;
+  state: JobState;
+  attempt: number;
+  maxAttempts: number;
+  isolation: Isolation;
+  executorName: string | null;
+  failureMessage: string | null;
+  cancelRequested: boolean;
+  createdAt: number;
+  queuedAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  leaseExpiresAt: number | null;
+}
+
+export interface EntryRecord {
+  key: string;
+  kind: "prepare" | "step" | "finalize";
+  index: number;
+  state: EntryState;
+  exitCode: number | null;
+  durationMs: number | null;
+  startedAt: number | null;
+  finishedAt: number | null;
+  size: number;
+  message: string | null;
+}
+
+export interface ArtifactRecord {
+  name: string;
+  size: number;
+  sha256: string;
+  createdAt: number;
+}
+
+export interface JobDetail {
+  job: JobRecord;
+  /** Entries and artifacts of the job's current attempt. */
+  entries: EntryRecord[];
+  artifacts: ArtifactRecord[];
+}
+
+/** The attempt a job token stands for. */
+export interface AttemptRef {
+  jobId: number;
+  attempt: number;
+  repository: string | null;
+  executorName: string;
+}
+
+export interface TokenLookup extends AttemptRef {
+  /** False once the attempt ended or was reset: the token is dead. */
+  live: boolean;
+}
+
+export interface NewJob {
+  spec: JobSpec;
+  /** The commit as submitted and as resolved; both null without a repository. */
+  ref: string | null;
+  commit: string | null;
+}
+
+export interface ClaimRequest {
+  executor: ExecutorIdentity;
+  /** SHA-256 of the job token minted for this attempt. */
+  tokenHash: string;
+  leaseMs: number;
+}
+
+export interface ExecutorRecord extends ExecutorIdentity {
+  firstSeenAt: number;
+  lastHeartbeatAt: number;
+  runningJobIds: number[];
+}
+
+export interface QueueStats {
+  name: string;
+  queued: number;
+  processing: number;
+  oldestQueuedAt: number | null;
+}
+
+export interface JobFilter {
+  state?: JobState | undefined;
+  queue?: string | undefined;
+  repository?: string | undefined;
+  before?: number | undefined;
+  limit: number;
+}
+
+export interface EntryResult {
+  state: "completed" | "failed" | "skipped";
+  exitCode: number | null;
+  durationMs: number;
+  message?: string | undefined;
+}
+
+export interface JobStore {
+  enqueue(job: NewJob, now: number): Promise<JobRecord>;
+  /** Hands the oldest matching queued job to an executor as a new attempt, or undefined. */
+  claim(request: ClaimRequest, now: number): Promise<JobRecord | undefined>;
+  /** Records the executor, extends the leases of its jobs, says which it still holds and which to cancel. */
+  heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<{ knownIds: number[]; cancelIds: number[] }>;
+  /** The attempt a job token hash belongs to (live or ended), or undefined for an unknown token. */
+  findAttempt(tokenHash: string): Promise<TokenLookup | undefined>;
+  startEntry(ref: AttemptRef, key: string, now: number): Promise<{ entry: EntryRecord; queuedAt: number }>;
+  finishEntry(ref: AttemptRef, key: string, result: EntryResult, now: number): Promise<EntryRecord>;
+  /** Ends the attempt. Errored attempts with attempts left requeue the job; a requested cancel wins. */
+  finishAttempt(ref: AttemptRef, outcome: AttemptOutcome, message: string | null, now: number): Promise<JobRecord>;
+  /** Queued jobs end canceled at once; processing jobs are flagged for their executor to kill. */
+  requestCancel(jobId: number, now: number): Promise<JobRecord>;
+  /** Requeues (or errors, when out of attempts) every processing job whose lease lapsed. */
+  reapExpiredLeases(now: number): Promise<JobRecord[]>;
+  getJob(id: number): Promise<JobDetail | undefined>;
+  listJobs(filter: JobFilter): Promise<JobRecord[]>;
+  listExecutors(): Promise<ExecutorRecord[]>;
+  queueStats(): Promise<QueueStats[]>;
+}
+
+export interface OutputStore {
+  /**
+   * Appends bytes at `offset` of a log entry. Idempotent: bytes already stored are skipped, so a
+   * retried request never duplicates. An offset past the end is a ConflictError.
+   */
+  appendLog(ref: AttemptRef, key: string, offset: number, data: Uint8Array, now: number): Promise<{ size: number; cancel: boolean }>;
+  readLog(jobId: number, attempt: number, key: string, offset: number, limit: number): Promise<Uint8Array>;
+  putArtifact(ref: AttemptRef, name: string, data: AsyncIterable<Uint8Array>, now: number): Promise<ArtifactRecord>;
+  /** The artifact's bytes in order, or undefined when the job's current attempt has none by that name. */
+  readArtifact(jobId: number, name: string): Promise<{ record: ArtifactRecord; chunks: AsyncIterable<Uint8Array> } | undefined>;
+}
+
+export interface RepositoryRecord {
+  name: string;
+  source: string;
+  createdAt: number;
+}
+
+export interface RepositoryStore {
+  /** Adds or updates a repository's source. */
+  put(name: string, source: string, now: number): Promise<RepositoryRecord>;
+  get(name: string): Promise<RepositoryRecord | undefined>;
+  list(): Promise<RepositoryRecord[]>;
+}
+
+/** What a backend can do natively; the coordinator branches on these, never on backend names. */
+export interface StoreCapabilities {
+  /** Changes made by other processes are announced (e.g. LISTEN/NOTIFY); else only local ones are. */
+  crossProcessNotifications: boolean;
+}
+
+export type StoreChange = { kind: "queued"; queue: string } | { kind: "job"; jobId: number };
+
+export interface Store {
+  readonly jobs: JobStore;
+  readonly outputs: OutputStore;
+  readonly repositories: RepositoryStore;
+  readonly capabilities: StoreCapabilities;
+  /** Subscribes to changes (jobs queued, a job's state or logs changed). Returns an unsubscribe. */
+  onChange(listener: (change: StoreChange) => void): () => void;
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+}
