@@ -1,0 +1,281 @@
+/**
+ * The store conformance suite: every backend runs these unchanged (sqlite.test.ts,
+ * postgres.test.ts). Time is passed in, so lease expiry needs no sleeping.
+ */
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import { ConflictError, JobSpecInput, LeaseLostError, NotFoundError, type ExecutorIdentity, type JobSpecInput as SpecInput } from "../../src/protocol/index.ts";
+import type { AttemptRef, Store, StoreChange } from "../../src/store/index.ts";
+
+export interface StoreFactory {
+  /** A fresh, migrated, empty store. */
+  create(): Promise<Store>;
+  /** Called after each test with the store it created. */
+  destroy(store: Store): Promise<void>;
+}
+
+const T0 = Date.UTC(2026, 0, 1);
+const LEASE = 20_000;
+
+export function executor(name: string, overrides: Partial<ExecutorIdentity> = {}): ExecutorIdentity {
+  return { executorName: name, hostname: "host", version: "test", runtime: "shell", isolation: ["none"], queues: ["default"], ...overrides };
+}
+
+export function spec(overrides: Partial<SpecInput> = {}) {
+  return JobSpecInput.parse({ isolation: "none", steps: [{ key: "one", commands: ["true"] }, { key: "two", commands: ["true"] }], ...overrides });
+}
+
+async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of chunks) parts.push(Buffer.from(chunk));
+  return Buffer.concat(parts);
+}
+
+async function* bytes(...parts: Buffer[]): AsyncIterable<Uint8Array> {
+  for (const part of parts) yield part;
+}
+
+export function storeConformance(backend: string, factory: StoreFactory): void {
+  describe(`JobStore conformance: ${backend}`, () => {
+    let store: Store;
+    let tokens = 0;
+
+    beforeEach(async () => {
+      store = await factory.create();
+    });
+    afterEach(async () => {
+      await factory.destroy(store);
+    });
+
+    async function enqueue(overrides: Partial<SpecInput> = {}, now = T0) {
+      return store.jobs.enqueue({ spec: spec(overrides), ref: null, commit: null }, now);
+    }
+
+    async function claim(name = "exec-a", now = T0 + 10, overrides: Partial<ExecutorIdentity> = {}): Promise<{ ref: AttemptRef; token: string } | undefined> {
+      tokens += 1;
+      const token = `token-${backend}-${tokens}-${Math.random()}`;
+      const job = await store.jobs.claim({ executor: executor(name, overrides), tokenHash: token, leaseMs: LEASE }, now);
+      if (!job) return undefined;
+      return { ref: { jobId: job.id, attempt: job.attempt, repository: job.repository, executorName: name }, token };
+    }
+
+    it("migrates idempotently and round-trips a job", async () => {
+      await store.migrate();
+      const job = await enqueue({ queue: "q1", maxAttempts: 2 });
+      const detail = await store.jobs.getJob(job.id);
+      assert.equal(detail?.job.state, "queued");
+      assert.equal(detail?.job.queue, "q1");
+      assert.equal(detail?.job.attempt, 0);
+      assert.equal(detail?.job.maxAttempts, 2);
+      assert.deepEqual(detail?.job.spec, spec({ queue: "q1", maxAttempts: 2 }));
+      assert.equal(await store.jobs.getJob(job.id + 1000), undefined);
+    });
+
+    it("announces queued jobs", async () => {
+      const changes: StoreChange[] = [];
+      const stop = store.onChange((change) => changes.push(change));
+      await enqueue({ queue: "announced" });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      stop();
+      assert.ok(changes.some((change) => change.kind === "queued" && change.queue === "announced"));
+    });
+
+    it("claims the oldest job of the executor's queues that it can isolate, once", async () => {
+      const other = await enqueue({ queue: "other" }, T0);
+      const strong = await enqueue({ isolation: "vm" }, T0 + 1);
+      const first = await enqueue({}, T0 + 2);
+      const second = await enqueue({}, T0 + 3);
+      const claimed = await claim();
+      assert.equal(claimed?.ref.jobId, first.id, "skips other queues and jobs needing more isolation");
+      assert.equal(claimed?.ref.attempt, 1);
+      assert.equal((await claim())?.ref.jobId, second.id);
+      assert.equal(await claim(), undefined);
+      const vm = await claim("exec-vm", T0 + 20, { isolation: ["none", "namespace", "container", "gvisor", "vm"] });
+      assert.equal(vm?.ref.jobId, strong.id);
+      const detail = await store.jobs.getJob(first.id);
+      assert.equal(detail?.job.state, "processing");
+      assert.equal(detail?.job.executorName, "exec-a");
+      assert.deepEqual(detail?.entries.map((entry) => [entry.key, entry.state]), [["prepare", "pending"], ["one", "pending"], ["two", "pending"]]);
+      assert.equal((await store.jobs.getJob(other.id))?.job.state, "queued");
+    });
+
+    it("never hands one job to two concurrent claims", async () => {
+      for (let index = 0; index < 10; index += 1) await enqueue({}, T0 + index);
+      const results = await Promise.all(Array.from({ length: 30 }, (_, index) => claim(`exec-${index}`)));
+      const ids = results.filter((result) => result !== undefined).map((result) => result.ref.jobId);
+      assert.equal(ids.length, 10);
+      assert.equal(new Set(ids).size, 10);
+    });
+
+    it("resolves job tokens to live or ended attempts", async () => {
+      await enqueue();
+      const claimed = await claim();
+      assert.ok(claimed);
+      const live = await store.jobs.findAttempt(claimed.token);
+      assert.deepEqual(live, { ...claimed.ref, live: true });
+      assert.equal(await store.jobs.findAttempt("no-such-token"), undefined);
+      await store.jobs.finishAttempt(claimed.ref, "completed", null, T0 + 100);
+      assert.equal((await store.jobs.findAttempt(claimed.token))?.live, false);
+    });
+
+    it("extends leases on heartbeat and reports known and canceled jobs", async () => {
+      const a = await enqueue();
+      const b = await enqueue();
+      const first = await claim("exec-a", T0 + 10);
+      const second = await claim("exec-b", T0 + 10);
+      assert.ok(first && second);
+      await store.jobs.requestCancel(b.id, T0 + 20);
+      const replyA = await store.jobs.heartbeat(executor("exec-a"), [a.id, b.id, 9999], LEASE, T0 + 15_000);
+      assert.deepEqual(replyA, { knownIds: [a.id], cancelIds: [] }, "another executor's job is not known to this one");
+      const replyB = await store.jobs.heartbeat(executor("exec-b"), [b.id], LEASE, T0 + 15_000);
+      assert.deepEqual(replyB, { knownIds: [b.id], cancelIds: [b.id] });
+      assert.deepEqual(await store.jobs.reapExpiredLeases(T0 + 30_000), [], "heartbeats moved both leases past now");
+      const executors = await store.jobs.listExecutors();
+      const recordA = executors.find((record) => record.executorName === "exec-a");
+      assert.equal(recordA?.lastHeartbeatAt, T0 + 15_000);
+      assert.deepEqual(recordA?.runningJobIds, [a.id]);
+    });
+
+    it("appends logs by offset, idempotently, and reads ranges", async () => {
+      await enqueue();
+      const claimed = await claim();
+      assert.ok(claimed);
+      const { ref } = claimed;
+      assert.equal((await store.outputs.appendLog(ref, "one", 0, Buffer.from("hello "), T0)).size, 6);
+      assert.equal((await store.outputs.appendLog(ref, "one", 0, Buffer.from("hello "), T0)).size, 6, "a retried append stores nothing twice");
+      assert.equal((await store.outputs.appendLog(ref, "one", 3, Buffer.from("lo world"), T0)).size, 11, "an overlapping append keeps only the new bytes");
+      await assert.rejects(store.outputs.appendLog(ref, "one", 20, Buffer.from("gap"), T0), ConflictError);
+      await assert.rejects(store.outputs.appendLog(ref, "nope", 0, Buffer.from("x"), T0), NotFoundError);
+      assert.equal(Buffer.from(await store.outputs.readLog(ref.jobId, 1, "one", 0, 100)).toString(), "hello world");
+      assert.equal(Buffer.from(await store.outputs.readLog(ref.jobId, 1, "one", 4, 3)).toString(), "o w");
+      assert.equal((await store.outputs.readLog(ref.jobId, 1, "one", 11, 10)).byteLength, 0);
+      const detail = await store.jobs.getJob(ref.jobId);
+      assert.equal(detail?.entries.find((entry) => entry.key === "one")?.size, 11);
+    });
+
+    it("reports a requested cancel in the append reply", async () => {
+      const job = await enqueue();
+      const claimed = await claim();
+      assert.ok(claimed);
+      assert.equal((await store.outputs.appendLog(claimed.ref, "one", 0, Buffer.from("a"), T0)).cancel, false);
+      await store.jobs.requestCancel(job.id, T0);
+      assert.equal((await store.outputs.appendLog(claimed.ref, "one", 1, Buffer.from("b"), T0)).cancel, true);
+      const ended = await store.jobs.finishAttempt(claimed.ref, "failed", "killed", T0 + 1);
+      assert.equal(ended.state, "canceled", "a requested cancel wins over the reported outcome");
+    });
+
+    it("records entry starts and ends, and fences every write of an ended attempt", async () => {
+      await enqueue();
+      const claimed = await claim();
+      assert.ok(claimed);
+      const { ref } = claimed;
+      const started = await store.jobs.startEntry(ref, "one", T0 + 50);
+      assert.equal(started.entry.state, "running");
+      assert.equal(started.queuedAt, T0);
+      const finished = await store.jobs.finishEntry(ref, "one", { state: "completed", exitCode: 0, durationMs: 12 }, T0 + 62);
+      assert.deepEqual([finished.state, finished.exitCode, finished.durationMs], ["completed", 0, 12]);
+      await assert.rejects(store.jobs.finishEntry(ref, "one", { state: "failed", exitCode: 1, durationMs: 1 }, T0 + 63), ConflictError);
+      await store.jobs.startEntry(ref, "finalize", T0 + 70);
+      assert.ok((await store.jobs.getJob(ref.jobId))?.entries.some((entry) => entry.key === "finalize" && entry.kind === "finalize"));
+      const done = await store.jobs.finishAttempt(ref, "completed", null, T0 + 100);
+      assert.equal(done.state, "completed");
+      assert.equal(done.finishedAt, T0 + 100);
+      assert.equal((await store.jobs.getJob(ref.jobId))?.entries.find((entry) => entry.key === "two")?.state, "skipped");
+      await assert.rejects(store.outputs.appendLog(ref, "two", 0, Buffer.from("late"), T0 + 101), LeaseLostError);
+      await assert.rejects(store.jobs.startEntry(ref, "two", T0 + 101), LeaseLostError);
+      await assert.rejects(store.jobs.finishAttempt(ref, "completed", null, T0 + 101), LeaseLostError);
+      await assert.rejects(store.outputs.putArtifact(ref, "diff", bytes(Buffer.from("x")), T0 + 101), LeaseLostError);
+    });
+
+    it("requeues errored attempts while attempts remain, then errors", async () => {
+      const job = await enqueue({ maxAttempts: 2 });
+      const first = await claim("exec-a", T0 + 10);
+      assert.ok(first);
+      const requeued = await store.jobs.finishAttempt(first.ref, "errored", "sandbox broke", T0 + 20);
+      assert.equal(requeued.state, "queued");
+      assert.equal(requeued.queuedAt, T0 + 20);
+      const second = await claim("exec-b", T0 + 30);
+      assert.equal(second?.ref.attempt, 2);
+      assert.ok(second);
+      const final = await store.jobs.finishAttempt(second.ref, "errored", "sandbox broke again", T0 + 40);
+      assert.equal(final.state, "errored");
+      assert.equal(final.failureMessage, "sandbox broke again");
+      assert.equal((await store.jobs.getJob(job.id))?.job.attempt, 2);
+    });
+
+    it("reaps lapsed leases into new attempts, fences the stale one, errors when out of attempts", async () => {
+      const job = await enqueue({ maxAttempts: 2 });
+      const first = await claim("exec-a", T0);
+      assert.ok(first);
+      assert.deepEqual(await store.jobs.reapExpiredLeases(T0 + LEASE - 1), []);
+      const reaped = await store.jobs.reapExpiredLeases(T0 + LEASE + 1);
+      assert.deepEqual(reaped.map((record) => [record.id, record.state]), [[job.id, "queued"]]);
+      await assert.rejects(store.outputs.appendLog(first.ref, "one", 0, Buffer.from("stale"), T0 + LEASE + 2), LeaseLostError);
+      assert.deepEqual((await store.jobs.heartbeat(executor("exec-a"), [job.id], LEASE, T0 + LEASE + 2)).knownIds, []);
+      const second = await claim("exec-b", T0 + LEASE + 3);
+      assert.equal(second?.ref.attempt, 2);
+      const last = await store.jobs.reapExpiredLeases(T0 + 3 * LEASE);
+      assert.equal(last[0]?.state, "errored");
+      assert.match(last[0]?.failureMessage ?? "", /lease expired/);
+    });
+
+    it("cancels queued jobs at once and refuses to cancel ended ones", async () => {
+      const job = await enqueue();
+      const canceled = await store.jobs.requestCancel(job.id, T0 + 5);
+      assert.equal(canceled.state, "canceled");
+      assert.equal(await claim(), undefined);
+      await assert.rejects(store.jobs.requestCancel(job.id, T0 + 6), ConflictError);
+      await assert.rejects(store.jobs.requestCancel(424242, T0 + 6), NotFoundError);
+    });
+
+    it("stores artifacts in chunks, replaces them by name, and shows only the current attempt's", async () => {
+      const job = await enqueue({ maxAttempts: 2 });
+      const claimed = await claim();
+      assert.ok(claimed);
+      const big = Buffer.alloc(2.5 * 1024 * 1024, 7);
+      big.write("start", 0);
+      const record = await store.outputs.putArtifact(claimed.ref, "diff", bytes(big.subarray(0, 1000), big.subarray(1000)), T0);
+      assert.equal(record.size, big.length);
+      const read = await store.outputs.readArtifact(job.id, "diff");
+      assert.ok(read);
+      assert.ok((await collect(read.chunks)).equals(big));
+      await store.outputs.putArtifact(claimed.ref, "diff", bytes(Buffer.from("small")), T0);
+      const again = await store.outputs.readArtifact(job.id, "diff");
+      assert.equal((await collect(again!.chunks)).toString(), "small");
+      assert.deepEqual((await store.jobs.getJob(job.id))?.artifacts.map((artifact) => [artifact.name, artifact.size]), [["diff", 5]]);
+      await store.jobs.finishAttempt(claimed.ref, "errored", "retry", T0 + 1);
+      await claim("exec-b", T0 + 2);
+      assert.equal(await store.outputs.readArtifact(job.id, "diff"), undefined, "a new attempt starts without artifacts");
+    });
+
+    it("lists jobs with filters and paging, and queue statistics", async () => {
+      const jobs = [];
+      for (let index = 0; index < 5; index += 1) jobs.push(await enqueue({ queue: index % 2 ? "odd" : "even" }, T0 + index));
+      assert.deepEqual((await store.jobs.listJobs({ limit: 10 })).map((job) => job.id), jobs.map((job) => job.id).reverse());
+      assert.equal((await store.jobs.listJobs({ queue: "odd", limit: 10 })).length, 2);
+      assert.deepEqual((await store.jobs.listJobs({ limit: 2, before: jobs[3]!.id })).map((job) => job.id), [jobs[2]!.id, jobs[1]!.id]);
+      await claim("exec-a", T0 + 10, { queues: ["even"] });
+      assert.equal((await store.jobs.listJobs({ state: "processing", limit: 10 })).length, 1);
+      const stats = await store.jobs.queueStats();
+      assert.deepEqual(
+        stats.map((queue) => [queue.name, queue.queued, queue.processing, queue.oldestQueuedAt]),
+        [
+          ["even", 2, 1, T0 + 2],
+          ["odd", 2, 0, T0 + 1],
+        ],
+      );
+    });
+
+    it("keeps repositories", async () => {
+      await store.repositories.put("acme/web", "/src/web", T0);
+      await store.repositories.put("acme/api", "/src/api", T0 + 1);
+      await store.repositories.put("acme/web", "/moved/web", T0 + 2);
+      assert.deepEqual((await store.repositories.list()).map((repo) => [repo.name, repo.source]), [
+        ["acme/api", "/src/api"],
+        ["acme/web", "/moved/web"],
+      ]);
+      assert.equal((await store.repositories.get("acme/web"))?.createdAt, T0);
+      assert.equal(await store.repositories.get("nope"), undefined);
+    });
+  });
+}
