@@ -13,20 +13,18 @@ import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../common/logger.ts";
-import { AirlockError, coerceError, formatDuration, LeaseLostError, StepFailedError, UnavailableError, type AttemptOutcome, type JobPayload, type StepSpec } from "../protocol/index.ts";
+import { AirlockError, coerceError, formatDuration, formatSize, LeaseLostError, StepFailedError, UnavailableError, type AttemptOutcome, type JobPayload, type StepSpec } from "../protocol/index.ts";
 import { sandboxLabels, stepScript, type Runtime, type Sandbox, type StepOutcome } from "../runtimes/index.ts";
 import type { CoordinatorClient, JobClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
 import { LogShipper, type EntryStream } from "./log-shipper.ts";
+import { watchDiskUsage } from "./disk-watch.ts";
 import { collectOutputs } from "./outputs.ts";
 import { jobDirs, prepareWorkspace, WorkspaceRefusal, type JobDirs } from "./workspace.ts";
 
 export type StopReason = { kind: "canceled" } | { kind: "lease-lost" } | { kind: "job-timeout"; ms: number } | { kind: "shutdown" };
 
-interface StepTimeout {
-  kind: "step-timeout";
-  ms: number;
-}
+type StepLimit = { kind: "step-timeout"; ms: number } | { kind: "disk-limit"; limitBytes: number; usedBytes: number };
 
 export interface JobRunDeps {
   client: CoordinatorClient;
@@ -60,6 +58,7 @@ export class JobRun {
   private readonly logger: Logger;
   private readonly shipper: LogShipper;
   private readonly secrets: string[];
+  private workspace = "";
 
   constructor(job: JobPayload, deps: JobRunDeps) {
     this.job = job;
@@ -95,6 +94,7 @@ export class JobRun {
     const timeoutMs = Math.min(this.job.spec.timeoutMs, config.maxRuntimeMs);
     const timer = setTimeout(() => this.stop({ kind: "job-timeout", ms: timeoutMs }), timeoutMs);
     const dirs = jobDirs(join(config.workspaceRoot, `job-${this.job.id}-${this.job.attempt}-${randomBytes(3).toString("hex")}`));
+    this.workspace = dirs.workspace;
     let sandbox: Sandbox | undefined;
     let result: { outcome: AttemptOutcome; message?: string };
     this.logger.info("job started", { runtime: runtime.name, steps: this.job.spec.steps.length });
@@ -164,7 +164,14 @@ export class JobRun {
     const forward = (): void => stepAbort.abort(this.abort.signal.reason);
     this.abort.signal.addEventListener("abort", forward, { once: true });
     const stepTimeoutMs = step.timeoutMs;
-    const timer = stepTimeoutMs ? setTimeout(() => stepAbort.abort({ kind: "step-timeout", ms: stepTimeoutMs } satisfies StepTimeout), stepTimeoutMs) : undefined;
+    const timer = stepTimeoutMs ? setTimeout(() => stepAbort.abort({ kind: "step-timeout", ms: stepTimeoutMs } satisfies StepLimit), stepTimeoutMs) : undefined;
+    const diskLimit = this.job.spec.resources.diskBytes;
+    const diskWatch =
+      diskLimit && !this.deps.runtime.enforcesDiskLimit
+        ? watchDiskUsage(this.workspace, diskLimit, this.deps.config.hostPath, (usedBytes) =>
+            stepAbort.abort({ kind: "disk-limit", limitBytes: diskLimit, usedBytes } satisfies StepLimit),
+          )
+        : undefined;
     const started = Date.now();
     const env = {
       CI: "true",
@@ -182,11 +189,12 @@ export class JobRun {
       outcome = { exitCode: null, message: `sandbox failed to run the step: ${coerceError(error).message}` };
     } finally {
       clearTimeout(timer);
+      diskWatch?.stop();
       this.abort.signal.removeEventListener("abort", forward);
     }
     const durationMs = Date.now() - started;
     const ok = outcome.exitCode === 0 && !stepAbort.signal.aborted;
-    const message = ok ? undefined : this.describeStepEnd(step, outcome, stepAbort.signal.reason as StopReason | StepTimeout | undefined);
+    const message = ok ? undefined : this.describeStepEnd(step, outcome, stepAbort.signal.reason as StopReason | StepLimit | undefined);
     if (message) log.write(`\n[airlock] ${message}\n`);
     await log.end();
     await persist(
@@ -199,8 +207,11 @@ export class JobRun {
     return message;
   }
 
-  private describeStepEnd(step: StepSpec, outcome: StepOutcome, reason: StopReason | StepTimeout | undefined): string {
+  private describeStepEnd(step: StepSpec, outcome: StepOutcome, reason: StopReason | StepLimit | undefined): string {
     if (reason?.kind === "step-timeout") return `step ${step.key} hit its timeout of ${formatDuration(reason.ms)} and was killed`;
+    if (reason?.kind === "disk-limit") {
+      return `step ${step.key} exceeded the workspace disk limit of ${formatSize(reason.limitBytes)} (${formatSize(reason.usedBytes)} used) and was killed`;
+    }
     if (reason?.kind === "job-timeout") return `job hit its timeout of ${formatDuration(reason.ms)}; step ${step.key} was killed`;
     if (reason?.kind === "canceled") return `job canceled; step ${step.key} was killed`;
     if (reason?.kind === "shutdown") return `executor shutting down; step ${step.key} was killed`;

@@ -69,6 +69,11 @@ export interface ProbeResult {
 export interface Runtime {
   readonly name: string;
   readonly isolation: Isolation;
+  /**
+   * True when the sandbox itself bounds the workspace's size (a VM disk). Otherwise the executor
+   * measures the workspace while steps run and stops a step that passes `resources.diskBytes`.
+   */
+  readonly enforcesDiskLimit?: boolean;
   probe(): Promise<ProbeResult>;
   createSandbox(spec: SandboxSpec, signal: AbortSignal): Promise<Sandbox>;
   /** Removes what dead executors of this host left behind (see labels.ts); returns how many things. */
