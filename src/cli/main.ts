@@ -77,6 +77,7 @@ const executorOptions = (command: Command): Command =>
     .option("--runtime <name>", "shell, bwrap, docker, gvisor, microvm, or auto (env AIRLOCK_RUNTIME; default auto)")
     .option("--max-jobs <n>", "jobs run at once (env AIRLOCK_MAX_JOBS; default 1)")
     .option("--data <dir>", "executor data dir (env AIRLOCK_EXECUTOR_DATA; default ./.airlock-executor)")
+    .option("--images <paths>", "OCI image layouts, OCI archives, or dirs holding layouts, comma-separated, for the bwrap runtime (env AIRLOCK_IMAGES; default none)")
     .option("--workspace-root <dir>", "where job workspaces go (env AIRLOCK_WORKSPACE_ROOT; default <data>/workspaces)")
     .option("--max-runtime <duration>", "no job runs longer (env AIRLOCK_MAX_RUNTIME; default 30m)")
     .option("--heartbeat-interval <duration>", "env AIRLOCK_HEARTBEAT_INTERVAL; default 5s")

@@ -18,6 +18,8 @@ export interface ExecutorConfig {
   runtime: string;
   maxJobs: number;
   dataDir: string;
+  /** OCI image layouts, OCI archives, or directories holding layouts (daemonless runtimes: bwrap). */
+  images: string[];
   workspaceRoot: string;
   /** No job runs longer than this, whatever its own timeout says. */
   maxRuntimeMs: number;
@@ -57,6 +59,7 @@ export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<Executor
     runtime: source.string("runtime", "AIRLOCK_RUNTIME", "auto"),
     maxJobs: source.integer("maxJobs", "AIRLOCK_MAX_JOBS", 1, 1, 256),
     dataDir,
+    images: source.list("images", "AIRLOCK_IMAGES", []).map((path) => resolve(path)),
     workspaceRoot: resolve(source.string("workspaceRoot", "AIRLOCK_WORKSPACE_ROOT", resolve(dataDir, "workspaces"))),
     maxRuntimeMs: source.durationMs("maxRuntime", "AIRLOCK_MAX_RUNTIME", "30m"),
     heartbeatIntervalMs: source.durationMs("heartbeatInterval", "AIRLOCK_HEARTBEAT_INTERVAL", "5s"),

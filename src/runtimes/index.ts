@@ -4,6 +4,7 @@
  */
 import type { Logger } from "../common/logger.ts";
 import { isolationRank, ValidationError } from "../protocol/index.ts";
+import { BwrapRuntime } from "./bwrap/index.ts";
 import type { Runtime } from "./runtime.ts";
 import { ShellRuntime } from "./shell/index.ts";
 
@@ -16,12 +17,17 @@ export interface RuntimeHost {
   path: string;
   /** The executor's data dir, for caches (image root filesystems, kernels). */
   dataDir: string;
+  /** OCI image layouts, archives, or directories holding layouts, for daemonless runtimes (bwrap). */
+  images?: readonly string[] | undefined;
   logger: Logger;
 }
 
 /** Every runtime Airlock knows, strongest isolation first. */
 export function allRuntimes(host: RuntimeHost): Runtime[] {
-  const runtimes: Runtime[] = [new ShellRuntime({ path: host.path })];
+  const runtimes: Runtime[] = [
+    new ShellRuntime({ path: host.path }),
+    new BwrapRuntime({ path: host.path, dataDir: host.dataDir, images: host.images ?? [], logger: host.logger }),
+  ];
   return runtimes.sort((a, b) => isolationRank(b.isolation) - isolationRank(a.isolation));
 }
 

@@ -13,7 +13,7 @@ import { waitForSignal } from "../signals.ts";
 export async function executorRunCommand(flags: Record<string, unknown>, io: CliIO): Promise<number> {
   const config = resolveExecutorConfig(flags, io.env);
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
-  const runtime = await selectRuntime(config.runtime, allRuntimes({ path: config.hostPath, dataDir: config.dataDir, logger }), logger);
+  const runtime = await selectRuntime(config.runtime, allRuntimes({ path: config.hostPath, dataDir: config.dataDir, images: config.images, logger }), logger);
   await mkdir(config.workspaceRoot, { recursive: true, mode: 0o700 });
   const client = new HttpCoordinatorClient({ urls: config.urls, executorToken: config.token, caPath: config.caPath });
   const executor = new Executor({ config, client, runtime, logger, clock: systemClock });
@@ -51,7 +51,7 @@ export async function executorValidateCommand(flags: Record<string, unknown>, io
     }
   }
   await client.close();
-  const runtimes = allRuntimes({ path: config.hostPath, dataDir: config.dataDir, logger });
+  const runtimes = allRuntimes({ path: config.hostPath, dataDir: config.dataDir, images: config.images, logger });
   let usable = 0;
   for (const runtime of runtimes) {
     const probe = await runtime.probe();
