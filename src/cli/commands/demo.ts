@@ -49,7 +49,8 @@ export async function demoCommand(flags: { once?: boolean; data?: string; listen
     const executor = startAirlock(
       io.entry,
       ["executor", "run", "--url", coordinator.url, "--runtime", flags.runtime ?? "auto", "--data", join(dataRoot, "executor"), "--heartbeat-interval", "2s", "--max-jobs", "2", "--log-format", "json"],
-      { env: { ...childEnv, AIRLOCK_EXECUTOR_TOKEN: coordinator.executorToken }, logFile: join(dataRoot, "executor.log") },
+      // AIRLOCK_IMAGES tells daemonless runtimes (bwrap) where the sample images are.
+      { env: { ...childEnv, AIRLOCK_IMAGES: io.env.AIRLOCK_IMAGES, AIRLOCK_EXECUTOR_TOKEN: coordinator.executorToken }, logFile: join(dataRoot, "executor.log") },
     );
     processes.unshift(executor);
     println(io.stdout, `executor started (log: ${executor.logFile})`);

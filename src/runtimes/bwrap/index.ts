@@ -110,7 +110,7 @@ export class BwrapRuntime implements Runtime {
     return { usable: true, detail: `${version}; ${context.cgroups.describe()}; seccomp on; images: ${await this.images.catalog.describe()}` };
   }
 
-  async createSandbox(spec: SandboxSpec): Promise<Sandbox> {
+  async createSandbox(spec: SandboxSpec, _signal?: AbortSignal): Promise<Sandbox> {
     const context = await this.ready();
     const limits: CgroupLimits = { cpus: spec.resources.cpus, memoryBytes: spec.resources.memoryBytes, pids: spec.resources.pids ?? DEFAULT_PIDS_LIMIT };
     const executorPid = Number(spec.labels[LABEL.executorPid] ?? process.pid);

@@ -42,15 +42,17 @@ export class BuildOnceDirs {
     );
   }
 
-  /** Makes sure `<root>/<key>` exists, building it with `build(tempDir)` if needed; true if this call built it. */
+  /** Makes sure `<root>/<key>` exists, building it with `build(tempDir)` if needed; true if this very call built it. */
   async ensure(key: string, build: (tempDir: string) => Promise<void>): Promise<boolean> {
     if (await this.has(key)) return false;
-    let pending = this.building.get(key);
-    if (!pending) {
-      pending = this.build(key, build).finally(() => this.building.delete(key));
-      this.building.set(key, pending);
+    const pending = this.building.get(key);
+    if (pending) {
+      await pending;
+      return false;
     }
-    return pending;
+    const building = this.build(key, build).finally(() => this.building.delete(key));
+    this.building.set(key, building);
+    return building;
   }
 
   private async build(key: string, build: (tempDir: string) => Promise<void>): Promise<boolean> {
