@@ -1,10 +1,13 @@
 /**
  * The bwrap command line for one step: new user, pid, network, ipc, uts and cgroup namespaces
- * (and a mount namespace, always); no capabilities and no further user namespaces; the image's
+ * (and a mount namespace, always); no capabilities; the image's
  * root filesystem read-only; a fresh /proc, read-only as a whole (root in the sandbox maps to the
  * executor's user, who owns /proc/sys: the mount flag is what stops writes there); a minimal
  * /dev; a private /tmp; the workspace at /work, the only writable host path.
  * The network namespace has loopback only: nothing of the host, its loopback included.
+ * No `--disable-userns`: the seccomp filter already refuses every way to make a namespace
+ * (unshare, setns, clone with namespace flags, clone3), and the flag costs bwrap a nested user
+ * namespace per step.
  */
 
 /** Where the workspace appears inside the sandbox. */
@@ -31,7 +34,6 @@ export function namespaceArgs(): string[] {
     "--unshare-ipc",
     "--unshare-uts",
     "--unshare-cgroup",
-    "--disable-userns",
     "--cap-drop",
     "ALL",
     "--die-with-parent",

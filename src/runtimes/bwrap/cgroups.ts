@@ -196,7 +196,7 @@ export class Cgroups {
         }
       }
       if (freezer && round === 0) await this.freeze(freezer, false);
-      await sleep(Math.min(5 * 2 ** round, 100));
+      await sleep(Math.min(2 ** round, 100));
     }
   }
 

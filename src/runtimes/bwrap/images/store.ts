@@ -6,7 +6,8 @@
  * `<cache>/rootfs/<hex>/{rootfs,config.json}` and reused by every later step and job; see
  * cache.ts for how concurrent unpacks of one image stay safe.
  */
-import { realpath, rm, writeFile, mkdir, readFile, lstat } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { lstat, mkdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
 import { join, sep } from "node:path";
 import type { Logger } from "../../../common/logger.ts";
 import { SandboxError, ValidationError } from "../../../protocol/index.ts";
@@ -111,7 +112,8 @@ export class ImageStore {
 
   private async fromLayout(image: LayoutImage, source: string, signal?: AbortSignal): Promise<ResolvedImage> {
     const known = this.manifestIds.get(`${image.layout}\0${image.manifest.digest}`);
-    if (known && (await this.roots.has(this.key(known)))) {
+    // The common case, every step after an image's first: no manifest read, one stat, no thread-pool hop.
+    if (known && existsSync(this.roots.pathOf(this.key(known)))) {
       return { rootfs: join(this.roots.pathOf(this.key(known)), "rootfs"), config: await this.config(known), id: known, source, unpacked: false };
     }
     const manifest = await readManifest(image.layout, image.manifest);
