@@ -136,7 +136,8 @@ export const JobSpecInput = z
         disk: SizeBytes.optional(),
       })
       .default({}),
-    timeout: DurationMs.default(30 * 60),
+    // zod applies defaults to the output: milliseconds.
+    timeout: DurationMs.default(30 * 60_000),
     isolation: Isolation.default("namespace"),
     outputs: z
       .strictObject({ diff: z.boolean().default(false), paths: z.array(WorkspaceFilePath).max(100).default([]) })
