@@ -96,16 +96,28 @@ export async function startLocalCoordinator(options: {
   port?: number;
   env: Record<string, string | undefined>;
   extraArgs?: string[];
+  /** Serve https with this certificate and key; `caPem` verifies it while waiting for health. */
+  tls?: { certPath: string; keyPath: string; caPem: Buffer };
 }): Promise<LocalCoordinator> {
   const port = options.port ?? (await freePort());
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const managed = startAirlock(
     options.entry,
-    ["server", "--data", options.dataDir, "--listen", `127.0.0.1:${port}`, "--log-format", "json", ...(options.extraArgs ?? [])],
+    [
+      "server",
+      "--data",
+      options.dataDir,
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--log-format",
+      "json",
+      ...(options.tls ? ["--tls-cert", options.tls.certPath, "--tls-key", options.tls.keyPath] : []),
+      ...(options.extraArgs ?? []),
+    ],
     { env: options.env, logFile: join(options.dataDir, `coordinator-${port}.log`) },
   );
-  const url = `http://127.0.0.1:${port}`;
-  await waitForHealthy(url, managed);
+  const url = `${options.tls ? "https" : "http"}://127.0.0.1:${port}`;
+  await waitForHealthy(url, managed, 30_000, options.tls?.caPem);
   const apiToken = readTokenFile(options.dataDir, "api") ?? options.env.AIRLOCK_API_TOKEN ?? "";
   const executorToken = readTokenFile(options.dataDir, "executor") ?? options.env.AIRLOCK_EXECUTOR_TOKEN ?? "";
   return { ...managed, url, dataDir: options.dataDir, apiToken, executorToken };
