@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, openSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { Agent, request } from "undici";
+import { HttpClient } from "../common/http-client.ts";
 import { readTokenFile } from "../common/token-files.ts";
 import { UnavailableError } from "../protocol/index.ts";
 
@@ -39,9 +39,14 @@ export interface ManagedProcess {
   exited: Promise<number | null>;
 }
 
+/** Node flags per command: the executor idles most of its life, and a small young generation keeps it small (as in bin/airlock). */
+export function nodeFlagsFor(args: readonly string[]): string[] {
+  return args[0] === "executor" ? ["--max-semi-space-size=1"] : [];
+}
+
 export function startAirlock(entry: string, args: string[], options: { env: Record<string, string | undefined>; logFile: string; nodeArgs?: string[] }): ManagedProcess {
   const log = openSync(options.logFile, "a");
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), entry, ...args], {
+  const child = spawn(process.execPath, [...nodeFlagsFor(args), ...(options.nodeArgs ?? []), entry, ...args], {
     env: options.env,
     stdio: ["ignore", log, log],
   });
@@ -63,15 +68,15 @@ export function startAirlock(entry: string, args: string[], options: { env: Reco
 
 /** Polls /healthz until the coordinator answers (or the process dies, or time runs out). */
 export async function waitForHealthy(url: string, process: ManagedProcess | undefined, timeoutMs = 30_000, caPem?: Buffer): Promise<void> {
-  const agent = new Agent({ connect: caPem ? { ca: caPem } : {} });
+  const client = new HttpClient({ ca: caPem });
   const deadline = Date.now() + timeoutMs;
   try {
     while (Date.now() < deadline) {
       if (process && process.child.exitCode !== null) throw new UnavailableError(`coordinator exited with ${process.child.exitCode}; see ${process.logFile}`);
       try {
-        const response = await request(`${url}/healthz`, { dispatcher: agent });
-        await response.body.dump();
-        if (response.statusCode === 200) return;
+        const response = await client.request({ method: "GET", url: `${url}/healthz`, timeoutMs: 2000 });
+        response.dump();
+        if (response.status === 200) return;
       } catch {
         // not up yet
       }
@@ -79,7 +84,7 @@ export async function waitForHealthy(url: string, process: ManagedProcess | unde
     }
     throw new UnavailableError(`coordinator at ${url} did not become healthy within ${timeoutMs} ms`);
   } finally {
-    await agent.close();
+    client.close();
   }
 }
 

@@ -1,5 +1,4 @@
 /** The executor's configuration, built once from flags, env and defaults, then frozen. */
-import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { ConfigSource, type Env, type Flags } from "../common/config-source.ts";
@@ -29,6 +28,13 @@ export interface ExecutorConfig {
   logLevel: LogLevel;
   logFormat: "text" | "json";
   hostPath: string;
+}
+
+/** A name suffix, not a secret (Math.random keeps OpenSSL out of the executor's memory). */
+function randomSuffix(): string {
+  return Math.floor(Math.random() * 0xffffffff)
+    .toString(16)
+    .padStart(8, "0");
 }
 
 export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<ExecutorConfig> {
@@ -61,7 +67,7 @@ export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<Executor
     maxRuntimeMs: source.durationMs("maxRuntime", "AIRLOCK_MAX_RUNTIME", "30m"),
     heartbeatIntervalMs: source.durationMs("heartbeatInterval", "AIRLOCK_HEARTBEAT_INTERVAL", "5s"),
     logCapBytes: source.sizeBytes("logCap", "AIRLOCK_LOG_CAP", "64m"),
-    name: source.string("name", "AIRLOCK_EXECUTOR_NAME", `${hostname()}-${randomBytes(4).toString("hex")}`),
+    name: source.string("name", "AIRLOCK_EXECUTOR_NAME", `${hostname()}-${randomSuffix()}`),
     logLevel: source.oneOf("logLevel", "AIRLOCK_LOG_LEVEL", ["debug", "info", "warn", "error", "silent"] as const, "info"),
     logFormat: source.oneOf("logFormat", "AIRLOCK_LOG_FORMAT", ["text", "json"] as const, "text"),
     hostPath: env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
