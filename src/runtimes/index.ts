@@ -8,7 +8,7 @@ import type { Runtime } from "./runtime.ts";
 import { ShellRuntime } from "./shell/index.ts";
 
 export type * from "./runtime.ts";
-export { sandboxLabels } from "./labels.ts";
+export { processAlive, sandboxLabels } from "./labels.ts";
 export { stepScript } from "./runtime.ts";
 
 export interface RuntimeHost {
