@@ -125,7 +125,7 @@ describe("docker runtime end to end", { skip }, () => {
     });
     const job = await waitForJob(cluster.api, submitted.id, undefined, 60_000);
     assert.ok(job.state === "failed" || job.state === "errored", job.state);
-    assert.ok(job.failureMessage?.includes(image), job.failureMessage);
+    assert.ok(job.failureMessage?.includes(image), job.failureMessage ?? "no message");
     assert.match(job.failureMessage ?? "", /could not be pulled/);
     const log = await logText(cluster.api, job, "missing");
     assert.doesNotMatch(log, /should not run/);

@@ -100,7 +100,8 @@ export class DockerClient {
     const text = await response.body.text();
     const ok = (response.statusCode >= 200 && response.statusCode < 300) || options.accept?.includes(response.statusCode);
     if (!ok) throw new DockerApiError(response.statusCode, errorMessage(text, response.statusCode));
-    return { status: response.statusCode, body: text ? (JSON.parse(text) as T) : undefined };
+    const json = String(response.headers["content-type"] ?? "").includes("json");
+    return { status: response.statusCode, body: text && json ? (JSON.parse(text) as T) : undefined };
   }
 
   unreachable(error: unknown): UnavailableError {
