@@ -65,17 +65,29 @@ reload_runtimes() {
   say "dockerd did not register $runsc_name after SIGHUP; check $daemon_json"
 }
 
+# Registers runsc in daemon.json when we may (root, runsc installed); prints "changed" if it wrote.
+ensure_runsc_config() {
+  [ "$(id -u)" = 0 ] && command -v runsc >/dev/null 2>&1 || return 0
+  register_runsc
+}
+
 start_daemon() { # $1 = file to record the pid in, or empty
   record=$1
   if daemon_answers; then
-    [ -x "$(command -v runsc || true)" ] && { register_runsc >/dev/null; reload_runtimes; }
+    changed=$(ensure_runsc_config)
+    [ -n "$changed" ] && say "registered $runsc_name (--network=none) in $daemon_json"
+    if [ "$(id -u)" = 0 ] && command -v runsc >/dev/null 2>&1; then reload_runtimes; fi
     return 0
   fi
   if ! command -v dockerd >/dev/null 2>&1; then
     say "dockerd is not installed (scripts/setup.sh installs docker.io); the docker and gvisor runtimes will be skipped"
     return 0
   fi
-  [ -x "$(command -v runsc || true)" ] && register_runsc >/dev/null
+  if [ "$(id -u)" != 0 ]; then
+    say "dockerd is not running and only root may start it; the docker and gvisor runtimes will be skipped"
+    return 0
+  fi
+  ensure_runsc_config >/dev/null
   log=${AIRLOCK_TEST_STATE:-${TMPDIR:-/tmp}}/dockerd.log
   say "starting dockerd (log: $log)"
   setsid dockerd >"$log" 2>&1 </dev/null &
@@ -93,11 +105,9 @@ start_daemon() { # $1 = file to record the pid in, or empty
 case ${1:-} in
   install)
     apt_install docker.io runsc
-    if [ "$(id -u)" = 0 ]; then
-      changed=$(register_runsc)
-      [ -n "$changed" ] && say "registered $runsc_name (--network=none) in $daemon_json"
-      daemon_answers && reload_runtimes
-    fi
+    changed=$(ensure_runsc_config)
+    [ -n "$changed" ] && say "registered $runsc_name (--network=none) in $daemon_json"
+    if [ "$(id -u)" = 0 ] && daemon_answers; then reload_runtimes; fi
     ;;
   start)
     start_daemon "${AIRLOCK_TEST_STATE:+$AIRLOCK_TEST_STATE/dockerd.pid}"

@@ -43,7 +43,9 @@ export function registryAuthHeader(ref: ImageRef, auth: Record<string, { usernam
     const host = key.replace(/^https?:\/\//, "").replace(/\/.*$/, "");
     if (wanted.includes(key) || wanted.includes(host)) {
       const serveraddress = ref.registry === "docker.io" ? "https://index.docker.io/v1/" : ref.registry;
-      return Buffer.from(JSON.stringify({ username: credentials.username, password: credentials.password, serveraddress })).toString("base64url");
+      // URL-safe base64 *with* padding: the Engine decodes with Go's base64.URLEncoding, which needs it.
+      const json = JSON.stringify({ username: credentials.username, password: credentials.password, serveraddress });
+      return Buffer.from(json).toString("base64").replace(/\+/g, "-").replace(/\//g, "_");
     }
   }
   return undefined;

@@ -50,7 +50,7 @@ export class DockerRuntime implements Runtime {
     }
   }
 
-  async createSandbox(spec: SandboxSpec): Promise<Sandbox> {
+  async createSandbox(spec: SandboxSpec, _signal?: AbortSignal): Promise<Sandbox> {
     const info = await stat(spec.workspace).catch(() => undefined);
     if (!info?.isDirectory()) throw new SandboxError(`workspace ${spec.workspace} is not a directory`);
     return new DockerSandbox({ client: this.client, spec, ociRuntime: this.ociRuntime, defaultImage: this.defaultImage, runtimeName: this.name });
