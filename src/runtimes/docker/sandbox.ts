@@ -99,8 +99,13 @@ export class DockerSandbox implements Sandbox {
     try {
       id = await this.create(image, config, run.step.key, io, stop);
       if (stop.aborted) throw new StepAborted();
-      const [attached, waitExit] = await Promise.all([this.client.attach(id), this.client.waitNextExit(id)]);
-      socket = attached;
+      this.spec.logger.debug("step container created", { container: id.slice(0, 12), image, step: run.step.key });
+      const [attach, wait] = await Promise.allSettled([this.client.attach(id), this.client.waitNextExit(id)]);
+      if (attach.status === "fulfilled") socket = attach.value;
+      if (attach.status === "rejected") throw attach.reason;
+      if (wait.status === "rejected") throw wait.reason;
+      const attached = attach.value;
+      const waitExit = wait.value;
       const demuxer = new Demuxer((chunk, stream) => io.write(chunk, stream));
       const outputEnded = new Promise<void>((resolve) => {
         attached.on("data", (chunk: Buffer) => demuxer.push(chunk));
