@@ -83,6 +83,9 @@ const executorOptions = (command: Command): Command =>
     .option("--heartbeat-interval <duration>", "env AIRLOCK_HEARTBEAT_INTERVAL; default 5s")
     .option("--log-cap <size>", "per-job log cap; head and tail kept beyond it (env AIRLOCK_LOG_CAP; default 64m)")
     .option("--name <name>", "executor name (env AIRLOCK_EXECUTOR_NAME; default <hostname>-<random>)")
+    .option("--docker-host <socket>", "Docker Engine socket for the docker and gvisor runtimes (env DOCKER_HOST; default unix:///var/run/docker.sock)")
+    .option("--gvisor-runtime <name>", "name runsc is registered under in dockerd (env AIRLOCK_GVISOR_RUNTIME; default runsc)")
+    .option("--default-image <image>", "image for steps that name none, docker and gvisor runtimes (env AIRLOCK_DEFAULT_IMAGE; default alpine:3)")
     .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
     .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]));
 executorOptions(executor.command("run").description("pull jobs and run them"))
