@@ -1,7 +1,7 @@
 /** A client of the user API, for the CLI, the demo, tests and benchmarks. */
 import { readFileSync } from "node:fs";
 import { TextDecoder } from "node:util";
-import { Agent, request, type Dispatcher } from "undici";
+import { HttpClient, type HttpResponse } from "../common/http-client.ts";
 import {
   fromErrorBody,
   JobView,
@@ -41,39 +41,38 @@ export async function* parseEventStream(body: AsyncIterable<Uint8Array>): AsyncI
 export class ApiClient {
   readonly url: string;
   private readonly token: string;
-  private readonly agent: Agent;
+  private readonly http: HttpClient;
 
   constructor(options: { url: string; token: string; caPath?: string | undefined }) {
     this.url = options.url.replace(/\/+$/, "");
     this.token = options.token;
-    const ca = options.caPath ? readFileSync(options.caPath) : undefined;
-    this.agent = new Agent({ connect: ca ? { ca } : {}, headersTimeout: 120_000, bodyTimeout: 0 });
+    this.http = new HttpClient({ ca: options.caPath ? readFileSync(options.caPath) : undefined });
   }
 
-  private async raw(method: Dispatcher.HttpMethod, path: string, body?: unknown, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
-    const response = await request(`${this.url}${path}`, {
+  private async raw(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<HttpResponse> {
+    const response = await this.http.request({
       method,
-      dispatcher: this.agent,
+      url: `${this.url}${path}`,
       headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal,
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      ...(signal ? { signal } : {}),
     });
-    if (response.statusCode >= 400) {
-      const text = await response.body.text();
+    if (response.status >= 400) {
+      const text = await response.text();
       let parsed: unknown = text;
       try {
         parsed = JSON.parse(text);
       } catch {
         // not JSON: keep the text
       }
-      throw fromErrorBody(response.statusCode, parsed);
+      throw fromErrorBody(response.status, parsed);
     }
     return response;
   }
 
-  private async json<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown): Promise<T> {
+  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
     const response = await this.raw(method, path, body);
-    return (await response.body.json()) as T;
+    return JSON.parse(await response.text()) as T;
   }
 
   async submit(spec: unknown): Promise<JobView> {
@@ -95,12 +94,12 @@ export class ApiClient {
 
   async readLog(id: number, key: string, offset = 0): Promise<Buffer> {
     const response = await this.raw("GET", `/api/jobs/${id}/logs/${encodeURIComponent(key)}?offset=${offset}`);
-    return Buffer.from(await response.body.arrayBuffer());
+    return response.bytes();
   }
 
   async artifact(id: number, name: string): Promise<AsyncIterable<Uint8Array>> {
     const response = await this.raw("GET", `/api/jobs/${id}/artifacts/${name.split("/").map(encodeURIComponent).join("/")}`);
-    return response.body;
+    return response.stream;
   }
 
   async artifactBytes(id: number, name: string): Promise<Buffer> {
@@ -112,7 +111,7 @@ export class ApiClient {
   async *events(id: number, options: { from?: string; signal?: AbortSignal } = {}): AsyncIterable<ServerEvent> {
     const query = options.from ? `?from=${encodeURIComponent(options.from)}` : "";
     const response = await this.raw("GET", `/api/jobs/${id}/events${query}`, undefined, options.signal);
-    yield* parseEventStream(response.body);
+    yield* parseEventStream(response.stream);
   }
 
   async executors(): Promise<ExecutorView[]> {
@@ -132,6 +131,6 @@ export class ApiClient {
   }
 
   async close(): Promise<void> {
-    await this.agent.close();
+    this.http.close();
   }
 }

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, openSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { Agent, request } from "undici";
+import { HttpClient } from "../common/http-client.ts";
 import { readTokenFile } from "../common/token-files.ts";
 import { UnavailableError } from "../protocol/index.ts";
 
@@ -39,9 +39,14 @@ export interface ManagedProcess {
   exited: Promise<number | null>;
 }
 
+/** Node flags per command: the executor idles most of its life, and a small young generation keeps it small (as in bin/airlock). */
+export function nodeFlagsFor(args: readonly string[]): string[] {
+  return args[0] === "executor" ? ["--max-semi-space-size=1"] : [];
+}
+
 export function startAirlock(entry: string, args: string[], options: { env: Record<string, string | undefined>; logFile: string; nodeArgs?: string[] }): ManagedProcess {
   const log = openSync(options.logFile, "a");
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), entry, ...args], {
+  const child = spawn(process.execPath, [...nodeFlagsFor(args), ...(options.nodeArgs ?? []), entry, ...args], {
     env: options.env,
     stdio: ["ignore", log, log],
   });
@@ -63,15 +68,15 @@ export function startAirlock(entry: string, args: string[], options: { env: Reco
 
 /** Polls /healthz until the coordinator answers (or the process dies, or time runs out). */
 export async function waitForHealthy(url: string, process: ManagedProcess | undefined, timeoutMs = 30_000, caPem?: Buffer): Promise<void> {
-  const agent = new Agent({ connect: caPem ? { ca: caPem } : {} });
+  const client = new HttpClient({ ca: caPem });
   const deadline = Date.now() + timeoutMs;
   try {
     while (Date.now() < deadline) {
       if (process && process.child.exitCode !== null) throw new UnavailableError(`coordinator exited with ${process.child.exitCode}; see ${process.logFile}`);
       try {
-        const response = await request(`${url}/healthz`, { dispatcher: agent });
-        await response.body.dump();
-        if (response.statusCode === 200) return;
+        const response = await client.request({ method: "GET", url: `${url}/healthz`, timeoutMs: 2000 });
+        response.dump();
+        if (response.status === 200) return;
       } catch {
         // not up yet
       }
@@ -79,7 +84,7 @@ export async function waitForHealthy(url: string, process: ManagedProcess | unde
     }
     throw new UnavailableError(`coordinator at ${url} did not become healthy within ${timeoutMs} ms`);
   } finally {
-    await agent.close();
+    client.close();
   }
 }
 
@@ -96,16 +101,28 @@ export async function startLocalCoordinator(options: {
   port?: number;
   env: Record<string, string | undefined>;
   extraArgs?: string[];
+  /** Serve https with this certificate and key; `caPem` verifies it while waiting for health. */
+  tls?: { certPath: string; keyPath: string; caPem: Buffer };
 }): Promise<LocalCoordinator> {
   const port = options.port ?? (await freePort());
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const managed = startAirlock(
     options.entry,
-    ["server", "--data", options.dataDir, "--listen", `127.0.0.1:${port}`, "--log-format", "json", ...(options.extraArgs ?? [])],
+    [
+      "server",
+      "--data",
+      options.dataDir,
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--log-format",
+      "json",
+      ...(options.tls ? ["--tls-cert", options.tls.certPath, "--tls-key", options.tls.keyPath] : []),
+      ...(options.extraArgs ?? []),
+    ],
     { env: options.env, logFile: join(options.dataDir, `coordinator-${port}.log`) },
   );
-  const url = `http://127.0.0.1:${port}`;
-  await waitForHealthy(url, managed);
+  const url = `${options.tls ? "https" : "http"}://127.0.0.1:${port}`;
+  await waitForHealthy(url, managed, 30_000, options.tls?.caPem);
   const apiToken = readTokenFile(options.dataDir, "api") ?? options.env.AIRLOCK_API_TOKEN ?? "";
   const executorToken = readTokenFile(options.dataDir, "executor") ?? options.env.AIRLOCK_EXECUTOR_TOKEN ?? "";
   return { ...managed, url, dataDir: options.dataDir, apiToken, executorToken };

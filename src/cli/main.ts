@@ -4,12 +4,13 @@
  */
 import { Command, Option } from "commander";
 import { AIRLOCK_VERSION, AirlockError, coerceError } from "../protocol/index.ts";
-import { repoAddCommand, repoListCommand, executorsCommand, queuesCommand } from "./commands/admin.ts";
-import { demoCommand } from "./commands/demo.ts";
-import { executorRunCommand, executorValidateCommand } from "./commands/executor.ts";
-import { artifactCommand, cancelCommand, listCommand, logsCommand, showCommand, submitCommand } from "./commands/jobs.ts";
-import { serverCommand } from "./commands/server.ts";
 import { apiClient, type CliIO, type ClientFlags } from "./context.ts";
+
+// Commands load their modules on demand: an executor never loads the coordinator's HTTP server
+// or the store, which keeps its memory small.
+const admin = () => import("./commands/admin.ts");
+const jobsCommands = () => import("./commands/jobs.ts");
+const executorCommands = () => import("./commands/executor.ts");
 
 const io: CliIO = { env: process.env, entry: process.argv[1] ?? "", stdout: process.stdout, stderr: process.stderr };
 
@@ -65,7 +66,7 @@ program
   .option("--max-artifact-size <size>", "largest artifact (env AIRLOCK_MAX_ARTIFACT_SIZE; default 1g)")
   .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
   .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]))
-  .action((flags: Record<string, unknown>) => run(() => serverCommand(flags, io)));
+  .action((flags: Record<string, unknown>) => run(async () => (await import("./commands/server.ts")).serverCommand(flags, io)));
 
 const executor = program.command("executor").description("run or check an executor");
 const executorOptions = (command: Command): Command =>
@@ -83,16 +84,19 @@ const executorOptions = (command: Command): Command =>
     .option("--heartbeat-interval <duration>", "env AIRLOCK_HEARTBEAT_INTERVAL; default 5s")
     .option("--log-cap <size>", "per-job log cap; head and tail kept beyond it (env AIRLOCK_LOG_CAP; default 64m)")
     .option("--name <name>", "executor name (env AIRLOCK_EXECUTOR_NAME; default <hostname>-<random>)")
+    .option("--docker-host <socket>", "Docker Engine socket for the docker and gvisor runtimes (env DOCKER_HOST; default unix:///var/run/docker.sock)")
+    .option("--gvisor-runtime <name>", "name runsc is registered under in dockerd (env AIRLOCK_GVISOR_RUNTIME; default runsc)")
+    .option("--default-image <image>", "image for steps that name none, docker and gvisor runtimes (env AIRLOCK_DEFAULT_IMAGE; default alpine:3)")
     .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
     .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]));
 executorOptions(executor.command("run").description("pull jobs and run them"))
-  .action((flags: Record<string, unknown>) => run(() => executorRunCommand(flags, io)));
+  .action((flags: Record<string, unknown>) => run(async () => (await executorCommands()).executorRunCommand(flags, io)));
 executorOptions(executor.command("validate").description("check the coordinator URL, the token and each runtime"))
-  .action((flags: Record<string, unknown>) => run(() => executorValidateCommand(flags, io)));
+  .action((flags: Record<string, unknown>) => run(async () => (await executorCommands()).executorValidateCommand(flags, io)));
 
 withClientOptions(program.command("submit <file>").description("submit a job spec (YAML or JSON; - for stdin); prints the job id last"))
   .option("-f, --follow", "stream the logs; exit 0 if the job completed, 1 if it failed, 2 otherwise")
-  .action((file: string, flags: ClientFlags & { follow?: boolean }) => withClient(flags, (client) => submitCommand(client, file, Boolean(flags.follow), io)));
+  .action((file: string, flags: ClientFlags & { follow?: boolean }) => withClient(flags, async (client) => (await jobsCommands()).submitCommand(client, file, Boolean(flags.follow), io)));
 
 const jobs = program.command("jobs").description("list and inspect jobs");
 withClientOptions(jobs.command("list").description("recent jobs, newest first"))
@@ -100,31 +104,31 @@ withClientOptions(jobs.command("list").description("recent jobs, newest first"))
   .option("--queue <queue>")
   .option("--repository <name>")
   .option("--limit <n>")
-  .action((flags: ClientFlags & Record<string, string>) => withClient(flags, (client) => listCommand(client, flags, io)));
+  .action((flags: ClientFlags & Record<string, string>) => withClient(flags, async (client) => (await jobsCommands()).listCommand(client, flags, io)));
 withClientOptions(jobs.command("show <id>").description("a job's state, steps and artifacts"))
   .option("--json", "print the job as JSON")
-  .action((id: string, flags: ClientFlags & { json?: boolean }) => withClient(flags, (client) => showCommand(client, jobId(id), Boolean(flags.json), io)));
+  .action((id: string, flags: ClientFlags & { json?: boolean }) => withClient(flags, async (client) => (await jobsCommands()).showCommand(client, jobId(id), Boolean(flags.json), io)));
 withClientOptions(jobs.command("logs <id>").description("a job's logs"))
   .option("-f, --follow", "stream until the job ends")
-  .action((id: string, flags: ClientFlags & { follow?: boolean }) => withClient(flags, (client) => logsCommand(client, jobId(id), Boolean(flags.follow), io)));
+  .action((id: string, flags: ClientFlags & { follow?: boolean }) => withClient(flags, async (client) => (await jobsCommands()).logsCommand(client, jobId(id), Boolean(flags.follow), io)));
 withClientOptions(jobs.command("cancel <id>").description("cancel a queued or running job"))
-  .action((id: string, flags: ClientFlags) => withClient(flags, (client) => cancelCommand(client, jobId(id), io)));
+  .action((id: string, flags: ClientFlags) => withClient(flags, async (client) => (await jobsCommands()).cancelCommand(client, jobId(id), io)));
 withClientOptions(jobs.command("diff <id>").description("print the job's diff artifact"))
-  .action((id: string, flags: ClientFlags) => withClient(flags, (client) => artifactCommand(client, jobId(id), "diff", undefined, io)));
+  .action((id: string, flags: ClientFlags) => withClient(flags, async (client) => (await jobsCommands()).artifactCommand(client, jobId(id), "diff", undefined, io)));
 withClientOptions(jobs.command("artifact <id> <name>").description("print (or save with -o) one of the job's artifacts"))
   .option("-o, --output <file>", "write to a file instead of stdout")
-  .action((id: string, name: string, flags: ClientFlags & { output?: string }) => withClient(flags, (client) => artifactCommand(client, jobId(id), name, flags.output, io)));
+  .action((id: string, name: string, flags: ClientFlags & { output?: string }) => withClient(flags, async (client) => (await jobsCommands()).artifactCommand(client, jobId(id), name, flags.output, io)));
 
 const repo = program.command("repo").description("repositories the coordinator serves");
 withClientOptions(repo.command("add <name> <source>").description("mirror a git repository (a path or URL) under NAME"))
-  .action((name: string, source: string, flags: ClientFlags) => withClient(flags, (client) => repoAddCommand(client, name, source, io)));
+  .action((name: string, source: string, flags: ClientFlags) => withClient(flags, async (client) => (await admin()).repoAddCommand(client, name, source, io)));
 withClientOptions(repo.command("list").description("registered repositories"))
-  .action((flags: ClientFlags) => withClient(flags, (client) => repoListCommand(client, io)));
+  .action((flags: ClientFlags) => withClient(flags, async (client) => (await admin()).repoListCommand(client, io)));
 
 withClientOptions(program.command("executors").description("executors seen by the coordinator"))
-  .action((flags: ClientFlags) => withClient(flags, (client) => executorsCommand(client, io)));
+  .action((flags: ClientFlags) => withClient(flags, async (client) => (await admin()).executorsCommand(client, io)));
 withClientOptions(program.command("queues").description("queue depths and waits"))
-  .action((flags: ClientFlags) => withClient(flags, (client) => queuesCommand(client, io)));
+  .action((flags: ClientFlags) => withClient(flags, async (client) => (await admin()).queuesCommand(client, io)));
 
 program
   .command("demo")
@@ -133,7 +137,7 @@ program
   .option("--data <dir>", "coordinator data dir (default: a new temporary dir)")
   .option("--listen <host:port>", "coordinator address (default 127.0.0.1:7780, or a free port when that is taken)")
   .option("--runtime <name>", "executor runtime (default auto: the strongest available)")
-  .action((flags: Record<string, unknown>) => run(() => demoCommand(flags, io)));
+  .action((flags: Record<string, unknown>) => run(async () => (await import("./commands/demo.ts")).demoCommand(flags, io)));
 
 try {
   await program.parseAsync(process.argv);

@@ -3,7 +3,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { systemClock, type Clock } from "../common/clock.ts";
 import type { Logger } from "../common/logger.ts";
-import { ensureToken } from "../common/token-files.ts";
+import { ensureToken } from "./token-store.ts";
 import { openStore, type Store } from "../store/index.ts";
 import { buildApp } from "./app.ts";
 import type { CoordinatorConfig } from "./config.ts";

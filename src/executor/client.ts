@@ -1,12 +1,12 @@
 /**
  * How the executor talks to coordinators: the `CoordinatorClient` seam (a fake stands in for it in
- * poll-loop unit tests) and its HTTP implementation over undici.
+ * poll-loop unit tests) and its HTTP implementation.
  *
  * Several coordinator URLs may be given; the client sticks to one and moves to the next when a
  * request cannot reach it (connection refused, reset, timeout). HTTP errors are not failovers.
  */
 import { readFileSync } from "node:fs";
-import { Agent, request, type Dispatcher } from "undici";
+import { HttpClient, type HttpBody } from "../common/http-client.ts";
 import {
   EXECUTOR_AUTH_SCHEME,
   fromErrorBody,
@@ -50,33 +50,20 @@ export interface HttpClientOptions {
 const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN"]);
 
 function isNetworkError(error: unknown): boolean {
-  const candidate = error as { code?: string; cause?: { code?: string }; name?: string };
-  return (
-    NETWORK_CODES.has(candidate?.code ?? "") ||
-    NETWORK_CODES.has(candidate?.cause?.code ?? "") ||
-    candidate?.name === "SocketError" ||
-    candidate?.code === "UND_ERR_SOCKET" ||
-    candidate?.code === "UND_ERR_CONNECT_TIMEOUT" ||
-    candidate?.code === "UND_ERR_CLOSED"
-  );
+  const candidate = error as { code?: string; message?: string };
+  return NETWORK_CODES.has(candidate?.code ?? "") || candidate?.message === "socket hang up";
 }
 
 export class HttpCoordinatorClient implements CoordinatorClient {
   private readonly urls: string[];
   private index = 0;
-  private readonly agent: Agent;
+  private readonly http: HttpClient;
   private readonly executorToken: string;
 
   constructor(options: HttpClientOptions) {
     this.urls = options.urls.map((url) => url.replace(/\/+$/, ""));
     this.executorToken = options.executorToken;
-    const ca = options.caPath ? readFileSync(options.caPath) : undefined;
-    this.agent = new Agent({
-      connect: ca ? { ca } : {},
-      headersTimeout: 90_000,
-      bodyTimeout: 300_000,
-      keepAliveTimeout: 30_000,
-    });
+    this.http = new HttpClient({ ca: options.caPath ? readFileSync(options.caPath) : undefined });
   }
 
   get currentUrl(): string {
@@ -85,29 +72,30 @@ export class HttpCoordinatorClient implements CoordinatorClient {
 
   /** Sends a request to the current coordinator, failing over to the next URL on network errors. */
   async call(
-    method: Dispatcher.HttpMethod,
+    method: string,
     path: string,
-    options: { auth: string; body?: string | Uint8Array | AsyncIterable<Uint8Array>; contentType?: string; signal?: AbortSignal; failover?: boolean },
+    options: { auth: string; body?: HttpBody; contentType?: string; signal?: AbortSignal; failover?: boolean },
   ): Promise<{ status: number; body: unknown }> {
     const attempts = options.failover === false ? 1 : this.urls.length;
     let lastError: unknown;
     for (let attempt = 0; attempt < attempts; attempt += 1) {
       const base = this.currentUrl;
       try {
-        const response = await request(`${base}${path}`, {
+        const response = await this.http.request({
           method,
-          dispatcher: this.agent,
+          url: `${base}${path}`,
           headers: {
             authorization: options.auth,
             ...(options.contentType ? { "content-type": options.contentType } : {}),
           },
-          body: options.body as Dispatcher.DispatchOptions["body"],
-          signal: options.signal,
+          ...(options.body !== undefined ? { body: options.body } : {}),
+          ...(options.signal ? { signal: options.signal } : {}),
+          timeoutMs: 90_000,
         });
-        const text = await response.body.text();
+        const text = await response.text();
         const body = text && response.headers["content-type"]?.toString().includes("json") ? (JSON.parse(text) as unknown) : text;
-        if (response.statusCode >= 400) throw fromErrorBody(response.statusCode, body);
-        return { status: response.statusCode, body };
+        if (response.status >= 400) throw fromErrorBody(response.status, body);
+        return { status: response.status, body };
       } catch (error) {
         if (!isNetworkError(error) || options.signal?.aborted) throw error;
         lastError = error;
@@ -118,7 +106,7 @@ export class HttpCoordinatorClient implements CoordinatorClient {
     throw new UnavailableError(`cannot reach the coordinator at ${this.currentUrl}: ${String((lastError as Error)?.message ?? lastError)}`, { cause: lastError });
   }
 
-  private json(method: Dispatcher.HttpMethod, path: string, auth: string, payload: unknown, signal?: AbortSignal) {
+  private json(method: string, path: string, auth: string, payload: unknown, signal?: AbortSignal) {
     return this.call(method, path, { auth, body: JSON.stringify(payload ?? {}), contentType: "application/json", ...(signal ? { signal } : {}) });
   }
 
@@ -175,6 +163,6 @@ export class HttpCoordinatorClient implements CoordinatorClient {
   }
 
   async close(): Promise<void> {
-    await this.agent.close();
+    this.http.close();
   }
 }

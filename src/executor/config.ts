@@ -1,11 +1,11 @@
 /** The executor's configuration, built once from flags, env and defaults, then frozen. */
-import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { ConfigSource, type Env, type Flags } from "../common/config-source.ts";
 import type { LogLevel } from "../common/logger.ts";
 import { readTokenFile } from "../common/token-files.ts";
 import { QueueName, ValidationError } from "../protocol/index.ts";
+import { DEFAULT_DOCKER_HOST, DEFAULT_GVISOR_RUNTIME, DEFAULT_STEP_IMAGE } from "../runtimes/index.ts";
 
 export interface ExecutorConfig {
   /** Coordinator URLs; the first is used until it cannot be reached, then the next. */
@@ -31,6 +31,19 @@ export interface ExecutorConfig {
   logLevel: LogLevel;
   logFormat: "text" | "json";
   hostPath: string;
+  /** Docker Engine socket (docker and gvisor runtimes): unix:///path or /path. */
+  dockerHost: string;
+  /** Name runsc is registered under in dockerd (gvisor runtime). */
+  gvisorRuntime: string;
+  /** Image for steps that name none (docker and gvisor runtimes). */
+  defaultImage: string;
+}
+
+/** A name suffix, not a secret (Math.random keeps OpenSSL out of the executor's memory). */
+function randomSuffix(): string {
+  return Math.floor(Math.random() * 0xffffffff)
+    .toString(16)
+    .padStart(8, "0");
 }
 
 export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<ExecutorConfig> {
@@ -50,6 +63,10 @@ export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<Executor
   for (const queue of queues) {
     if (!QueueName.safeParse(queue).success) throw new ValidationError(`--queues: "${queue}" is not a queue name`, { field: "queues" });
   }
+  const dockerHost = source.string("dockerHost", "DOCKER_HOST", DEFAULT_DOCKER_HOST);
+  if (!/^(unix:\/\/)?\//.test(dockerHost)) {
+    throw new ValidationError(`--docker-host: "${dockerHost}" is not a unix socket (unix:///path or /path); only a local Docker daemon is supported`, { field: "dockerHost" });
+  }
   const dataDir = resolve(source.string("data", "AIRLOCK_EXECUTOR_DATA", ".airlock-executor"));
   return Object.freeze({
     urls,
@@ -64,9 +81,12 @@ export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<Executor
     maxRuntimeMs: source.durationMs("maxRuntime", "AIRLOCK_MAX_RUNTIME", "30m"),
     heartbeatIntervalMs: source.durationMs("heartbeatInterval", "AIRLOCK_HEARTBEAT_INTERVAL", "5s"),
     logCapBytes: source.sizeBytes("logCap", "AIRLOCK_LOG_CAP", "64m"),
-    name: source.string("name", "AIRLOCK_EXECUTOR_NAME", `${hostname()}-${randomBytes(4).toString("hex")}`),
+    name: source.string("name", "AIRLOCK_EXECUTOR_NAME", `${hostname()}-${randomSuffix()}`),
     logLevel: source.oneOf("logLevel", "AIRLOCK_LOG_LEVEL", ["debug", "info", "warn", "error", "silent"] as const, "info"),
     logFormat: source.oneOf("logFormat", "AIRLOCK_LOG_FORMAT", ["text", "json"] as const, "text"),
     hostPath: env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    dockerHost,
+    gvisorRuntime: source.string("gvisorRuntime", "AIRLOCK_GVISOR_RUNTIME", DEFAULT_GVISOR_RUNTIME),
+    defaultImage: source.string("defaultImage", "AIRLOCK_DEFAULT_IMAGE", DEFAULT_STEP_IMAGE),
   });
 }

@@ -11,16 +11,17 @@
  * `knownIds` was reset or reassigned and is stopped without a report; `cancelIds` are stopped as
  * canceled. Only ids that were in the request are judged, so a job dequeued meanwhile is safe.
  */
-import { readdir, rm } from "node:fs/promises";
+import { readdir, readFile, rm } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Clock } from "../common/clock.ts";
 import type { Logger } from "../common/logger.ts";
 import { AIRLOCK_VERSION, ISOLATION_LEVELS, isolationRank, type ExecutorIdentity, type Isolation } from "../protocol/index.ts";
-import type { Runtime } from "../runtimes/index.ts";
+import { processAlive, type Runtime } from "../runtimes/index.ts";
 import type { CoordinatorClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
 import { JobRun } from "./job-runner.ts";
+import { OWNER_FILE } from "./workspace.ts";
 
 export type ExecutorState = "running" | "draining" | "stopped";
 
@@ -71,9 +72,13 @@ export class Executor {
   private async reapLeftovers(): Promise<void> {
     const reaped = (await this.runtime.reapLeftovers?.()) ?? 0;
     if (reaped > 0) this.logger.warn("removed leftovers of a dead executor", { runtime: this.runtime.name, count: reaped });
+    // Workspaces of dead executors go; another live executor may share this root.
     const entries = await readdir(this.config.workspaceRoot).catch(() => [] as string[]);
     for (const entry of entries) {
-      if (entry.startsWith("job-")) await rm(join(this.config.workspaceRoot, entry), { recursive: true, force: true }).catch(() => undefined);
+      if (!entry.startsWith("job-")) continue;
+      const owner = Number(await readFile(join(this.config.workspaceRoot, entry, OWNER_FILE), "utf8").catch(() => "0"));
+      if (owner > 0 && owner !== process.pid && processAlive(owner)) continue;
+      await rm(join(this.config.workspaceRoot, entry), { recursive: true, force: true }).catch(() => undefined);
     }
   }
 

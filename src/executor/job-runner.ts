@@ -9,7 +9,6 @@
  *   shutdown     -> "errored" (infrastructure; retried elsewhere)
  *   lease-lost   -> nothing (the attempt is no longer ours to report)
  */
-import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../common/logger.ts";
@@ -93,7 +92,7 @@ export class JobRun {
     const { config, runtime } = this.deps;
     const timeoutMs = Math.min(this.job.spec.timeoutMs, config.maxRuntimeMs);
     const timer = setTimeout(() => this.stop({ kind: "job-timeout", ms: timeoutMs }), timeoutMs);
-    const dirs = jobDirs(join(config.workspaceRoot, `job-${this.job.id}-${this.job.attempt}-${randomBytes(3).toString("hex")}`));
+    const dirs = jobDirs(join(config.workspaceRoot, `job-${this.job.id}-${this.job.attempt}-${Math.floor(Math.random() * 0xffffff).toString(16)}`));
     this.workspace = dirs.workspace;
     let sandbox: Sandbox | undefined;
     let result: { outcome: AttemptOutcome; message?: string };
@@ -276,7 +275,7 @@ export class JobRun {
     }
     try {
       await persist(() => this.jobClient.finish(result.outcome, result.message), this.logger, "job report");
-      this.logger.info("job finished", { outcome: result.outcome, message: result.message });
+      this.logger.info("job finished", { outcome: result.outcome, message: result.message, logs: this.shipper.stats });
     } catch (error) {
       this.logger.warn("job outcome not recorded", { outcome: result.outcome, error: String(error) });
     }

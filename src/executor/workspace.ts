@@ -43,7 +43,12 @@ export class WorkspaceRefusal extends StepFailedError {
   }
 }
 
+/** Names the executor process a job dir belongs to, so a restarted executor removes only dead ones'. */
+export const OWNER_FILE = "owner.pid";
+
 export async function prepareWorkspace(job: JobPayload, dirs: JobDirs, client: JobClient, log: EntryStream, options: PrepareOptions): Promise<void> {
+  await mkdir(dirs.root, { recursive: true, mode: 0o700 });
+  await writeFile(join(dirs.root, OWNER_FILE), String(process.pid));
   await mkdir(dirs.workspace, { recursive: true, mode: 0o755 });
   await mkdir(dirs.scratch, { recursive: true, mode: 0o700 });
   if (job.repository) await checkout(job, dirs, client, log, options);

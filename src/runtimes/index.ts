@@ -6,11 +6,15 @@ import type { Logger } from "../common/logger.ts";
 import { isolationRank, ValidationError } from "../protocol/index.ts";
 import { BwrapRuntime } from "./bwrap/index.ts";
 import type { Runtime } from "./runtime.ts";
+import { DockerRuntime } from "./docker/index.ts";
+import { GvisorRuntime } from "./gvisor/index.ts";
 import { ShellRuntime } from "./shell/index.ts";
 
 export type * from "./runtime.ts";
-export { sandboxLabels } from "./labels.ts";
+export { processAlive, sandboxLabels } from "./labels.ts";
 export { stepScript } from "./runtime.ts";
+export { DEFAULT_DOCKER_HOST, DEFAULT_STEP_IMAGE } from "./docker/index.ts";
+export { DEFAULT_GVISOR_RUNTIME } from "./gvisor/index.ts";
 
 export interface RuntimeHost {
   /** PATH of the executor's host, for runtimes that run host programs. */
@@ -20,13 +24,22 @@ export interface RuntimeHost {
   /** OCI image layouts, archives, or directories holding layouts, for daemonless runtimes (bwrap). */
   images?: readonly string[] | undefined;
   logger: Logger;
+  /** Docker Engine socket for the docker and gvisor runtimes, and bwrap's images (unix:///path or /path). */
+  dockerHost?: string | undefined;
+  /** Image for steps that name none (docker, gvisor, bwrap). */
+  defaultImage?: string | undefined;
+  /** Name runsc is registered under in dockerd (gvisor). */
+  gvisorRuntime?: string | undefined;
 }
 
 /** Every runtime Airlock knows, strongest isolation first. */
 export function allRuntimes(host: RuntimeHost): Runtime[] {
+  const docker = { host: host.dockerHost, defaultImage: host.defaultImage, logger: host.logger };
   const runtimes: Runtime[] = [
     new ShellRuntime({ path: host.path }),
-    new BwrapRuntime({ path: host.path, dataDir: host.dataDir, images: host.images ?? [], logger: host.logger }),
+    new DockerRuntime(docker),
+    new GvisorRuntime({ ...docker, ociRuntime: host.gvisorRuntime }),
+    new BwrapRuntime({ path: host.path, dataDir: host.dataDir, images: host.images ?? [], dockerHost: host.dockerHost, defaultImage: host.defaultImage, logger: host.logger }),
   ];
   return runtimes.sort((a, b) => isolationRank(b.isolation) - isolationRank(a.isolation));
 }

@@ -22,7 +22,7 @@ export function sandboxLabels(executorName: string, jobId: number, attempt: numb
   };
 }
 
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

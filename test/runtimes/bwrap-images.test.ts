@@ -20,8 +20,8 @@ let skipReason: string | undefined;
 let nextJob = 800_000 + Math.floor(Math.random() * 100_000);
 const sandboxes: Sandbox[] = [];
 
-function runtime(dataDir: string, images: string[], dockerSocket = join(root, "no-docker.sock")): BwrapRuntime {
-  return new BwrapRuntime({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir, images, dockerSocket, logger: silentLogger });
+function runtime(dataDir: string, images: string[], dockerHost = join(root, "no-docker.sock"), defaultImage?: string): BwrapRuntime {
+  return new BwrapRuntime({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir, images, dockerHost, defaultImage, logger: silentLogger });
 }
 
 async function sandbox(target: BwrapRuntime): Promise<{ box: Sandbox; workspace: string }> {
@@ -36,7 +36,7 @@ async function sandbox(target: BwrapRuntime): Promise<{ box: Sandbox; workspace:
   return { box, workspace };
 }
 
-async function exec(box: Sandbox, image: string, commands: string[]): Promise<{ outcome: StepOutcome; output: string }> {
+async function exec(box: Sandbox, image: string | undefined, commands: string[]): Promise<{ outcome: StepOutcome; output: string }> {
   const chunks: Buffer[] = [];
   const step = { key: "probe", image, commands, dir: ".", env: {} };
   const outcome = await box.exec({ step, env: {}, script: stepScript(commands) }, { write: (chunk) => chunks.push(Buffer.from(chunk)) }, AbortSignal.timeout(60_000));
@@ -135,6 +135,16 @@ describe("bwrap images", () => {
       assert.equal(result.outcome.exitCode, 0, `${image}: ${result.output} ${result.outcome.message ?? ""}`);
       assert.match(result.output, /^tools$/m);
     }
+  });
+
+  it("a step that names no image runs in the executor's default image, and says so", async (t) => {
+    if (skippable(t)) return;
+    const target = runtime(join(root, "default"), [TEST_IMAGES], undefined, "airlock-test/tools");
+    const { box } = await sandbox(target);
+    const result = await exec(box, undefined, ["cat /etc/airlock-image"]);
+    assert.equal(result.outcome.exitCode, 0, result.output);
+    assert.match(result.output, /names no image; using the executor's default image airlock-test\/tools/);
+    assert.match(result.output, /^tools$/m);
   });
 
   it("a missing image, or a path outside the offered images, fails the step with a message naming it", async (t) => {

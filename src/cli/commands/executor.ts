@@ -1,19 +1,31 @@
 /** `airlock executor run` and `airlock executor validate`. */
 import { mkdir } from "node:fs/promises";
 import { systemClock } from "../../common/clock.ts";
-import { createLogger } from "../../common/logger.ts";
+import { createLogger, type Logger } from "../../common/logger.ts";
 import { HttpCoordinatorClient } from "../../executor/client.ts";
-import { resolveExecutorConfig } from "../../executor/config.ts";
+import { resolveExecutorConfig, type ExecutorConfig } from "../../executor/config.ts";
 import { Executor } from "../../executor/executor.ts";
 import { coerceError } from "../../protocol/index.ts";
-import { allRuntimes, selectRuntime } from "../../runtimes/index.ts";
+import { allRuntimes, selectRuntime, type RuntimeHost } from "../../runtimes/index.ts";
 import { println, table, type CliIO } from "../context.ts";
 import { waitForSignal } from "../signals.ts";
+
+function runtimeHost(config: Readonly<ExecutorConfig>, logger: Logger): RuntimeHost {
+  return {
+    path: config.hostPath,
+    dataDir: config.dataDir,
+    logger,
+    dockerHost: config.dockerHost,
+    defaultImage: config.defaultImage,
+    gvisorRuntime: config.gvisorRuntime,
+    images: config.images,
+  };
+}
 
 export async function executorRunCommand(flags: Record<string, unknown>, io: CliIO): Promise<number> {
   const config = resolveExecutorConfig(flags, io.env);
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
-  const runtime = await selectRuntime(config.runtime, allRuntimes({ path: config.hostPath, dataDir: config.dataDir, images: config.images, logger }), logger);
+  const runtime = await selectRuntime(config.runtime, allRuntimes(runtimeHost(config, logger)), logger);
   await mkdir(config.workspaceRoot, { recursive: true, mode: 0o700 });
   const client = new HttpCoordinatorClient({ urls: config.urls, executorToken: config.token, caPath: config.caPath });
   const executor = new Executor({ config, client, runtime, logger, clock: systemClock });
@@ -51,7 +63,7 @@ export async function executorValidateCommand(flags: Record<string, unknown>, io
     }
   }
   await client.close();
-  const runtimes = allRuntimes({ path: config.hostPath, dataDir: config.dataDir, images: config.images, logger });
+  const runtimes = allRuntimes(runtimeHost(config, logger));
   let usable = 0;
   for (const runtime of runtimes) {
     const probe = await runtime.probe();

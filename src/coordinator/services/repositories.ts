@@ -3,7 +3,7 @@
  * again when a job names a branch or tag, and resolved to a commit sha at submit time.
  *
  * Concurrency: at most one fetch per repository runs at a time; callers arriving meanwhile share
- * its promise. A mirror missing on this coordinator (another coordinator registered it) is cloned
+ * its promise (so a ref may resolve to what the source had a moment before the submit). A mirror missing on this coordinator (another coordinator registered it) is cloned
  * on first use.
  */
 import { existsSync } from "node:fs";
@@ -15,12 +15,10 @@ import type { Logger } from "../../common/logger.ts";
 import { NotFoundError, ValidationError } from "../../protocol/index.ts";
 import type { RepositoryRecord, Store } from "../../store/index.ts";
 
-const FETCH_COOLDOWN_MS = 1000;
 const SHA = /^[0-9a-f]{40}$|^[0-9a-f]{64}$/;
 
 export class Repositories {
   private readonly fetches = new Map<string, Promise<void>>();
-  private readonly lastFetch = new Map<string, number>();
   private readonly options: { store: Store; dataDir: string; hostEnv: Record<string, string | undefined>; clock: Clock; logger: Logger };
 
   constructor(options: { store: Store; dataDir: string; hostEnv: Record<string, string | undefined>; clock: Clock; logger: Logger }) {
@@ -51,7 +49,6 @@ export class Repositories {
     }
     await rm(target, { recursive: true, force: true });
     await rename(staging, target);
-    this.lastFetch.set(name, this.options.clock.now());
     return this.options.store.repositories.put(name, normalized, this.options.clock.now());
   }
 
@@ -99,13 +96,12 @@ export class Repositories {
   }
 
   private fetch(record: RepositoryRecord): Promise<void> {
+    // Submits arriving while a fetch runs share it; the next submit fetches again, so a ref
+    // always resolves to what the source had when the job was submitted.
     const inFlight = this.fetches.get(record.name);
     if (inFlight) return inFlight;
-    const last = this.lastFetch.get(record.name) ?? 0;
-    if (this.options.clock.now() - last < FETCH_COOLDOWN_MS && existsSync(this.mirrorPath(record.name))) return Promise.resolve();
     const promise = this.doFetch(record).finally(() => {
       this.fetches.delete(record.name);
-      this.lastFetch.set(record.name, this.options.clock.now());
     });
     this.fetches.set(record.name, promise);
     return promise;

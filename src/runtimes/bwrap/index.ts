@@ -14,6 +14,8 @@ import { join } from "node:path";
 import { run as runCommand } from "../../common/exec.ts";
 import type { Logger } from "../../common/logger.ts";
 import { SandboxError } from "../../protocol/index.ts";
+import { socketPathOf } from "../docker/client.ts";
+import { DEFAULT_DOCKER_HOST, DEFAULT_STEP_IMAGE } from "../docker/index.ts";
 import { isLeftover, LABEL } from "../labels.ts";
 import type { ProbeResult, Runtime, Sandbox, SandboxSpec } from "../runtime.ts";
 import { namespaceArgs } from "./args.ts";
@@ -25,7 +27,6 @@ import { buildSeccompFilter, seccompSupported } from "./seccomp.ts";
 
 /** Processes a job may run at once when it names no pids limit: enough for builds, not for a fork bomb. */
 export const DEFAULT_PIDS_LIMIT = 4096;
-export const DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock";
 
 export interface BwrapRuntimeOptions {
   /** PATH to find bwrap on. */
@@ -34,7 +35,10 @@ export interface BwrapRuntimeOptions {
   dataDir: string;
   /** OCI image layouts, OCI archives, or directories holding layouts (`--images`). */
   images: readonly string[];
-  dockerSocket?: string | undefined;
+  /** A Docker daemon to take images from when no OCI source has them (unix:///path or /path). */
+  dockerHost?: string | undefined;
+  /** Image for steps that name none. */
+  defaultImage?: string | undefined;
   logger: Logger;
 }
 
@@ -58,7 +62,7 @@ export class BwrapRuntime implements Runtime {
     this.options = options;
     this.cacheDir = join(options.dataDir, "bwrap");
     this.logger = options.logger.child({ runtime: "bwrap" });
-    this.images = new ImageStore({ cacheDir: this.cacheDir, sources: options.images, dockerSocket: options.dockerSocket ?? DEFAULT_DOCKER_SOCKET, logger: this.logger });
+    this.images = new ImageStore({ cacheDir: this.cacheDir, sources: options.images, dockerSocket: socketPathOf(options.dockerHost ?? DEFAULT_DOCKER_HOST), logger: this.logger });
   }
 
   /** The shared parts every sandbox needs, made once; a failure is retried at the next call. */
@@ -82,7 +86,7 @@ export class BwrapRuntime implements Runtime {
     await mkdir(this.cacheDir, { recursive: true, mode: 0o700 });
     const seccompFile = join(this.cacheDir, `seccomp-${process.arch}.bpf`);
     await writeFile(seccompFile, buildSeccompFilter());
-    return { bwrap, seccompFile, images: this.images, cgroups };
+    return { bwrap, seccompFile, images: this.images, cgroups, defaultImage: this.options.defaultImage ?? DEFAULT_STEP_IMAGE };
   }
 
   async probe(): Promise<ProbeResult> {

@@ -25,6 +25,8 @@ export interface SandboxContext {
   seccompFile: string;
   images: ImageStore;
   cgroups: Cgroups;
+  /** For steps that name no image. */
+  defaultImage: string;
 }
 
 interface BwrapEnd {
@@ -66,15 +68,16 @@ export class BwrapSandbox implements Sandbox {
     if (signal.aborted) return { exitCode: null, limit: "killed" };
     const cwd = this.stepDir(run.step.dir);
     if (typeof cwd !== "string") return { exitCode: null, message: cwd.problem };
-    if (!run.step.image) return { exitCode: null, message: "the step names no image; the bwrap runtime runs every step in an image's root filesystem" };
+    const reference = run.step.image ?? this.context.defaultImage;
+    if (!run.step.image) io.write(Buffer.from(`[airlock] step ${run.step.key} names no image; using the executor's default image ${reference}\n`), "stderr");
     let image: ResolvedImage;
     try {
-      image = await this.context.images.resolve(run.step.image, signal);
+      image = await this.context.images.resolve(reference, signal);
     } catch (error) {
       if (signal.aborted) return { exitCode: null, limit: "killed" };
       return { exitCode: null, message: coerceError(error).message };
     }
-    if (image.unpacked) io.write(Buffer.from(`[airlock] image ${run.step.image} (${image.id.slice(0, 19)}) unpacked from ${image.source}\n`), "stderr");
+    if (image.unpacked) io.write(Buffer.from(`[airlock] image ${reference} (${image.id.slice(0, 19)}) unpacked from ${image.source}\n`), "stderr");
     const end = await this.runBwrap(run, io, signal, image, cwd);
     // Anything the step left (it cannot outlive its pid namespace, but the cgroup is the proof).
     await this.context.cgroups.killAll(this.group).catch((error: unknown) => this.spec.logger.warn("cgroup sweep failed", { error: String(error) }));

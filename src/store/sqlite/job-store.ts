@@ -6,7 +6,8 @@
  * `token_hash` holds the live attempt's token and is cleared whenever the attempt ends, which is
  * what fences a stale executor out. Each transition is one `write()` transaction.
  */
-import { ConflictError, isolationRank, JobSpec, LeaseLostError, NotFoundError } from "../../protocol/index.ts";
+import { ConflictError, isolationRank, LeaseLostError, NotFoundError } from "../../protocol/index.ts";
+import type { JobSpec } from "../../protocol/index.ts";
 import type { AttemptOutcome, ExecutorIdentity, JobState } from "../../protocol/index.ts";
 import type {
   AttemptRef,
@@ -77,11 +78,12 @@ function toJob(row: JobRow): JobRecord {
     repository: row.repository,
     ref: row.ref,
     commit: row.commit_sha,
-    spec: JobSpec.parse(JSON.parse(row.spec)),
+    // Written by enqueue() after validation; parsing it again on every read would cost more than it guards.
+    spec: JSON.parse(row.spec) as JobSpec,
     state: row.state as JobState,
     attempt: Number(row.attempt),
     maxAttempts: Number(row.max_attempts),
-    isolation: JobSpec.shape.isolation.parse(row.isolation),
+    isolation: row.isolation as JobRecord["isolation"],
     executorName: row.executor_name,
     failureMessage: row.failure_message,
     cancelRequested: Number(row.cancel_requested) === 1,
