@@ -3,12 +3,14 @@
  * in the machine's load hits every column alike:
  *   bare bwrap      `bwrap` with the same namespaces and mounts on the same root filesystem,
  *                   spawned from Node the same way, running `/bin/sh -c true`
- *   bare + ours     that, plus the hardening flags the runtime adds (no capabilities, no user
- *                   namespaces, read-only /proc, seccomp filter, status and block fds): what bwrap
- *                   itself costs for our command line, without our orchestration
- *   airlock step    one `exec` of a bwrap sandbox running `true` (image lookup, cgroup placement
- *                   and counters, output streaming)
- *   docker run      `docker run --rm --network none IMAGE true`, when a Docker daemon answers
+ *   bare + ours     that, plus what the runtime adds to bwrap's command line (no capabilities,
+ *                   read-only /proc, seccomp filter, a status fd): what bwrap itself costs for
+ *                   our command line, without our orchestration
+ *   airlock step    one `exec` of a bwrap sandbox running `true`: image lookup, bwrap started
+ *                   by the job's launcher inside the job's cgroup, output streaming, cgroup
+ *                   sweep and counters
+ *   docker step     one `exec` of the docker runtime's sandbox, when a Docker daemon answers
+ *   docker run      `docker run --rm --network none IMAGE true`, likewise
  * Targets: airlock step / bare bwrap <= 1.10, and under 30 ms per step.
  * Then: unpacking the image on first use, and a whole 3-step job through a coordinator.
  *   scripts/bench.sh bwrap          (BENCH_RUNS=60 for more samples)
@@ -25,23 +27,14 @@ import { sandboxLabels, stepScript } from "../src/runtimes/index.ts";
 import { TEST_IMAGES, testImagesMissing } from "../test/helpers/bwrap.ts";
 import { unavailable as dockerUnavailable } from "../test/helpers/docker-api.ts";
 import { makeRepo, startCluster, waitForJob } from "../test/helpers/cluster.ts";
+import { DockerRuntime } from "../src/runtimes/docker/index.ts";
+import { median, percentile, printTable } from "./lib.ts";
 
 const IMAGE = "airlock-test/busybox";
 const RUNS = Number(process.env.BENCH_RUNS ?? 40);
 const JOB_RUNS = Number(process.env.BENCH_JOB_RUNS ?? 5);
 const DOCKER_SOCKET = process.env.AIRLOCK_DOCKER_SOCKET ?? "/var/run/docker.sock";
 const DOCKER_CLI = existsSync("/usr/bin/docker") ? "/usr/bin/docker" : "docker";
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[middle] ?? 0) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-}
 
 async function timed(action: () => Promise<void>): Promise<number> {
   const started = performance.now();
@@ -102,10 +95,9 @@ async function main(): Promise<void> {
         name: "bare + our flags",
         run: () => {
           const seccomp = openSync(seccompFile, "r");
-          return spawnAndWait("bwrap", bwrapArgs({ rootfs: image.rootfs, workspace, cwd: "/work" }, "true"), ["ignore", "pipe", "pipe", "pipe", "pipe", seccomp], (child) => {
+          return spawnAndWait("bwrap", bwrapArgs({ rootfs: image.rootfs, workspace, cwd: "/work" }, "true"), ["ignore", "pipe", "pipe", "pipe", "ignore", seccomp], (child) => {
             closeSync(seccomp);
-            const status = child.stdio[FD.status];
-            status?.once("data", () => (child.stdio[FD.block] as NodeJS.WritableStream | null)?.end("1"));
+            (child.stdio[FD.status] as NodeJS.ReadableStream | null)?.resume();
           });
         },
       },
@@ -120,7 +112,22 @@ async function main(): Promise<void> {
     let dockerReason = await dockerUnavailable(DOCKER_SOCKET);
     const dockerRun = () => spawnAndWait(DOCKER_CLI, ["run", "--rm", "--network", "none", IMAGE, "true"], ["ignore", "pipe", "pipe"]);
     if (!dockerReason) dockerReason = await dockerRun().then(() => undefined, (error: unknown) => `docker run ${IMAGE} failed: ${(error as Error).message}`);
-    if (!dockerReason) columns.push({ name: "docker run", run: dockerRun });
+    const dockerSandbox = dockerReason
+      ? undefined
+      : await new DockerRuntime({ host: DOCKER_SOCKET, logger: silentLogger }).createSandbox(
+          { jobId: 990_002, attempt: 1, executorName: "bench", workspace, scratchDir: root, resources: {}, labels: sandboxLabels("bench", 990_002, 1), logger: silentLogger },
+          new AbortController().signal,
+        );
+    if (dockerSandbox) {
+      columns.push({
+        name: "docker step",
+        run: async () => {
+          const outcome = await dockerSandbox.exec({ step, env: {}, script: stepScript(step.commands) }, { write: () => undefined }, new AbortController().signal);
+          if (outcome.exitCode !== 0) throw new Error(`docker step failed: ${JSON.stringify(outcome)}`);
+        },
+      });
+      columns.push({ name: "docker run", run: dockerRun });
+    }
 
     const samples = new Map(columns.map((column) => [column.name, [] as number[]]));
     for (const column of columns) await column.run();
@@ -132,14 +139,14 @@ async function main(): Promise<void> {
       }
     }
     await sandbox.destroy();
+    await dockerSandbox?.destroy();
 
     const bare = median(samples.get("bare bwrap") ?? []);
     const ours = median(samples.get("airlock step") ?? []);
     console.log(`Per step: \`true\` in ${IMAGE}, ${RUNS} interleaved runs per column (ms)\n`);
-    console.log("| column | median | p90 | ratio to bare bwrap (median) |");
-    console.log("|---|---|---|---|");
-    for (const [name, values] of samples) console.log(`| ${name} | ${median(values).toFixed(1)} | ${percentile(values, 90).toFixed(1)} | ${(median(values) / bare).toFixed(2)} |`);
-    if (dockerReason) console.log(`| docker run | - | - | skipped: ${dockerReason} |`);
+    const rows: (string | number)[][] = [...samples].map(([name, values]) => [name, median(values), percentile(values, 90), (median(values) / bare).toFixed(2)]);
+    if (dockerReason) rows.push(["docker step, docker run", "-", "-", `skipped: ${dockerReason}`]);
+    printTable(["column", "median", "p90", "ratio to bare bwrap (median)"], rows);
     const ratio = ours / bare;
     console.log(`\nTarget ratio <= 1.10: ${ratio <= 1.1 ? "met" : "MISSED"} (${ratio.toFixed(2)}). Target < 30 ms per step: ${ours < 30 ? "met" : "MISSED"} (${ours.toFixed(1)} ms).`);
     console.log(`First use of ${IMAGE}: resolved and unpacked from its OCI layout in ${unpackMs.toFixed(0)} ms (later steps reuse it).`);
@@ -178,9 +185,7 @@ async function wholeJob(): Promise<void> {
       steps.push(job.steps.filter((entry) => !["prepare", "finalize"].includes(entry.key)).reduce((sum, entry) => sum + (entry.durationMs ?? 0), 0));
     }
     console.log(`\nWhole job: 3 steps (sed, grep, wc) on a 3-file repository, submit -> completed, ${JOB_RUNS} runs (ms)\n`);
-    console.log("| runtime | job median | job min | steps median (sum of the 3 step durations) |");
-    console.log("|---|---|---|---|");
-    console.log(`| bwrap | ${median(jobs).toFixed(0)} | ${Math.min(...jobs).toFixed(0)} | ${median(steps).toFixed(0)} |`);
+    printTable(["runtime", "job median", "job min", "steps median (sum of the 3 step durations)"], [["bwrap", median(jobs), Math.min(...jobs), median(steps)]]);
   } finally {
     await cluster.close();
   }

@@ -26,10 +26,11 @@ function runtime(dataDir: string, images: string[], dockerHost = join(root, "no-
 
 async function sandbox(target: BwrapRuntime): Promise<{ box: Sandbox; workspace: string }> {
   nextJob += 1;
-  const workspace = join(root, `job-${nextJob}`, "workspace");
+  const jobId = nextJob;
+  const workspace = join(root, `job-${jobId}`, "workspace");
   await mkdir(workspace, { recursive: true });
   const box = await target.createSandbox(
-    { jobId: nextJob, attempt: 1, executorName: "images-test", workspace, scratchDir: join(root, `job-${nextJob}`), resources: {}, labels: sandboxLabels("images-test", nextJob, 1), logger: silentLogger },
+    { jobId, attempt: 1, executorName: "images-test", workspace, scratchDir: join(root, `job-${jobId}`), resources: {}, labels: sandboxLabels("images-test", jobId, 1), logger: silentLogger },
     new AbortController().signal,
   );
   sandboxes.push(box);
@@ -73,8 +74,8 @@ describe("bwrap images", () => {
     const [a, b] = await Promise.all([sandbox(target), sandbox(target)]);
     const probe = ["stat -c %i /bin/busybox", "cat /etc/airlock-image"];
     const [first, second] = await Promise.all([exec(a.box, "airlock-test/busybox", probe), exec(b.box, "airlock-test/busybox", probe)]);
-    assert.equal(first.outcome.exitCode, 0, first.output);
-    assert.equal(second.outcome.exitCode, 0, second.output);
+    assert.equal(first.outcome.exitCode, 0, first.output + JSON.stringify(first.outcome));
+    assert.equal(second.outcome.exitCode, 0, second.output + JSON.stringify(second.outcome));
     const unpackLines = [first.output, second.output].filter((output) => /\[airlock\] image airlock-test\/busybox .* unpacked/.test(output));
     assert.equal(unpackLines.length, 1, "exactly one of the two steps unpacked the image");
     const inode = (output: string) => output.split("\n").find((line) => /^\d+$/.test(line));

@@ -14,8 +14,8 @@
 export const WORKSPACE_MOUNT = "/work";
 export const SANDBOX_HOSTNAME = "airlock";
 
-/** File descriptors the spawned bwrap gets beyond stdio. */
-export const FD = { status: 3, block: 4, seccomp: 5 } as const;
+/** File descriptors bwrap gets beyond stdio (see launcher.ts). */
+export const FD = { status: 3, seccomp: 5 } as const;
 
 export interface StepMounts {
   rootfs: string;
@@ -65,11 +65,9 @@ export function bwrapArgs(mounts: StepMounts, script: string): string[] {
     WORKSPACE_MOUNT,
     "--chdir",
     mounts.cwd,
-    // The parent learns the sandbox's pid here, puts it in the job's cgroup, then unblocks it.
+    // The sandbox's pid (to kill it) and its exit code, as JSON lines.
     "--json-status-fd",
     String(FD.status),
-    "--block-fd",
-    String(FD.block),
     "--seccomp",
     String(FD.seccomp),
     "--",

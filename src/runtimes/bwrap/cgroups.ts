@@ -176,15 +176,15 @@ export class Cgroups {
       .map(Number);
   }
 
-  /** Kills every process in the group and waits until it is empty. */
-  async killAll(name: string, waitMs = 5000): Promise<void> {
+  /** Kills every process in the group but those in `spare`, and waits until only they are left. */
+  async killAll(name: string, spare: readonly number[] = [], waitMs = 5000): Promise<void> {
     const deadline = Date.now() + waitMs;
     if (this.version === 2 && (await exists(join(this.dir("memory", name), "cgroup.kill")))) {
       await writeFile(join(this.dir("memory", name), "cgroup.kill"), "1").catch(() => undefined);
     }
     const freezer = this.parents.has("freezer") ? join(this.dir("freezer", name), "freezer.state") : undefined;
     for (let round = 0; ; round += 1) {
-      const members = this.members(name);
+      const members = this.members(name).filter((pid) => !spare.includes(pid));
       if (members.length === 0) return;
       if (Date.now() > deadline) throw new SandboxError(`cgroup ${name} still has ${members.length} process(es) after SIGKILL`);
       if (freezer && round === 0) await this.freeze(freezer, true);

@@ -27,6 +27,8 @@ import { buildSeccompFilter, seccompSupported } from "./seccomp.ts";
 
 /** Processes a job may run at once when it names no pids limit: enough for builds, not for a fork bomb. */
 export const DEFAULT_PIDS_LIMIT = 4096;
+/** Processes of the runtime's own in a job's cgroup: the launcher and bwrap's monitor. */
+const RUNTIME_PROCESSES = 2;
 
 export interface BwrapRuntimeOptions {
   /** PATH to find bwrap on. */
@@ -119,7 +121,9 @@ export class BwrapRuntime implements Runtime {
     const limits: CgroupLimits = { cpus: spec.resources.cpus, memoryBytes: spec.resources.memoryBytes, pids: spec.resources.pids ?? DEFAULT_PIDS_LIMIT };
     const executorPid = Number(spec.labels[LABEL.executorPid] ?? process.pid);
     const group = groupName(spec.jobId, spec.attempt, executorPid, spec.executorName);
-    await context.cgroups.create(group, limits).catch(async (error: unknown) => {
+    // The launcher shell and bwrap's monitor process live in the group too; they are not the job's.
+    const groupLimits = { ...limits, pids: (limits.pids ?? DEFAULT_PIDS_LIMIT) + RUNTIME_PROCESSES };
+    await context.cgroups.create(group, groupLimits).catch(async (error: unknown) => {
       await context.cgroups.remove(group).catch(() => undefined);
       throw new SandboxError(`cannot create cgroup ${group}: ${(error as Error).message}`);
     });

@@ -1,24 +1,24 @@
 /**
- * One job's bwrap sandbox: a cgroup carrying the job's limits, and one bwrap process per step.
+ * One job's bwrap sandbox: a cgroup carrying the job's limits, a launcher shell living in that
+ * cgroup (launcher.ts), and one bwrap process per step, started by the launcher so that all of a
+ * step's processes are born in the cgroup.
  *
- * A step, in order: resolve its image (unpacking it on first use); spawn bwrap detached, with
- * `--json-status-fd` and `--block-fd`; bwrap reports the pid of the sandbox's init (pid 1 of the
- * new pid namespace) and waits, having set up its mounts but started nothing; we move that pid
- * into the job's cgroup and unblock it, so every process of the step runs inside the cgroup.
- * Output streams to `io` as it comes. The step ends when bwrap exits; the sandbox's init dying
- * takes the whole pid namespace with it, and we sweep the cgroup as well.
- * Abort (timeout, cancel): SIGKILL the sandbox's init, then everything in the cgroup.
+ * A step, in order: resolve its image (unpacking it on first use); have the launcher run bwrap,
+ * which reports the pid of the sandbox's init (pid 1 of the new pid namespace); stream output to
+ * `io` as it comes. The step ends when bwrap exits: its init dying takes the whole pid namespace
+ * with it, and the cgroup is swept as well (sparing the launcher). The cgroup's counters then
+ * tell whether the memory or pids limit ended the step.
+ * Abort (timeout, cancel): SIGKILL the sandbox's init and everything in the cgroup but the launcher.
  * States: READY -> (exec)* -> DESTROYED; `exec` calls are sequential (the job runner awaits each).
  */
-import { spawn } from "node:child_process";
-import { closeSync, openSync, realpathSync, statSync } from "node:fs";
+import { realpathSync, statSync } from "node:fs";
 import { join, relative, resolve, sep } from "node:path";
-import type { Readable, Writable } from "node:stream";
 import { coerceError, formatSize } from "../../protocol/index.ts";
 import type { Sandbox, SandboxSpec, StepIO, StepOutcome, StepRun } from "../runtime.ts";
-import { bwrapArgs, FD, stepEnvironment, WORKSPACE_MOUNT } from "./args.ts";
+import { bwrapArgs, stepEnvironment, WORKSPACE_MOUNT } from "./args.ts";
 import type { CgroupCounters, CgroupLimits, Cgroups } from "./cgroups.ts";
 import type { ImageStore, ResolvedImage } from "./images/store.ts";
+import { Launcher } from "./launcher.ts";
 
 export interface SandboxContext {
   bwrap: string;
@@ -53,6 +53,7 @@ export class BwrapSandbox implements Sandbox {
   private readonly group: string;
   private readonly limits: CgroupLimits;
   private counters: CgroupCounters = { oomKills: 0, pidsRefused: 0 };
+  private launcherProcess: Launcher | undefined;
   private destroyed = false;
 
   constructor(spec: SandboxSpec, context: SandboxContext, group: string, limits: CgroupLimits) {
@@ -80,7 +81,8 @@ export class BwrapSandbox implements Sandbox {
     if (image.unpacked) io.write(Buffer.from(`[airlock] image ${reference} (${image.id.slice(0, 19)}) unpacked from ${image.source}\n`), "stderr");
     const end = await this.runBwrap(run, io, signal, image, cwd);
     // Anything the step left (it cannot outlive its pid namespace, but the cgroup is the proof).
-    await this.context.cgroups.killAll(this.group).catch((error: unknown) => this.spec.logger.warn("cgroup sweep failed", { error: String(error) }));
+    const spare = this.launcherProcess?.alive && this.launcherProcess.pid !== undefined ? [this.launcherProcess.pid] : [];
+    await this.context.cgroups.killAll(this.group, spare).catch((error: unknown) => this.spec.logger.warn("cgroup sweep failed", { error: String(error) }));
     // Steps run one after another in the job's group: the counters' growth is this step's.
     const before = this.counters;
     this.counters = this.context.cgroups.counters(this.group);
@@ -120,81 +122,46 @@ export class BwrapSandbox implements Sandbox {
     }
   }
 
-  private runBwrap(run: StepRun, io: StepIO, signal: AbortSignal, image: ResolvedImage, cwd: string): Promise<BwrapEnd> {
+  /** The launcher in the job's cgroup (a new one when the last is gone). */
+  private launcher(): Launcher {
+    if (!this.launcherProcess?.alive) this.launcherProcess = Launcher.start((pid) => this.context.cgroups.add(this.group, pid));
+    return this.launcherProcess;
+  }
+
+  private async runBwrap(run: StepRun, io: StepIO, signal: AbortSignal, image: ResolvedImage, cwd: string): Promise<BwrapEnd> {
     const args = bwrapArgs({ rootfs: image.rootfs, workspace: this.spec.workspace, cwd, tmpBytes: this.spec.resources.diskBytes }, run.script);
-    const seccomp = openSync(this.context.seccompFile, "r");
-    let child;
+    let launcher: Launcher;
     try {
-      child = spawn(this.context.bwrap, args, {
-        env: stepEnvironment(image.config.env, run.env),
-        stdio: ["ignore", "pipe", "pipe", "pipe", "pipe", seccomp],
-        detached: true,
-      });
-    } finally {
-      closeSync(seccomp);
+      launcher = this.launcher();
+    } catch (error) {
+      return { exitCode: null, killed: false, started: false, problem: coerceError(error).message };
     }
-    const status = child.stdio[FD.status] as Readable;
-    const block = child.stdio[FD.block] as Writable;
     let sandboxPid: number | undefined;
-    let exitCode: number | undefined;
     let killed = false;
-    let problem: string | undefined;
-    const stop = (): void => {
-      signalPid(sandboxPid);
-      signalPid(child.pid);
-      void this.context.cgroups.killAll(this.group).catch(() => undefined);
-    };
     const kill = (): void => {
       killed = true;
-      stop();
+      signalPid(sandboxPid);
+      // Everything of the step, wherever it is; the launcher stays for the next step.
+      void this.context.cgroups.killAll(this.group, launcher.pid === undefined ? [] : [launcher.pid]).catch(() => undefined);
     };
     signal.addEventListener("abort", kill, { once: true });
-    block.on("error", () => undefined);
-    let statusText = "";
-    status.on("data", (chunk: Buffer) => {
-      statusText += chunk.toString("utf8");
-      let newline: number;
-      while ((newline = statusText.indexOf("\n")) >= 0) {
-        const line = statusText.slice(0, newline);
-        statusText = statusText.slice(newline + 1);
-        let report: { "child-pid"?: number; "exit-code"?: number };
-        try {
-          report = JSON.parse(line) as typeof report;
-        } catch {
-          continue;
-        }
-        if (report["exit-code"] !== undefined) exitCode = report["exit-code"];
-        if (report["child-pid"] !== undefined && sandboxPid === undefined) {
-          sandboxPid = report["child-pid"];
-          try {
-            this.context.cgroups.add(this.group, sandboxPid);
-            block.end("1");
-          } catch (error) {
-            problem = `could not move it into its cgroup: ${coerceError(error).message}`;
-            stop();
-          }
-        }
-      }
-    });
-    child.stdout?.on("data", (chunk: Buffer) => io.write(chunk, "stdout"));
-    child.stderr?.on("data", (chunk: Buffer) => io.write(chunk, "stderr"));
-    return new Promise<BwrapEnd>((done) => {
-      child.on("error", (error) => {
-        signal.removeEventListener("abort", kill);
-        done({ exitCode: null, killed: false, started: false, problem: `could not run ${this.context.bwrap}: ${error.message}` });
+    try {
+      const result = await launcher.run(this.context.bwrap, args, stepEnvironment(image.config.env, run.env), this.context.seccompFile, io, (pid) => {
+        sandboxPid = pid;
+        if (signal.aborted) kill();
       });
-      child.on("close", (code) => {
-        signal.removeEventListener("abort", kill);
-        if (killed || signal.aborted) done({ exitCode: null, killed: true, started: exitCode !== undefined });
-        else if (exitCode !== undefined) done({ exitCode, killed: false, started: true });
-        else done({ exitCode: code ?? null, killed: false, started: false, problem });
-      });
-    });
+      if (killed || signal.aborted) return { exitCode: null, killed: true, started: result.exitCode !== undefined };
+      if (result.exitCode !== undefined) return { exitCode: result.exitCode, killed: false, started: true };
+      return { exitCode: result.status ?? null, killed: false, started: false, problem: result.problem };
+    } finally {
+      signal.removeEventListener("abort", kill);
+    }
   }
 
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.launcherProcess?.stop();
     await this.context.cgroups.remove(this.group);
   }
 }
