@@ -28,7 +28,11 @@ import type { StepIO } from "../runtime.ts";
 const SETPRIV = "/usr/bin/setpriv";
 const BASH = "/bin/bash";
 /** Closes every descriptor but 0-3 (control, output, status); run once, first thing. */
-const CLOSE_INHERITED_FDS = `for f in /proc/$$/fd/*; do f=\${f##*/}; case $f in 0|1|2|3) ;; *) eval "exec $f>&-" 2>/dev/null ;; esac; done\n`;
+const CLOSE_INHERITED_FDS = {
+  bash: `for f in /proc/$$/fd/*; do f=\${f##*/}; case $f in 0|1|2|3) ;; *) eval "exec $f>&-" 2>/dev/null ;; esac; done\n`,
+  // POSIX sh only knows descriptors 0-9 (and `exec 12>&-` would end it).
+  sh: "exec 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-\n",
+};
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export interface LaunchResult {
@@ -125,7 +129,7 @@ export class Launcher {
       launcher.stop();
       throw error;
     }
-    child.stdin?.write(CLOSE_INHERITED_FDS);
+    child.stdin?.write(shell === BASH ? CLOSE_INHERITED_FDS.bash : CLOSE_INHERITED_FDS.sh);
     return launcher;
   }
 
