@@ -13,11 +13,12 @@
  * Killing: v2 writes cgroup.kill; v1 freezes the group (nothing can fork), SIGKILLs every member,
  * thaws, and waits until the group is empty. A group is removed (rmdir) only once empty.
  *
- * The per-step calls (add, counters, members) use synchronous file calls on purpose: they are
- * kernel operations of microseconds on cgroupfs, cheaper than a hop through libuv's thread pool,
- * and `add` runs while the step's sandbox waits for it (see sandbox.ts).
+ * The per-step calls (counters, members) use synchronous file calls on purpose: they are kernel
+ * operations of microseconds on cgroupfs, cheaper than a hop through libuv's thread pool. `add`
+ * is not: moving a process waits for an RCU grace period, which is why it happens once per job
+ * (see launcher.ts).
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { access, mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { SandboxError } from "../../protocol/index.ts";
@@ -153,8 +154,8 @@ export class Cgroups {
   }
 
   /** Moves a process (and its threads) into the group in every hierarchy. */
-  add(name: string, pid: number): void {
-    for (const dir of this.dirs(name)) writeFileSync(join(dir, "cgroup.procs"), String(pid));
+  async add(name: string, pid: number): Promise<void> {
+    for (const dir of this.dirs(name)) await writeFile(join(dir, "cgroup.procs"), String(pid));
   }
 
   counters(name: string): CgroupCounters {
@@ -179,7 +180,8 @@ export class Cgroups {
   /** Kills every process in the group but those in `spare`, and waits until only they are left. */
   async killAll(name: string, spare: readonly number[] = [], waitMs = 5000): Promise<void> {
     const deadline = Date.now() + waitMs;
-    if (this.version === 2 && (await exists(join(this.dir("memory", name), "cgroup.kill")))) {
+    // cgroup.kill spares nothing: only when nothing is to be spared.
+    if (this.version === 2 && spare.length === 0 && (await exists(join(this.dir("memory", name), "cgroup.kill")))) {
       await writeFile(join(this.dir("memory", name), "cgroup.kill"), "1").catch(() => undefined);
     }
     const freezer = this.parents.has("freezer") ? join(this.dir("freezer", name), "freezer.state") : undefined;

@@ -127,7 +127,13 @@ export class BwrapRuntime implements Runtime {
       await context.cgroups.remove(group).catch(() => undefined);
       throw new SandboxError(`cannot create cgroup ${group}: ${(error as Error).message}`);
     });
-    return new BwrapSandbox(spec, context, group, limits);
+    const sandbox = new BwrapSandbox(spec, context, group, limits);
+    // The launcher's move into the cgroup is slow (see launcher.ts): pay it now, not in the first step.
+    await sandbox.launcher().catch(async (error: unknown) => {
+      await sandbox.destroy().catch(() => undefined);
+      throw new SandboxError(`cannot start the step launcher in cgroup ${group}: ${(error as Error).message}`);
+    });
+    return sandbox;
   }
 
   /** Removes the cgroups (killing what is in them) and half-unpacked images of dead executors. */

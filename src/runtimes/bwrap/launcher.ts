@@ -113,8 +113,8 @@ export class Launcher {
     child.on("exit", () => this.exited());
   }
 
-  /** Starts a launcher; `join` must put it in the job's cgroup before it is asked for anything. */
-  static start(join: (pid: number) => void): Launcher {
+  /** Starts a launcher; `join` puts it in the job's cgroup, before it is asked for anything. */
+  static async start(join: (pid: number) => Promise<void>): Promise<Launcher> {
     // bash can close descriptors above 9 (dash cannot): the executor may have inherited some from
     // whatever started it, and bwrap hands every open descriptor to the step.
     const shell = existsSync(BASH) ? BASH : "/bin/sh";
@@ -124,7 +124,7 @@ export class Launcher {
     if (child.pid === undefined) throw new SandboxError(`could not start the step launcher (${shell})`);
     const launcher = new Launcher(child);
     try {
-      join(child.pid);
+      await join(child.pid);
     } catch (error) {
       launcher.stop();
       throw error;

@@ -123,8 +123,8 @@ export class BwrapSandbox implements Sandbox {
   }
 
   /** The launcher in the job's cgroup (a new one when the last is gone). */
-  private launcher(): Launcher {
-    if (!this.launcherProcess?.alive) this.launcherProcess = Launcher.start((pid) => this.context.cgroups.add(this.group, pid));
+  async launcher(): Promise<Launcher> {
+    if (!this.launcherProcess?.alive) this.launcherProcess = await Launcher.start((pid) => this.context.cgroups.add(this.group, pid));
     return this.launcherProcess;
   }
 
@@ -132,7 +132,7 @@ export class BwrapSandbox implements Sandbox {
     const args = bwrapArgs({ rootfs: image.rootfs, workspace: this.spec.workspace, cwd, tmpBytes: this.spec.resources.diskBytes }, run.script);
     let launcher: Launcher;
     try {
-      launcher = this.launcher();
+      launcher = await this.launcher();
     } catch (error) {
       return { exitCode: null, killed: false, started: false, problem: coerceError(error).message };
     }
