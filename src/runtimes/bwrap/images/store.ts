@@ -132,7 +132,7 @@ export class ImageStore {
   }
 
   private async fromDocker(name: string, reference: string, signal?: AbortSignal): Promise<ResolvedImage> {
-    let found;
+    let found: Awaited<ReturnType<DockerImageSource["inspect"]>>;
     try {
       found = await this.docker.inspect(name, signal);
     } catch (error) {
