@@ -238,7 +238,7 @@ async function enable(dir: string, controllers: string[]): Promise<void> {
 async function prepareV2Parent(layout: CgroupLayout, controllers: string[]): Promise<string> {
   const mount = layout.v2Mount ?? "/sys/fs/cgroup";
   const own = layout.ownDirs.get("memory") ?? mount;
-  if (process.getuid?.() === 0) {
+  if (process.getuid?.() === 0 && own !== mount) {
     try {
       const parent = join(mount, PARENT);
       await enable(mount, controllers);
@@ -250,12 +250,14 @@ async function prepareV2Parent(layout: CgroupLayout, controllers: string[]): Pro
     }
   }
   try {
-    if (own !== mount) {
+    await enable(own, controllers).catch(async (error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code !== "EBUSY") throw error;
+      // A cgroup holding processes hands no controllers down: move this process into a leaf.
       const leaf = join(own, "executor");
       await mkdir(leaf, { recursive: true });
       await writeFile(join(leaf, "cgroup.procs"), String(process.pid));
-    }
-    await enable(own, controllers);
+      await enable(own, controllers);
+    });
     const parent = join(own, PARENT);
     await mkdir(parent, { recursive: true });
     await enable(parent, controllers);
