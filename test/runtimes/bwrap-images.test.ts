@@ -172,13 +172,14 @@ describe("bwrap images", () => {
       [
         { name: "bin/", type: "directory" },
         { name: "bin/busybox", content: busybox, mode: 0o755 },
-        ...["sh", "ls", "cat", "echo"].map((applet) => ({ name: `bin/${applet}`, type: "symlink" as const, linkname: "busybox" })),
+        ...["sh", "ls", "cat", "echo", "stat"].map((applet) => ({ name: `bin/${applet}`, type: "symlink" as const, linkname: "busybox" })),
         { name: "etc/", type: "directory" },
         { name: "etc/removed.txt", content: "lower\n" },
         { name: "data/", type: "directory" },
         { name: "data/lower-a.txt", content: "a\n" },
         { name: "data/sub/", type: "directory" },
         { name: "data/sub/lower-b.txt", content: "b\n" },
+        { name: "bin/setuid-tool", content: "#!/bin/sh\n", mode: 0o4755 },
         { name: "escape", type: "symlink", linkname: "/" },
         { name: "up", type: "symlink", linkname: "../../../../../../.." },
       ],
@@ -199,6 +200,7 @@ describe("bwrap images", () => {
       `cat /etc/${marker}-abs /etc/${marker}-rel`,
       "cat /etc/removed.txt 2>&1 || echo no-removed",
       "/etc/echo hardlink-runs",
+      "echo mode=$(stat -c %a /bin/setuid-tool)",
     ]);
     assert.equal(result.outcome.exitCode, 0, result.output);
     assert.match(result.output, /no-removed/, "the whiteout removed the lower layer's file");
@@ -206,6 +208,7 @@ describe("bwrap images", () => {
     assert.match(result.output, /upper\.txt/);
     assert.equal(result.output.match(/stayed inside/g)?.length, 2, "writes through symlinks landed inside the root filesystem");
     assert.match(result.output, /hardlink-runs/);
+    assert.match(result.output, /^mode=755$/m, "set-uid bits are dropped");
     assert.equal(existsSync(`/etc/${marker}-abs`), false, "nothing was written to the host's /etc");
     assert.equal(existsSync(`/etc/${marker}-rel`), false);
   });

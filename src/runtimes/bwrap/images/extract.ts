@@ -6,6 +6,7 @@
  * directory of lower-layer content) are applied when `layer` is set.
  * Entries are applied one at a time, in archive order (tar-stream hands over the next entry only
  * when the previous one is done). Device nodes and FIFOs are skipped: bwrap provides /dev.
+ * Set-uid and set-gid bits are dropped, and so are extended attributes (file capabilities).
  */
 import { createHash, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
@@ -156,7 +157,9 @@ class LayerWriter {
     await mkdir(parent, { recursive: true, mode: 0o755 });
     const target = join(parent, name);
     const existing = await lstat(target).catch(() => undefined);
-    const mode = (header.mode ?? 0o644) & 0o7777;
+    // No set-id bits: they do nothing in a sandbox (no_new_privs), and on the host a set-uid-root
+    // binary from an image would be a way up for any local user who could reach the cache.
+    const mode = (header.mode ?? 0o644) & 0o1777;
     switch (header.type) {
       case "directory":
         if (existing && !existing.isDirectory()) await rm(target, { recursive: true, force: true });
