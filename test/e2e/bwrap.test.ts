@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { silentLogger } from "../../src/common/logger.ts";
@@ -19,7 +20,9 @@ describe("end to end: executor with the bwrap runtime", () => {
   before(async () => {
     skipReason = testImagesMissing();
     if (!skipReason) {
-      const probe = await new BwrapRuntime({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir: await tempDir("airlock-bwrap-probe-"), images: [], logger: silentLogger }).probe();
+      const probeDir = await tempDir("airlock-bwrap-probe-");
+      const probe = await new BwrapRuntime({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir: probeDir, images: [], logger: silentLogger }).probe();
+      await rm(probeDir, { recursive: true, force: true });
       if (!probe.usable) skipReason = probe.detail;
     }
     if (skipReason) {
