@@ -61,7 +61,7 @@ describe("workspace preparation", () => {
       "./run.sh",
     ]);
     assert.equal(output, '{"a":1}ran\n');
-    await runChecked("ln", ["-s", "/tmp", "escape"], { cwd: repo, env: baseEnv as Record<string, string> });
+    await runChecked("ln", ["-s", "/tmp", "escape"], { cwd: repo, env: baseEnv });
     const linked = await commitFile(repo, "marker.txt", "x\n");
     await runChecked("git", ["add", "escape"], { cwd: repo, env: gitEnv(baseEnv) });
     await runChecked("git", ["-c", "user.name=T", "-c", "user.email=t@t", "commit", "-q", "-m", "link"], { cwd: repo, env: gitEnv(baseEnv) });
