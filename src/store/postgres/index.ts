@@ -1,0 +1,98 @@
+/**
+ * The shared backend: one Postgres database under any number of coordinators. Jobs, logs,
+ * artifacts and repositories all live in it; changes reach every coordinator through
+ * LISTEN/NOTIFY (see notifier.ts), so `crossProcessNotifications` is true.
+ */
+import { EventEmitter } from "node:events";
+import type { Logger } from "../../common/logger.ts";
+import type { Isolation } from "../../protocol/index.ts";
+import type { Store, StoreChange } from "../store.ts";
+import { PostgresDatabase, type Queryable } from "./database.ts";
+import { PostgresJobStore } from "./job-store.ts";
+import { NOTIFY_CHANNEL } from "./migrations.ts";
+import { ChangeListener, notificationPayload } from "./notifier.ts";
+import { PostgresOutputStore } from "./output-store.ts";
+import { PostgresRepositoryStore } from "./repository-store.ts";
+
+/** How the stores announce a change: to this process at once, to the others by pg_notify. */
+export interface Announcer {
+  readonly channel: string;
+  readonly origin: string;
+  local(change: StoreChange): void;
+  /** Queues notifications in the caller's transaction; they go out when it commits. */
+  remote(client: Queryable, changes: StoreChange[]): Promise<void>;
+}
+
+export interface PostgresStoreOptions {
+  /** Connections in the pool (default 10), besides the one that listens. */
+  poolSize?: number;
+  logger?: Logger;
+}
+
+export interface PostgresStore extends Store {
+  /** Whether the change listener is connected now. */
+  readonly listening: boolean;
+}
+
+/** Connects (pool and listener) and returns the store; call `migrate()` before use. */
+export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
+  const db = new PostgresDatabase(url, options.poolSize === undefined ? {} : { poolSize: options.poolSize });
+  const changes = new EventEmitter();
+  changes.setMaxListeners(0);
+  const emit = (change: StoreChange): void => {
+    changes.emit("change", change);
+  };
+  const listener = new ChangeListener({
+    config: db.config,
+    emit,
+    logger: options.logger,
+    // Notifications sent while nobody listened are lost: announce everything that may have moved.
+    onResync: async (since) => {
+      const queued = await db.query<{ queue: string; isolation: Isolation }>(
+        "SELECT DISTINCT queue, isolation FROM jobs WHERE state = 'queued'",
+      );
+      for (const row of queued) emit({ kind: "queued", queue: row.queue, isolation: row.isolation });
+      const touched = await db.query<{ id: number }>("SELECT id FROM jobs WHERE state = 'processing' OR finished_at >= $1", [since - 1000]);
+      for (const row of touched) emit({ kind: "job", jobId: row.id });
+    },
+  });
+  const announcer: Announcer = {
+    channel: NOTIFY_CHANNEL,
+    origin: listener.origin,
+    local: emit,
+    async remote(client, list) {
+      if (list.length === 0) return;
+      await client.query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload", [NOTIFY_CHANNEL, list.map((change) => notificationPayload(listener.origin, change))]);
+    },
+  };
+  try {
+    await listener.start();
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  let closed = false;
+  return {
+    jobs: new PostgresJobStore(db, announcer),
+    outputs: new PostgresOutputStore(db, announcer),
+    repositories: new PostgresRepositoryStore(db),
+    capabilities: { crossProcessNotifications: true },
+    get listening() {
+      return listener.listening;
+    },
+    onChange(listener) {
+      changes.on("change", listener);
+      return () => changes.off("change", listener);
+    },
+    async migrate() {
+      await db.migrate();
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      changes.removeAllListeners();
+      await listener.close();
+      await db.close();
+    },
+  };
+}

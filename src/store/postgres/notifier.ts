@@ -1,0 +1,147 @@
+/**
+ * Store changes across processes: one dedicated connection LISTENs on the change channel and turns
+ * other processes' notifications into StoreChanges. Changes made by this process are announced
+ * locally right after they commit (no round trip through Postgres) and skipped when their own
+ * notification comes back, so each is seen once.
+ *
+ * States: CONNECTING -> LISTENING -(error, end, failed ping)-> BROKEN -(backoff)-> CONNECTING ...
+ * -> CLOSED. Notifications sent while no connection listened are lost, so after every reconnect
+ * `onResync(since)` is called to announce, from the tables, whatever may have changed meanwhile.
+ * A ping every PING_MS finds a connection that died without an error (a silent network drop).
+ */
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import type { Logger } from "../../common/logger.ts";
+import { Isolation } from "../../protocol/index.ts";
+import type { StoreChange } from "../store.ts";
+import { NOTIFY_CHANNEL } from "./migrations.ts";
+
+const PING_MS = 10_000;
+const PING_TIMEOUT_MS = 5_000;
+const MAX_BACKOFF_MS = 5_000;
+
+export class ChangeListener {
+  /** Tags this process's notifications so it can skip them. */
+  readonly origin = randomBytes(8).toString("hex");
+  private client: pg.Client | undefined;
+  private closed = false;
+  private backoffMs = 100;
+  private brokenSince: number | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly options: {
+    config: pg.ClientConfig;
+    emit: (change: StoreChange) => void;
+    onResync: (since: number) => Promise<void>;
+    logger: Logger | undefined;
+  };
+
+  constructor(options: { config: pg.ClientConfig; emit: (change: StoreChange) => void; onResync: (since: number) => Promise<void>; logger: Logger | undefined }) {
+    this.options = options;
+  }
+
+  /** Connects and listens; rejects if the first connection fails (later ones are retried). */
+  async start(): Promise<void> {
+    try {
+      await this.connect();
+    } catch (error) {
+      await this.close();
+      throw error;
+    }
+  }
+
+  private async connect(): Promise<void> {
+    const client = new pg.Client({ ...this.options.config, application_name: "airlock-listen", keepAlive: true });
+    client.on("notification", (message) => this.receive(message.payload));
+    client.on("error", (error) => this.broken(client, error));
+    client.on("end", () => this.broken(client, new Error("connection ended")));
+    this.client = client;
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${NOTIFY_CHANNEL}`);
+    } catch (error) {
+      this.broken(client, error);
+      throw error;
+    }
+    if (this.closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.backoffMs = 100;
+    this.pingTimer = setInterval(() => this.ping(client), PING_MS);
+    this.pingTimer.unref();
+    const since = this.brokenSince;
+    this.brokenSince = undefined;
+    if (since !== undefined) {
+      this.options.logger?.info("listening for store changes again", { downMs: Date.now() - since });
+      await this.options.onResync(since).catch((error: unknown) => this.options.logger?.warn("resync after reconnect failed", { error: String(error) }));
+    }
+  }
+
+  private ping(client: pg.Client): void {
+    const timeout = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error("ping timed out")), PING_TIMEOUT_MS).unref());
+    Promise.race([client.query("SELECT 1"), timeout]).catch((error: unknown) => this.broken(client, error));
+  }
+
+  private broken(client: pg.Client, error: unknown): void {
+    if (client !== this.client || this.closed) return;
+    this.client = undefined;
+    clearInterval(this.pingTimer);
+    this.brokenSince ??= Date.now();
+    this.options.logger?.warn("store change listener lost its connection; reconnecting", { error: String(error), retryMs: this.backoffMs });
+    client.removeAllListeners("notification");
+    client.on("error", () => undefined);
+    client.end().catch(() => undefined);
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
+    this.retryTimer = setTimeout(() => {
+      if (this.closed) return;
+      // A failed attempt has already scheduled the next one (through broken()).
+      this.connect().catch(() => undefined);
+    }, delay);
+    this.retryTimer.unref();
+  }
+
+  private receive(payload: string | undefined): void {
+    if (!payload) return;
+    let message: { o?: unknown; q?: unknown; i?: unknown; j?: unknown };
+    try {
+      message = JSON.parse(payload) as typeof message;
+    } catch {
+      return;
+    }
+    if (message.o === this.origin) return;
+    if (typeof message.j === "number") this.options.emit({ kind: "job", jobId: message.j });
+    else if (typeof message.q === "string") {
+      const isolation = Isolation.safeParse(message.i);
+      if (isolation.success) this.options.emit({ kind: "queued", queue: message.q, isolation: isolation.data });
+    }
+  }
+
+  /** Whether a connection is listening now (for tests and health). */
+  get listening(): boolean {
+    return this.client !== undefined && this.brokenSince === undefined;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.pingTimer);
+    clearTimeout(this.retryTimer);
+    const client = this.client;
+    this.client = undefined;
+    if (client) {
+      client.removeAllListeners("notification");
+      client.on("error", () => undefined);
+      await client.end().catch(() => undefined);
+    }
+  }
+}
+
+/** A notification payload for a change made by `origin` (see migrations.ts). */
+export function notificationPayload(origin: string, change: StoreChange): string {
+  return JSON.stringify(change.kind === "job" ? { o: origin, j: change.jobId } : { o: origin, q: change.queue, i: change.isolation });
+}
