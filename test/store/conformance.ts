@@ -194,6 +194,8 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       const finished = await store.jobs.finishEntry(ref, "one", { state: "completed", exitCode: 0, durationMs: 12 }, T0 + 62);
       assert.deepEqual([finished.state, finished.exitCode, finished.durationMs], ["completed", 0, 12]);
       await assert.rejects(store.jobs.finishEntry(ref, "one", { state: "failed", exitCode: 1, durationMs: 1 }, T0 + 63), ConflictError);
+      const retried = await store.jobs.finishEntry(ref, "one", { state: "completed", exitCode: 0, durationMs: 12 }, T0 + 64);
+      assert.deepEqual([retried.state, retried.finishedAt], ["completed", T0 + 62], "a retried finish with the same result is answered, not refused");
       await store.jobs.startEntry(ref, "finalize", T0 + 70);
       assert.ok((await store.jobs.getJob(ref.jobId))?.entries.some((entry) => entry.key === "finalize" && entry.kind === "finalize"));
       const done = await store.jobs.finishAttempt(ref, "completed", null, T0 + 100);

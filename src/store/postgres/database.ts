@@ -13,9 +13,9 @@ import { POSTGRES_MIGRATIONS } from "./migrations.ts";
 
 /** int8 columns (ids, epoch-ms times, sizes) as numbers: all fit in 2^53. Per pool, not global. */
 const types = {
-  getTypeParser(oid: number, format?: "text" | "binary") {
+  getTypeParser(oid: number, format?: "text" | "binary"): (value: string) => unknown {
     if (oid === 20) return (value: string) => Number(value);
-    return pg.types.getTypeParser(oid, format);
+    return pg.types.getTypeParser(oid, format) as (value: string) => unknown;
   },
 };
 

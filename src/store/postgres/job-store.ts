@@ -193,7 +193,13 @@ export class PostgresJobStore implements JobStore {
         [ref.jobId, ref.attempt, key, result.state, result.exitCode, result.durationMs, result.message ?? null, now],
       );
       const row = rows[0];
-      if (!row) throw await this.entryProblem(client, ref, key);
+      if (!row) {
+        // A retried finish (its reply was lost, e.g. when a coordinator died) finds the same result.
+        const { rows: ended } = await client.query<EntryRow>("SELECT * FROM entries WHERE job_id = $1 AND attempt = $2 AND key = $3", [ref.jobId, ref.attempt, key]);
+        const same = ended[0];
+        if (same && same.state === result.state && same.exit_code === result.exitCode) return toEntry(same);
+        throw await this.entryProblem(client, ref, key);
+      }
       await this.announce.remote(client, [{ kind: "job", jobId: ref.jobId }]);
       return toEntry(row);
     });

@@ -189,7 +189,12 @@ export class SqliteJobStore implements JobStore {
           key,
         },
       );
-      if (!row) throw this.entryProblem(ref, key);
+      if (!row) {
+        // A retried finish (its reply was lost, e.g. when a coordinator died) finds the same result.
+        const ended = this.db.get<EntryRow>("SELECT * FROM entries WHERE job_id = $id AND attempt = $attempt AND key = $key", { id: ref.jobId, attempt: ref.attempt, key });
+        if (ended && ended.state === result.state && (ended.exit_code === null ? null : Number(ended.exit_code)) === result.exitCode) return toEntry(ended);
+        throw this.entryProblem(ref, key);
+      }
       return toEntry(row);
     });
     this.emit({ kind: "job", jobId: ref.jobId });
