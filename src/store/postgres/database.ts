@@ -50,8 +50,9 @@ export class PostgresDatabase {
     this.pool.on("error", () => undefined);
   }
 
-  async query<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {
-    const result = await this.pool.query<T>(sql, params).catch(unavailable);
+  /** One statement on any pooled connection. A `name` makes it a prepared statement (parsed and planned once per connection): for the hot paths. */
+  async query<T extends pg.QueryResultRow>(sql: string, params: unknown[] = [], name?: string): Promise<T[]> {
+    const result = await this.pool.query<T>(name ? { name, text: sql, values: params } : { text: sql, values: params }).catch(unavailable);
     return result.rows;
   }
 

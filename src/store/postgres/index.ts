@@ -10,17 +10,22 @@ import type { Store, StoreChange } from "../store.ts";
 import { PostgresDatabase, type Queryable } from "./database.ts";
 import { PostgresJobStore } from "./job-store.ts";
 import { NOTIFY_CHANNEL } from "./migrations.ts";
-import { ChangeListener, notificationPayload } from "./notifier.ts";
+import { ChangeListener, JobChangePublisher, queuedPayload } from "./notifier.ts";
 import { PostgresOutputStore } from "./output-store.ts";
 import { PostgresRepositoryStore } from "./repository-store.ts";
 
-/** How the stores announce a change: to this process at once, to the others by pg_notify. */
+/**
+ * How the stores announce changes. A job made claimable is announced inside the transaction that
+ * did it (delivered at commit, so never lost to a crash); every change is also told to this
+ * process right after commit, and other job changes go to other processes in batches.
+ */
 export interface Announcer {
   readonly channel: string;
   readonly origin: string;
-  local(change: StoreChange): void;
-  /** Queues notifications in the caller's transaction; they go out when it commits. */
-  remote(client: Queryable, changes: StoreChange[]): Promise<void>;
+  /** In the caller's transaction: announces jobs made claimable to other processes. */
+  queuedInTx(client: Queryable, changes: StoreChange[]): Promise<void>;
+  /** After commit: tells this process at once, and other processes of job changes in the next batch. */
+  committed(changes: StoreChange[]): void;
 }
 
 export interface PostgresStoreOptions {
@@ -56,13 +61,18 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
       for (const row of touched) emit({ kind: "job", jobId: row.id });
     },
   });
+  const notify = (client: Queryable, payloads: string[]) => client.query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload", [NOTIFY_CHANNEL, payloads]);
+  const publisher = new JobChangePublisher({ origin: listener.origin, logger: options.logger, send: (payloads) => notify(db.pool, payloads) });
   const announcer: Announcer = {
     channel: NOTIFY_CHANNEL,
     origin: listener.origin,
-    local: emit,
-    async remote(client, list) {
-      if (list.length === 0) return;
-      await client.query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload", [NOTIFY_CHANNEL, list.map((change) => notificationPayload(listener.origin, change))]);
+    async queuedInTx(client, list) {
+      const payloads = list.flatMap((change) => (change.kind === "queued" ? [queuedPayload(listener.origin, change.queue, change.isolation)] : []));
+      if (payloads.length > 0) await notify(client, payloads);
+    },
+    committed(list) {
+      for (const change of list) emit(change);
+      publisher.publish(list.flatMap((change) => (change.kind === "job" ? [change.jobId] : [])));
     },
   };
   try {
@@ -91,6 +101,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
       if (closed) return;
       closed = true;
       changes.removeAllListeners();
+      await publisher.drain();
       await listener.close();
       await db.close();
     },

@@ -13,7 +13,8 @@
  *   being heartbeated or ended right now is simply left to that transaction;
  * - heartbeat: one UPDATE, re-checked against the latest row version, so a job reaped meanwhile is
  *   not reported known.
- * Changes are announced after commit: locally at once, to other processes by pg_notify.
+ * Changes are announced through the Announcer (index.ts): claimable jobs inside the transaction,
+ * everything to this process right after commit, other job changes to other processes batched.
  */
 import { ConflictError, isolationRank, LeaseLostError, NotFoundError } from "../../protocol/index.ts";
 import type { AttemptOutcome, ExecutorIdentity, JobState } from "../../protocol/index.ts";
@@ -86,16 +87,17 @@ export class PostgresJobStore implements JobStore {
         this.announce.channel,
         this.announce.origin,
       ],
+      "airlock_enqueue",
     );
     const record = toJob(rows[0] as JobRow);
-    this.announce.local({ kind: "queued", queue: record.queue, isolation: record.isolation });
+    this.announce.committed([{ kind: "queued", queue: record.queue, isolation: record.isolation }]);
     return record;
   }
 
   async claim(request: ClaimRequest, now: number): Promise<JobRecord | undefined> {
     const { executor } = request;
     const maxRank = Math.max(...executor.isolation.map(isolationRank));
-    const rows = await this.db.query<JobRow>("SELECT * FROM airlock_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)", [
+    const rows = await this.db.query<JobRow>("SELECT * FROM airlock_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", [
       request.preference ? [...request.preference] : executor.queues,
       request.preference !== undefined,
       maxRank,
@@ -108,12 +110,11 @@ export class PostgresJobStore implements JobStore {
       request.tokenHash,
       now,
       request.leaseMs,
-      this.announce.origin,
-    ]);
+    ], "airlock_claim");
     const row = rows[0];
     if (!row) return undefined;
     const job = toJob(row);
-    this.announce.local({ kind: "job", jobId: job.id });
+    this.announce.committed([{ kind: "job", jobId: job.id }]);
     return job;
   }
 
@@ -140,6 +141,7 @@ export class PostgresJobStore implements JobStore {
         now + leaseMs,
         jobIds,
       ],
+      "airlock_heartbeat",
     );
     const knownIds = rows.map((row) => row.id).sort((a, b) => a - b);
     const cancelIds = rows.filter((row) => row.cancel_requested).map((row) => row.id).sort((a, b) => a - b);
@@ -152,6 +154,7 @@ export class PostgresJobStore implements JobStore {
          coalesce(j.token_hash = a.token_hash AND j.state = 'processing' AND j.attempt = a.attempt, false) AS live
        FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE a.token_hash = $1`,
       [tokenHash],
+      "airlock_find_attempt",
     );
     const row = rows[0];
     if (!row) return undefined;
@@ -177,10 +180,9 @@ export class PostgresJobStore implements JobStore {
       );
       const row = rows[0];
       if (!row) throw await this.entryProblem(client, ref, key);
-      await this.announce.remote(client, [{ kind: "job", jobId: ref.jobId }]);
       return { entry: toEntry(row), queuedAt: row.queued_at };
     });
-    this.announce.local({ kind: "job", jobId: ref.jobId });
+    this.announce.committed([{ kind: "job", jobId: ref.jobId }]);
     return result;
   }
 
@@ -200,10 +202,9 @@ export class PostgresJobStore implements JobStore {
         if (same && same.state === result.state && same.exit_code === result.exitCode) return toEntry(same);
         throw await this.entryProblem(client, ref, key);
       }
-      await this.announce.remote(client, [{ kind: "job", jobId: ref.jobId }]);
       return toEntry(row);
     });
-    this.announce.local({ kind: "job", jobId: ref.jobId });
+    this.announce.committed([{ kind: "job", jobId: ref.jobId }]);
     return entry;
   }
 
@@ -214,20 +215,11 @@ export class PostgresJobStore implements JobStore {
   }
 
   async finishAttempt(ref: AttemptRef, outcome: AttemptOutcome, message: string | null, now: number): Promise<JobRecord> {
-    const job = await this.db.tx(async (client) => {
-      const { rows } = await client.query<JobRow>("SELECT * FROM jobs WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR UPDATE", [ref.jobId, ref.attempt]);
-      const row = rows[0];
-      if (!row) throw new LeaseLostError();
-      const current = toJob(row);
-      const retry = outcome === "errored" && !current.cancelRequested && current.attempt < current.maxAttempts;
-      const state: JobState = current.cancelRequested ? "canceled" : retry ? "queued" : outcome;
-      await client.query("UPDATE attempts SET finished_at = $3, outcome = $4, message = $5 WHERE job_id = $1 AND attempt = $2", [ref.jobId, ref.attempt, now, outcome, message]);
-      await client.query("UPDATE entries SET state = 'skipped' WHERE job_id = $1 AND attempt = $2 AND state = 'pending'", [ref.jobId, ref.attempt]);
-      const ended = await this.endAttempt(client, ref.jobId, state, current.cancelRequested ? (message ?? "canceled") : message, now);
-      await this.announce.remote(client, jobChanges(ended));
-      return ended;
-    });
-    for (const change of jobChanges(job)) this.announce.local(change);
+    const rows = await this.db.query<JobRow>("SELECT * FROM airlock_finish_attempt($1, $2, $3, $4, $5, $6)", [ref.jobId, ref.attempt, outcome, message, now, this.announce.origin], "airlock_finish_attempt");
+    const row = rows[0];
+    if (!row) throw new LeaseLostError();
+    const job = toJob(row);
+    this.announce.committed(jobChanges(job));
     return job;
   }
 
@@ -262,10 +254,9 @@ export class PostgresJobStore implements JobStore {
       } else {
         throw new ConflictError(`job ${jobId} already ended (${current.state})`);
       }
-      await this.announce.remote(client, [{ kind: "job", jobId }]);
       return toJob(updated[0] as JobRow);
     });
-    this.announce.local({ kind: "job", jobId });
+    this.announce.committed([{ kind: "job", jobId }]);
     return job;
   }
 
@@ -288,10 +279,10 @@ export class PostgresJobStore implements JobStore {
         const state: JobState = job.cancelRequested ? "canceled" : job.attempt < job.maxAttempts ? "queued" : "errored";
         ended.push(await this.endAttempt(client, job.id, state, message.job, now));
       }
-      await this.announce.remote(client, ended.flatMap(jobChanges));
+      await this.announce.queuedInTx(client, ended.flatMap(jobChanges));
       return ended;
     });
-    for (const change of reaped.flatMap(jobChanges)) this.announce.local(change);
+    this.announce.committed(reaped.flatMap(jobChanges));
     return reaped;
   }
 

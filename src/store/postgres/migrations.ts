@@ -5,9 +5,11 @@
  * Tables and columns match the SQLite backend's. Two hot paths are functions, so each is one round
  * trip and one transaction: `airlock_claim` (pick with FOR UPDATE SKIP LOCKED, start the attempt,
  * create its log entries, announce) and `airlock_append_log` (fence, append at an offset, announce).
- * Changes are announced with pg_notify on channel `airlock_changes`, delivered at commit; the
- * payload is JSON: {"o": origin, "q": queue, "i": isolation} for a claimable job,
- * {"o": origin, "j": id} for any other change of a job.
+ * Changes are announced with pg_notify on channel `airlock_changes`, payload JSON with the origin
+ * process "o": a claimable job ({"q": queue, "i": isolation}) is announced inside the transaction
+ * that made it claimable (delivered at commit, never lost); other changes of jobs ({"j": [ids]})
+ * are sent after commit in batches by the process (see notifier.ts), since every notifying commit
+ * takes a database-wide lock.
  */
 export const NOTIFY_CHANNEL = "airlock_changes";
 
@@ -25,7 +27,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     repository text,
     ref text,
     commit_sha text,
-    spec jsonb NOT NULL,
+    -- json, not jsonb: stored and returned verbatim, never queried into but for the step keys.
+    spec json NOT NULL,
     state text NOT NULL CHECK (state IN ('queued','processing','completed','failed','errored','canceled')),
     attempt integer NOT NULL DEFAULT 0,
     max_attempts integer NOT NULL,
@@ -41,13 +44,13 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     finished_at bigint,
     lease_expires_at bigint
   ) WITH (fillfactor = 80);
+  -- Few indexes on purpose: every claim and end of an attempt rewrites the row, and each index
+  -- is one more write then. Queued and processing jobs have small partial indexes (dequeue;
+  -- reaper, executor lists); listing by a state walks the primary key newest first. Heartbeats
+  -- go by id, so a lease extension touches no index (a HOT update).
   CREATE INDEX jobs_dequeue ON jobs (queue, queued_at, id) WHERE state = 'queued';
-  CREATE INDEX jobs_by_state ON jobs (state, id);
+  CREATE INDEX jobs_processing ON jobs (id) WHERE state = 'processing';
   CREATE INDEX jobs_by_repository ON jobs (repository, id);
-  CREATE INDEX jobs_by_executor ON jobs (executor_name) WHERE state = 'processing';
-  CREATE INDEX jobs_by_lease ON jobs (lease_expires_at) WHERE state = 'processing';
-  CREATE INDEX jobs_by_finish ON jobs (finished_at) WHERE finished_at IS NOT NULL;
-  CREATE UNIQUE INDEX jobs_by_token ON jobs (token_hash) WHERE token_hash IS NOT NULL;
 
   CREATE TABLE attempts (
     job_id bigint NOT NULL REFERENCES jobs (id),
@@ -117,24 +120,30 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     last_heartbeat_at bigint NOT NULL
   );
 
-  -- Claims one job for an executor. With p_ordered, queues are tried in the given order and the
+  -- Claims one job for an executor (announced by the caller, batched). With p_ordered, queues are tried in the given order and the
   -- first that has a claimable job wins; else the oldest across them all. Only the row handed out
   -- is locked (FOR UPDATE SKIP LOCKED stops at the first row it locks), so a claimer of another
   -- queue is never made to skip a job nobody takes.
   CREATE FUNCTION airlock_claim(
     p_queues text[], p_ordered boolean, p_max_rank integer,
     p_executor text, p_hostname text, p_version text, p_runtime text, p_isolation jsonb, p_executor_queues jsonb,
-    p_token text, p_now bigint, p_lease_ms bigint, p_origin text
+    p_token text, p_now bigint, p_lease_ms bigint
   ) RETURNS SETOF jobs LANGUAGE plpgsql AS $$
   DECLARE
     v_id bigint;
     v_queue text;
     v_job jobs;
   BEGIN
-    INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at)
-    VALUES (p_executor, p_hostname, p_version, p_runtime, p_isolation, p_executor_queues, p_now, p_now)
-    ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, runtime = excluded.runtime,
-      isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = excluded.last_heartbeat_at;
+    -- An executor claiming in a tight loop is recorded at most once a second: the check is a
+    -- plain read, where an upsert would lock (and so write) the executor's row on every claim.
+    -- Heartbeats always record.
+    IF NOT EXISTS (SELECT 1 FROM executors WHERE name = p_executor AND last_heartbeat_at >= p_now - 1000
+        AND queues = p_executor_queues AND isolation = p_isolation AND runtime = p_runtime AND version = p_version AND hostname = p_hostname) THEN
+      INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at)
+      VALUES (p_executor, p_hostname, p_version, p_runtime, p_isolation, p_executor_queues, p_now, p_now)
+      ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, runtime = excluded.runtime,
+        isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = excluded.last_heartbeat_at;
+    END IF;
     IF p_ordered THEN
       FOREACH v_queue IN ARRAY p_queues LOOP
         SELECT id INTO v_id FROM jobs
@@ -159,16 +168,47 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     SELECT v_job.id, v_job.attempt, 'prepare', 'prepare', 0, 'pending'
     UNION ALL
     SELECT v_job.id, v_job.attempt, step.value ->> 'key', 'step', step.ordinality::integer, 'pending'
-    FROM jsonb_array_elements(v_job.spec -> 'steps') WITH ORDINALITY AS step;
-    PERFORM pg_notify('${NOTIFY_CHANNEL}', json_build_object('o', p_origin, 'j', v_job.id)::text);
+    FROM json_array_elements(v_job.spec -> 'steps') WITH ORDINALITY AS step;
     RETURN NEXT v_job;
   END $$;
 
-  -- Appends log bytes at an offset for a live attempt. The job row is share-locked, so a reap or
-  -- an end of the attempt waits for the append (and fences every append after it); the entry
-  -- row is locked, so concurrent appends to one entry apply one after the other.
+  -- Ends an attempt: to a terminal state, or back to the queue when an errored attempt has
+  -- attempts left; a requested cancel wins. Returns nothing when the attempt is not live.
+  CREATE FUNCTION airlock_finish_attempt(
+    p_job bigint, p_attempt integer, p_outcome text, p_message text, p_now bigint, p_origin text
+  ) RETURNS SETOF jobs LANGUAGE plpgsql AS $$
+  DECLARE
+    v_job jobs;
+    v_state text;
+  BEGIN
+    -- One UPDATE decides and moves (SET expressions see the row as it was), so the row is
+    -- written once; the WHERE is the fence.
+    UPDATE jobs SET
+      state = CASE WHEN cancel_requested THEN 'canceled' WHEN p_outcome = 'errored' AND attempt < max_attempts THEN 'queued' ELSE p_outcome END,
+      failure_message = CASE WHEN cancel_requested THEN coalesce(p_message, 'canceled') ELSE p_message END,
+      token_hash = NULL, lease_expires_at = NULL,
+      finished_at = CASE WHEN NOT cancel_requested AND p_outcome = 'errored' AND attempt < max_attempts THEN NULL ELSE p_now END,
+      queued_at = CASE WHEN NOT cancel_requested AND p_outcome = 'errored' AND attempt < max_attempts THEN p_now ELSE queued_at END,
+      executor_name = CASE WHEN NOT cancel_requested AND p_outcome = 'errored' AND attempt < max_attempts THEN NULL ELSE executor_name END
+    WHERE id = p_job AND attempt = p_attempt AND state = 'processing'
+    RETURNING * INTO v_job;
+    IF NOT FOUND THEN
+      RETURN;
+    END IF;
+    v_state := v_job.state;
+    UPDATE attempts SET finished_at = p_now, outcome = p_outcome, message = p_message WHERE job_id = p_job AND attempt = p_attempt;
+    UPDATE entries SET state = 'skipped' WHERE job_id = p_job AND attempt = p_attempt AND state = 'pending';
+    IF v_state = 'queued' THEN
+      PERFORM pg_notify('${NOTIFY_CHANNEL}', json_build_object('o', p_origin, 'q', v_job.queue, 'i', v_job.isolation)::text);
+    END IF;
+    RETURN NEXT v_job;
+  END $$;
+
+  -- Appends log bytes at an offset for a live attempt (announced by the caller, batched). The job
+  -- row is share-locked, so a reap or an end of the attempt waits for the append (and fences
+  -- every append after it); the entry row is locked, so appends to one entry apply in turn.
   CREATE FUNCTION airlock_append_log(
-    p_job bigint, p_attempt integer, p_key text, p_offset bigint, p_data bytea, p_origin text,
+    p_job bigint, p_attempt integer, p_key text, p_offset bigint, p_data bytea,
     OUT status text, OUT size bigint, OUT cancel boolean
   ) LANGUAGE plpgsql AS $$
   DECLARE
@@ -197,7 +237,6 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     VALUES (p_job, p_attempt, p_key, size, size + length(v_fresh), v_fresh);
     UPDATE entries e SET size = e.size + length(v_fresh) WHERE e.job_id = p_job AND e.attempt = p_attempt AND e.key = p_key;
     size := size + length(v_fresh);
-    PERFORM pg_notify('${NOTIFY_CHANNEL}', json_build_object('o', p_origin, 'j', p_job)::text);
   END $$;
   `,
 ];

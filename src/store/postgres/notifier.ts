@@ -19,6 +19,8 @@ import { NOTIFY_CHANNEL } from "./migrations.ts";
 const PING_MS = 10_000;
 const PING_TIMEOUT_MS = 5_000;
 const MAX_BACKOFF_MS = 5_000;
+/** How long job changes gather before they are announced to other processes. */
+const BATCH_MS = 25;
 
 export class ChangeListener {
   /** Tags this process's notifications so it can skip them. */
@@ -115,7 +117,9 @@ export class ChangeListener {
       return;
     }
     if (message.o === this.origin) return;
-    if (typeof message.j === "number") this.options.emit({ kind: "job", jobId: message.j });
+    if (Array.isArray(message.j)) {
+      for (const id of message.j) if (typeof id === "number") this.options.emit({ kind: "job", jobId: id });
+    } else if (typeof message.j === "number") this.options.emit({ kind: "job", jobId: message.j });
     else if (typeof message.q === "string") {
       const isolation = Isolation.safeParse(message.i);
       if (isolation.success) this.options.emit({ kind: "queued", queue: message.q, isolation: isolation.data });
@@ -141,7 +145,51 @@ export class ChangeListener {
   }
 }
 
-/** A notification payload for a change made by `origin` (see migrations.ts). */
-export function notificationPayload(origin: string, change: StoreChange): string {
-  return JSON.stringify(change.kind === "job" ? { o: origin, j: change.jobId } : { o: origin, q: change.queue, i: change.isolation });
+/** A notification payload announcing that `queue` has a claimable job (see migrations.ts). */
+export function queuedPayload(origin: string, queue: string, isolation: Isolation): string {
+  return JSON.stringify({ o: origin, q: queue, i: isolation });
+}
+
+/**
+ * Sends "these jobs changed" to other processes in batches: every notifying commit takes a
+ * database-wide lock (and wakes every listener), so one statement per batch window, not one per
+ * change. A change waits at most BATCH_MS (plus one batch in flight) before it is sent; only log
+ * streams on other coordinators wait for these (claims are woken by the unbatched "queued"
+ * announcements). Sent after the changes committed: if this process dies first, others miss that
+ * wake-up (their streams re-read periodically).
+ */
+export class JobChangePublisher {
+  private pending = new Set<number>();
+  private flushing: Promise<void> | undefined;
+  private readonly options: { send: (payloads: string[]) => Promise<unknown>; origin: string; logger: Logger | undefined };
+
+  constructor(options: { send: (payloads: string[]) => Promise<unknown>; origin: string; logger: Logger | undefined }) {
+    this.options = options;
+  }
+
+  publish(jobIds: Iterable<number>): void {
+    for (const id of jobIds) this.pending.add(id);
+    if (!this.flushing && this.pending.size > 0) this.flushing = this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, BATCH_MS));
+    const ids = [...this.pending];
+    this.pending = new Set();
+    const payloads: string[] = [];
+    for (let start = 0; start < ids.length; start += 500) payloads.push(JSON.stringify({ o: this.options.origin, j: ids.slice(start, start + 500) }));
+    try {
+      await this.options.send(payloads);
+    } catch (error) {
+      this.options.logger?.warn("could not announce job changes to other coordinators", { error: String(error), jobs: ids.length });
+    } finally {
+      this.flushing = undefined;
+      if (this.pending.size > 0) this.flushing = this.flush();
+    }
+  }
+
+  /** Waits for what was published to be sent. */
+  async drain(): Promise<void> {
+    while (this.flushing) await this.flushing;
+  }
 }

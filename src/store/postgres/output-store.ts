@@ -27,14 +27,13 @@ export class PostgresOutputStore implements OutputStore {
   }
 
   async appendLog(ref: AttemptRef, key: string, offset: number, data: Uint8Array, _now: number): Promise<{ size: number; cancel: boolean }> {
-    const rows = await this.db.query<{ status: string; size: number | null; cancel: boolean | null }>("SELECT * FROM airlock_append_log($1, $2, $3, $4, $5, $6)", [
+    const rows = await this.db.query<{ status: string; size: number | null; cancel: boolean | null }>("SELECT * FROM airlock_append_log($1, $2, $3, $4, $5)", [
       ref.jobId,
       ref.attempt,
       key,
       offset,
       Buffer.from(data.buffer, data.byteOffset, data.byteLength),
-      this.announce.origin,
-    ]);
+    ], "airlock_append_log");
     const row = rows[0];
     const size = Number(row?.size ?? 0);
     switch (row?.status) {
@@ -47,7 +46,7 @@ export class PostgresOutputStore implements OutputStore {
       default:
         break;
     }
-    if (size > offset) this.announce.local({ kind: "job", jobId: ref.jobId });
+    if (size > offset) this.announce.committed([{ kind: "job", jobId: ref.jobId }]);
     return { size, cancel: row?.cancel === true };
   }
 
@@ -87,9 +86,8 @@ export class PostgresOutputStore implements OutputStore {
           record.sha256,
           now,
         ]);
-        await this.announce.remote(client, [{ kind: "job", jobId: ref.jobId }]);
       });
-      this.announce.local({ kind: "job", jobId: ref.jobId });
+      this.announce.committed([{ kind: "job", jobId: ref.jobId }]);
       return record;
     } catch (error) {
       await this.db.query("DELETE FROM artifact_chunks WHERE job_id = $1 AND attempt = $2 AND name = $3", where).catch(() => undefined);

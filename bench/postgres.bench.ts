@@ -1,0 +1,91 @@
+/**
+ * The Postgres store beside the Postgres job queues people already use, on one Postgres (the one
+ * scripts/setup.d/30-postgres.sh starts, or AIRLOCK_TEST_DATABASE_URL), one machine, one run:
+ * - throughput of no-op jobs, N concurrent workers: Airlock's store (claim + complete), Airlock
+ *   over HTTP (simulated executors: dequeue + complete against a coordinator process),
+ *   graphile-worker (unbatched) and pg-boss (fetch + complete);
+ * - enqueue-to-start latency with an idle worker, p50/p95, for each;
+ * - scale: many simulated executors (long-polling, heartbeat every 5 s) on one coordinator.
+ * Each system gets a database of its own on the same server.
+ */
+import { rm } from "node:fs/promises";
+import { tempDir } from "../test/helpers/cluster.ts";
+import { dropTemplate, freshDatabase } from "../test/helpers/postgres.ts";
+import { percentile, printTable } from "./lib.ts";
+import { airlockHttp, airlockStore, startPostgresCoordinator } from "./postgres-airlock.ts";
+import { graphileWorker, pgBoss, type QueueFigures } from "./postgres-peers.ts";
+import { scale } from "./postgres-scale.ts";
+
+const JOBS = Number(process.env.BENCH_PG_JOBS ?? 3000);
+const WORKERS = Number(process.env.BENCH_PG_WORKERS ?? 8);
+const PICKUPS = Number(process.env.BENCH_PG_PICKUPS ?? 100);
+const EXECUTORS = Number(process.env.BENCH_PG_EXECUTORS ?? 500);
+const SCALE_SECONDS = Number(process.env.BENCH_PG_SCALE_SECONDS ?? 30);
+const SCALE_RATE = Number(process.env.BENCH_PG_SCALE_JOBS_PER_SECOND ?? 20);
+
+if (!process.env.AIRLOCK_TEST_DATABASE_URL) {
+  console.log("skipped: AIRLOCK_TEST_DATABASE_URL is not set (run through scripts/bench.sh postgres, which starts a Postgres)");
+  process.exit(0);
+}
+
+const dir = await tempDir("airlock-bench-pg-");
+const databases: (() => Promise<void>)[] = [];
+async function database(): Promise<string> {
+  const { url, drop } = await freshDatabase();
+  databases.push(drop);
+  return url;
+}
+
+try {
+  const store = await airlockStore(await database(), JOBS, WORKERS, PICKUPS);
+  const httpUrl = await database();
+  const coordinator = await startPostgresCoordinator(dir, httpUrl, "coordinator-http");
+  let http: QueueFigures;
+  try {
+    http = await airlockHttp(httpUrl, coordinator, JOBS, WORKERS, PICKUPS);
+  } finally {
+    await coordinator.stop(5000);
+  }
+  const graphile = await graphileWorker(await database(), JOBS, WORKERS, PICKUPS);
+  const boss = await pgBoss(await database(), JOBS, WORKERS, PICKUPS);
+
+  const rate = (figures: QueueFigures) => figures.jobs / figures.seconds;
+  console.log(`Queue: ${JOBS} no-op jobs, ${WORKERS} concurrent workers; pickup: ${PICKUPS} jobs queued one at a time to an idle worker.\n`);
+  printTable(
+    ["system", "jobs/s", "Airlock store / it", "pickup p50 ms", "pickup p95 ms"],
+    [
+      ["Airlock store (claim + complete)", rate(store), 1, percentile(store.pickupMs, 50), percentile(store.pickupMs, 95)],
+      ["Airlock store, pickup across two coordinators", Number.NaN, Number.NaN, percentile(store.pickupAcrossMs, 50), percentile(store.pickupAcrossMs, 95)],
+      ["Airlock over HTTP (dequeue + complete)", rate(http), rate(store) / rate(http), percentile(http.pickupMs, 50), percentile(http.pickupMs, 95)],
+      ["graphile-worker 0.18 (unbatched)", rate(graphile), rate(store) / rate(graphile), percentile(graphile.pickupMs, 50), percentile(graphile.pickupMs, 95)],
+      ["pg-boss 12 (fetch + complete; pickup: work + NOTIFY)", rate(boss), rate(store) / rate(boss), percentile(boss.pickupMs, 50), percentile(boss.pickupMs, 95)],
+    ],
+  );
+  const best = Math.min(percentile(graphile.pickupMs, 50), percentile(boss.pickupMs, 50));
+  console.log(
+    `\nTargets: store/pg-boss ${(rate(store) / rate(boss)).toFixed(2)} (>= 1.0), store/graphile-worker ${(rate(store) / rate(graphile)).toFixed(2)} (>= 1.0), ` +
+      `pickup p50 ${percentile(store.pickupMs, 50).toFixed(2)} ms vs the peers' best ${best.toFixed(2)} ms (below both).\n`,
+  );
+
+  const scaleUrl = await database();
+  const scaleCoordinator = await startPostgresCoordinator(dir, scaleUrl, "coordinator-scale");
+  try {
+    const figures = await scale(scaleUrl, scaleCoordinator, EXECUTORS, SCALE_SECONDS, SCALE_RATE);
+    console.log(`Scale: ${figures.executors} simulated executors on one coordinator for ${SCALE_SECONDS} s, ${figures.jobs} jobs queued at ${SCALE_RATE}/s.\n`);
+    printTable(
+      ["measure", "p50", "p99", "max", "count", "target"],
+      [
+        ["heartbeat round trip, ms", percentile(figures.heartbeatsMs, 50), percentile(figures.heartbeatsMs, 99), percentile(figures.heartbeatsMs, 100), figures.heartbeatsMs.length, "p99 <= 50"],
+        ["dequeue: queued -> answered, ms", percentile(figures.dequeueMs, 50), percentile(figures.dequeueMs, 99), percentile(figures.dequeueMs, 100), figures.dequeueMs.length, ""],
+        ["coordinator RSS, MiB (idle / peak)", figures.rssMiB.idle, figures.rssMiB.peak, Number.NaN, 1, ""],
+        ["request errors", figures.errors, Number.NaN, Number.NaN, figures.errors, "0"],
+      ],
+    );
+  } finally {
+    await scaleCoordinator.stop(5000);
+  }
+} finally {
+  for (const drop of databases) await drop().catch(() => undefined);
+  await dropTemplate();
+  await rm(dir, { recursive: true, force: true });
+}
