@@ -22,6 +22,7 @@ export async function graphileWorker(url: string, jobs: number, concurrency: num
   // Our own pool, so a connection dropped later (the database is dropped after the run) is not an unhandled error.
   const pgPool = new pg.Pool({ connectionString: url, max: concurrency + 4 });
   pgPool.on("error", () => undefined);
+  pgPool.on("connect", (client) => client.on("error", () => undefined));
   const options = { pgPool, schema: "graphile_bench", logger: silent };
   const utils = await makeWorkerUtils(options);
   try {

@@ -4,6 +4,7 @@
  * an executor that gets a job completes it and polls again. Measured: heartbeat round trips,
  * dequeue latency (job queued -> dequeue answered with it), the coordinator's RSS.
  */
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Agent } from "undici";
 import { openPostgresStore } from "../src/store/postgres/index.ts";
 import type { LocalCoordinator } from "../src/cli/local-cluster.ts";
@@ -17,6 +18,8 @@ export interface ScaleFigures {
   jobs: number;
   rssMiB: { idle: number; peak: number };
   errors: number;
+  /** p99 event-loop delay of this (client) process, ms: how much of a tail is the fleet's own. */
+  clientLoopDelayP99Ms: number;
 }
 
 const HEARTBEAT_MS = 5000;
@@ -67,6 +70,8 @@ export async function scale(url: string, coordinator: LocalCoordinator, count: n
   // Let every executor start polling and heartbeating, then measure.
   await new Promise((resolve) => setTimeout(resolve, HEARTBEAT_MS + 2000));
   measuring.on = true;
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
   let jobs = 0;
   const until = Date.now() + seconds * 1000;
   while (Date.now() < until) {
@@ -76,10 +81,11 @@ export async function scale(url: string, coordinator: LocalCoordinator, count: n
   }
   await new Promise((resolve) => setTimeout(resolve, 1000));
   measuring.on = false;
+  loopDelay.disable();
   stop.abort();
   await Promise.all(loops);
   clearInterval(sampler);
   await agent.close();
   await store.close();
-  return { executors: count, heartbeatsMs, dequeueMs, jobs, rssMiB: { idle, peak }, errors };
+  return { executors: count, heartbeatsMs, dequeueMs, jobs, rssMiB: { idle, peak }, errors, clientLoopDelayP99Ms: loopDelay.percentile(99) / 1e6 };
 }

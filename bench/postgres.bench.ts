@@ -22,6 +22,8 @@ const PICKUPS = Number(process.env.BENCH_PG_PICKUPS ?? 100);
 const EXECUTORS = Number(process.env.BENCH_PG_EXECUTORS ?? 500);
 const SCALE_SECONDS = Number(process.env.BENCH_PG_SCALE_SECONDS ?? 30);
 const SCALE_RATE = Number(process.env.BENCH_PG_SCALE_JOBS_PER_SECOND ?? 20);
+/** "queue" or "scale" to run one half only. */
+const ONLY = process.env.BENCH_PG_ONLY ?? "";
 
 if (!process.env.AIRLOCK_TEST_DATABASE_URL) {
   console.log("skipped: AIRLOCK_TEST_DATABASE_URL is not set (run through scripts/bench.sh postgres, which starts a Postgres)");
@@ -37,6 +39,15 @@ async function database(): Promise<string> {
 }
 
 try {
+  if (ONLY !== "scale") await queueComparison();
+  if (ONLY !== "queue") await scaleRun();
+} finally {
+  for (const drop of databases) await drop().catch(() => undefined);
+  await dropTemplate();
+  await rm(dir, { recursive: true, force: true });
+}
+
+async function queueComparison(): Promise<void> {
   const store = await airlockStore(await database(), JOBS, WORKERS, PICKUPS);
   const httpUrl = await database();
   const coordinator = await startPostgresCoordinator(dir, httpUrl, "coordinator-http");
@@ -66,7 +77,9 @@ try {
     `\nTargets: store/pg-boss ${(rate(store) / rate(boss)).toFixed(2)} (>= 1.0), store/graphile-worker ${(rate(store) / rate(graphile)).toFixed(2)} (>= 1.0), ` +
       `pickup p50 ${percentile(store.pickupMs, 50).toFixed(2)} ms vs the peers' best ${best.toFixed(2)} ms (below both).\n`,
   );
+}
 
+async function scaleRun(): Promise<void> {
   const scaleUrl = await database();
   const scaleCoordinator = await startPostgresCoordinator(dir, scaleUrl, "coordinator-scale");
   try {
@@ -79,13 +92,10 @@ try {
         ["dequeue: queued -> answered, ms", percentile(figures.dequeueMs, 50), percentile(figures.dequeueMs, 99), percentile(figures.dequeueMs, 100), figures.dequeueMs.length, ""],
         ["coordinator RSS, MiB (idle / peak)", figures.rssMiB.idle, figures.rssMiB.peak, Number.NaN, 1, ""],
         ["request errors", figures.errors, Number.NaN, Number.NaN, figures.errors, "0"],
+        ["event-loop delay of the simulating process, ms", Number.NaN, figures.clientLoopDelayP99Ms, Number.NaN, 1, "(context)"],
       ],
     );
   } finally {
     await scaleCoordinator.stop(5000);
   }
-} finally {
-  for (const drop of databases) await drop().catch(() => undefined);
-  await dropTemplate();
-  await rm(dir, { recursive: true, force: true });
 }

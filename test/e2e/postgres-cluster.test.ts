@@ -147,7 +147,14 @@ describe("two coordinators on one Postgres", { skip: NO_POSTGRES, concurrency: f
     const source = await makeRepo(join(dir, "source-repo"), { "version.txt": "one\n" });
     await apiA.addRepository("acme/shared", source);
     startExecutor([b.url], "git");
-    const spec = { queue: "git", repository: "acme/shared", commit: "main", isolation: "none", steps: [{ key: "show", commands: ["cat version.txt"] }] };
+    const spec = {
+      queue: "git",
+      repository: "acme/shared",
+      commit: "main",
+      isolation: "none",
+      steps: [{ key: "show", commands: ["cat version.txt", "echo changed > new.txt"] }],
+      outputs: { diff: true },
+    };
     const first = await waitForJob(apiB, (await apiB.submit(spec)).id);
     assert.equal(first.state, "completed", first.failureMessage ?? "");
     assert.match(await logText(apiB, first, "show"), /one/);
@@ -158,6 +165,16 @@ describe("two coordinators on one Postgres", { skip: NO_POSTGRES, concurrency: f
     const second = await waitForJob(apiB, (await apiA.submit(spec)).id);
     assert.equal(second.state, "completed", second.failureMessage ?? "");
     assert.match(await logText(apiB, second, "show"), /two/);
+    assert.match((await apiA.artifactBytes(second.id, "diff")).toString(), /\+\+\+ b\/new.txt/, "the diff uploaded through B is served by A");
+  });
+
+  it("cancels through one coordinator a job running on an executor of the other", async () => {
+    startExecutor([a.url], "cancel");
+    const submitted = await apiA.submit({ queue: "cancel", isolation: "none", steps: [{ key: "wait", commands: ["echo waiting", "sleep 30"] }] });
+    await waitForJob(apiA, submitted.id, (job) => job.steps[0]?.state === "running");
+    await apiB.cancel(submitted.id);
+    const job = await waitForJob(apiA, submitted.id, undefined, 20_000);
+    assert.equal(job.state, "canceled");
   });
 
   it("runs 200 jobs over four executors and two coordinators, each exactly once", async () => {

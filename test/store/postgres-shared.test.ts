@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { after, afterEach, beforeEach, describe, it } from "node:test";
 import pg from "pg";
+import { UnavailableError, ValidationError } from "../../src/protocol/index.ts";
+import { openStore } from "../../src/store/index.ts";
 import { openPostgresStore, type PostgresStore } from "../../src/store/postgres/index.ts";
 import type { StoreChange } from "../../src/store/index.ts";
 import { dropTemplate, freshDatabase, NO_POSTGRES } from "../helpers/postgres.ts";
@@ -91,5 +93,23 @@ describe("postgres: two stores on one database", { skip: NO_POSTGRES }, () => {
     } finally {
       await admin.end();
     }
+  });
+});
+
+describe("postgres: bad locations", () => {
+  it("refuses a URL that is not postgres://, naming the flag", async () => {
+    await assert.rejects(openStore({ databaseUrl: "mysql://user@127.0.0.1/db", sqlitePath: "/nonexistent" }), (error: unknown) => {
+      assert.ok(error instanceof ValidationError);
+      assert.match(error.message, /--database: only postgres:\/\//);
+      return true;
+    });
+  });
+
+  it("says which database it cannot reach", async () => {
+    await assert.rejects(openStore({ databaseUrl: "postgres://airlock@127.0.0.1:1/airlock", sqlitePath: "/nonexistent" }), (error: unknown) => {
+      assert.ok(error instanceof UnavailableError);
+      assert.match(error.message, /cannot connect to the database at 127\.0\.0\.1:1/);
+      return true;
+    });
   });
 });

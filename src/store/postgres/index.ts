@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "../../common/logger.ts";
-import type { Isolation } from "../../protocol/index.ts";
+import { UnavailableError, type Isolation } from "../../protocol/index.ts";
 import type { Store, StoreChange } from "../store.ts";
 import { PostgresDatabase, type Queryable } from "./database.ts";
 import { PostgresJobStore } from "./job-store.ts";
@@ -79,7 +79,9 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     await listener.start();
   } catch (error) {
     await db.close();
-    throw error;
+    const parsed = new URL(url);
+    const where = `${parsed.hostname || "localhost"}:${parsed.port || "5432"}`;
+    throw new UnavailableError(`cannot connect to the database at ${where}: ${(error as Error).message}`, { cause: error });
   }
   let closed = false;
   return {
