@@ -12,7 +12,7 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../common/logger.ts";
-import { AirlockError, coerceError, formatDuration, formatSize, LeaseLostError, StepFailedError, UnavailableError, type AttemptOutcome, type JobPayload, type StepSpec } from "../protocol/index.ts";
+import { AirlockError, coerceError, formatDuration, formatSize, LeaseLostError, SandboxError, StepFailedError, UnavailableError, type AttemptOutcome, type JobPayload, type StepSpec } from "../protocol/index.ts";
 import { sandboxLabels, stepScript, type Runtime, type Sandbox, type StepOutcome } from "../runtimes/index.ts";
 import type { CoordinatorClient, JobClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
@@ -185,7 +185,14 @@ export class JobRun {
     try {
       outcome = await sandbox.exec({ step, env, script: stepScript(step.commands) }, { write: (chunk) => log.write(chunk) }, stepAbort.signal);
     } catch (error) {
-      outcome = { exitCode: null, message: `sandbox failed to run the step: ${coerceError(error).message}` };
+      // The sandbox broke (not the step): record it on the step, then let the attempt error.
+      const message = `sandbox failed to run step ${step.key}: ${coerceError(error).message}`;
+      log.write(`\n[airlock] ${message}\n`);
+      await log.end();
+      await persist(() => this.jobClient.finishStep(step.key, { exitCode: null, durationMs: Date.now() - started, state: "failed", message }), this.logger, "step finish").catch(
+        () => undefined,
+      );
+      throw new SandboxError(message, { cause: error });
     } finally {
       clearTimeout(timer);
       diskWatch?.stop();

@@ -4,32 +4,46 @@
  */
 import type { Logger } from "../common/logger.ts";
 import { isolationRank, ValidationError } from "../protocol/index.ts";
-import { BwrapRuntime } from "./bwrap/index.ts";
-import type { Runtime } from "./runtime.ts";
-import { DockerRuntime } from "./docker/index.ts";
-import { GvisorRuntime } from "./gvisor/index.ts";
+import type { Isolation } from "../protocol/index.ts";
+import type { Runtime, SandboxSpec } from "./runtime.ts";
 import { ShellRuntime } from "./shell/index.ts";
 
 export type * from "./runtime.ts";
 export { processAlive, sandboxLabels } from "./labels.ts";
 export { stepScript } from "./runtime.ts";
-export { DEFAULT_DOCKER_HOST, DEFAULT_STEP_IMAGE } from "./docker/index.ts";
-export { DEFAULT_GVISOR_RUNTIME } from "./gvisor/index.ts";
+export { DEFAULT_DOCKER_HOST, DEFAULT_GVISOR_RUNTIME, DEFAULT_STEP_IMAGE } from "./docker/defaults.ts";
 
 export interface RuntimeHost {
   /** PATH of the executor's host, for runtimes that run host programs. */
   path: string;
   /** The executor's data dir, for caches (image root filesystems, kernels). */
   dataDir: string;
-  /** OCI image layouts, archives, or directories holding layouts, for daemonless runtimes (bwrap). */
-  images?: readonly string[] | undefined;
   logger: Logger;
   /** Docker Engine socket for the docker and gvisor runtimes, and bwrap's images (unix:///path or /path). */
   dockerHost?: string | undefined;
+  /** OCI image layouts, archives, or directories holding layouts, for daemonless runtimes (bwrap). */
+  images?: readonly string[] | undefined;
   /** Image for steps that name none (docker, gvisor, bwrap). */
   defaultImage?: string | undefined;
   /** Name runsc is registered under in dockerd (gvisor). */
   gvisorRuntime?: string | undefined;
+}
+
+/**
+ * A runtime whose implementation (and its client libraries) is loaded on first use, so an
+ * executor pays in memory only for the runtimes it probes or runs.
+ */
+function lazy(name: string, isolation: Isolation, load: () => Promise<Runtime>, traits: { enforcesDiskLimit?: boolean } = {}): Runtime {
+  let loaded: Promise<Runtime> | undefined;
+  const get = (): Promise<Runtime> => (loaded ??= load());
+  return {
+    name,
+    isolation,
+    ...traits,
+    probe: async () => (await get()).probe(),
+    createSandbox: async (spec: SandboxSpec, signal: AbortSignal) => (await get()).createSandbox(spec, signal),
+    reapLeftovers: async () => (await (await get()).reapLeftovers?.()) ?? 0,
+  };
 }
 
 /** Every runtime Airlock knows, strongest isolation first. */
@@ -37,9 +51,12 @@ export function allRuntimes(host: RuntimeHost): Runtime[] {
   const docker = { host: host.dockerHost, defaultImage: host.defaultImage, logger: host.logger };
   const runtimes: Runtime[] = [
     new ShellRuntime({ path: host.path }),
-    new DockerRuntime(docker),
-    new GvisorRuntime({ ...docker, ociRuntime: host.gvisorRuntime }),
-    new BwrapRuntime({ path: host.path, dataDir: host.dataDir, images: host.images ?? [], dockerHost: host.dockerHost, defaultImage: host.defaultImage, logger: host.logger }),
+    lazy("docker", "container", async () => new (await import("./docker/index.ts")).DockerRuntime(docker)),
+    lazy("gvisor", "gvisor", async () => new (await import("./gvisor/index.ts")).GvisorRuntime({ ...docker, ociRuntime: host.gvisorRuntime })),
+    lazy("bwrap", "namespace", async () => {
+      const { BwrapRuntime } = await import("./bwrap/index.ts");
+      return new BwrapRuntime({ path: host.path, dataDir: host.dataDir, images: host.images ?? [], dockerHost: host.dockerHost, defaultImage: host.defaultImage, logger: host.logger });
+    }),
   ];
   return runtimes.sort((a, b) => isolationRank(b.isolation) - isolationRank(a.isolation));
 }

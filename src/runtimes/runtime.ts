@@ -6,8 +6,10 @@
  * Contract for every implementation:
  * - the workspace is the only host path a step can write; nothing else of the host is visible
  *   beyond what the runtime's isolation level promises;
- * - `exec` resolves (never rejects) once the step ended: with its exit code, or with `limit` set
- *   when the sandbox killed it; when `signal` aborts, everything the step started is killed;
+ * - `exec` resolves once the step ended: with its exit code, or with `limit` set when the sandbox
+ *   killed it; when `signal` aborts, everything the step started is killed. It rejects (with a
+ *   SandboxError or UnavailableError) only when the sandbox itself broke, e.g. its daemon went
+ *   away or the step's image cannot be had: the attempt then errors and is retried;
  * - `destroy` is idempotent and leaves nothing running;
  * - everything created is labelled with `labels` so `reapLeftovers` can find what a dead executor
  *   left behind.

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { silentLogger } from "../../src/common/logger.ts";
+import { SandboxError } from "../../src/protocol/index.ts";
 import { DockerRuntime } from "../../src/runtimes/docker/index.ts";
 import { sandboxLabels, stepScript } from "../../src/runtimes/index.ts";
 import { ROOT } from "../helpers/cluster.ts";
@@ -113,12 +114,14 @@ describe("docker runtime: pulling a missing image", { skip }, () => {
     }
   }
 
-  it("fails with a message naming the image when the registry refuses (no or wrong credentials)", async () => {
+  it("errors the step (a sandbox error, so the attempt is retried) naming the image when the registry refuses", async () => {
     for (const auth of [undefined, { [`127.0.0.1:${registry.port}`]: { username: USER, password: "wrong" } }]) {
-      const { outcome } = await runStep(auth);
-      assert.equal(outcome.exitCode, null);
-      assert.ok(outcome.message?.includes(image), outcome.message);
-      assert.match(outcome.message ?? "", /could not be pulled/);
+      await assert.rejects(runStep(auth), (error: unknown) => {
+        assert.ok(error instanceof SandboxError, String(error));
+        assert.ok(error.message.includes(image), error.message);
+        assert.match(error.message, /could not be pulled/);
+        return true;
+      });
     }
     assert.equal(registry.pulls(), 0, "no manifest was served without the right credentials");
   });

@@ -15,7 +15,7 @@ import { run as runCommand } from "../../common/exec.ts";
 import type { Logger } from "../../common/logger.ts";
 import { SandboxError } from "../../protocol/index.ts";
 import { socketPathOf } from "../docker/client.ts";
-import { DEFAULT_DOCKER_HOST, DEFAULT_STEP_IMAGE } from "../docker/index.ts";
+import { DEFAULT_DOCKER_HOST, DEFAULT_STEP_IMAGE } from "../docker/defaults.ts";
 import { isLeftover, LABEL } from "../labels.ts";
 import type { ProbeResult, Runtime, Sandbox, SandboxSpec } from "../runtime.ts";
 import { namespaceArgs } from "./args.ts";

@@ -12,9 +12,7 @@ import type { ProbeResult, Runtime, Sandbox, SandboxSpec } from "../runtime.ts";
 import { DockerClient, socketPathOf } from "./client.ts";
 import { DockerSandbox } from "./sandbox.ts";
 
-export const DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock";
-/** The image of steps that name none (overridden by `--default-image`). */
-export const DEFAULT_STEP_IMAGE = "alpine:3";
+import { DEFAULT_DOCKER_HOST, DEFAULT_STEP_IMAGE } from "./defaults.ts";
 
 export interface DockerRuntimeOptions {
   /** unix:///path/to/docker.sock, or the path itself. */

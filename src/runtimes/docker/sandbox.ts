@@ -16,7 +16,7 @@ import { realpath, stat } from "node:fs/promises";
 import { join, sep } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Duplex } from "node:stream";
-import { coerceError, formatSize, SandboxError } from "../../protocol/index.ts";
+import { coerceError, formatSize, SandboxError, UnavailableError } from "../../protocol/index.ts";
 import { LABEL } from "../labels.ts";
 import type { Sandbox, SandboxSpec, StepIO, StepOutcome, StepRun } from "../runtime.ts";
 import { DockerApiError, type DockerClient } from "./client.ts";
@@ -131,6 +131,8 @@ export class DockerSandbox implements Sandbox {
         const pidsHit = watch?.stop() ?? false;
         return pidsHit ? { exitCode: null, limit: "pids", message: `${this.pidsMessage()}; then it was stopped` } : { exitCode: null, limit: "killed" };
       }
+      // The daemon or the image failed us, not the step: the attempt errors and is retried.
+      if (error instanceof SandboxError || error instanceof UnavailableError) throw error;
       return { exitCode: null, message: coerceError(error).message };
     } finally {
       watch?.stop();

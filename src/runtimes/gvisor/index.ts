@@ -7,7 +7,7 @@ import { coerceError, type Isolation } from "../../protocol/index.ts";
 import type { ProbeResult } from "../runtime.ts";
 import { DockerRuntime, type DockerRuntimeOptions } from "../docker/index.ts";
 
-export const DEFAULT_GVISOR_RUNTIME = "runsc";
+import { DEFAULT_GVISOR_RUNTIME } from "../docker/defaults.ts";
 
 export interface GvisorRuntimeOptions extends DockerRuntimeOptions {
   /** The name runsc is registered under in dockerd's daemon.json. */
