@@ -137,6 +137,59 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       assert.equal((await store.jobs.findAttempt(claimed.token))?.live, false);
     });
 
+    it("resolves a superseded attempt's token as ended once the job was requeued and claimed again", async () => {
+      await enqueue({ maxAttempts: 2 });
+      const first = await claim("exec-a", T0 + 10);
+      assert.ok(first);
+      await store.jobs.finishAttempt(first.ref, "errored", "sandbox broke", T0 + 20);
+      const second = await claim("exec-b", T0 + 30);
+      assert.ok(second);
+      assert.deepEqual(await store.jobs.findAttempt(first.token), { ...first.ref, live: false }, "the first attempt's token is known, and dead");
+      assert.deepEqual(await store.jobs.findAttempt(second.token), { ...second.ref, live: true });
+      await store.jobs.finishAttempt(second.ref, "completed", null, T0 + 40);
+      assert.deepEqual(await store.jobs.findAttempt(second.token), { ...second.ref, live: false });
+      const reapedJob = await enqueue({ maxAttempts: 1 }, T0 + 50);
+      const lapsed = await claim("exec-c", T0 + 60);
+      assert.equal(lapsed?.ref.jobId, reapedJob.id);
+      await store.jobs.reapExpiredLeases(T0 + 60 + LEASE + 1);
+      assert.deepEqual(await store.jobs.findAttempt(lapsed.token), { ...lapsed.ref, live: false }, "a reaped attempt's token is known, and dead");
+    });
+
+    it("lists every entry of a partially run job: as recorded, the rest pending, then skipped once the attempt ended", async () => {
+      const job = await enqueue({ steps: [{ key: "one", commands: ["true"] }, { key: "two", commands: ["true"] }, { key: "three", commands: ["true"] }] });
+      const states = async () => (await store.jobs.getJob(job.id))?.entries.map((entry) => [entry.key, entry.kind, entry.index, entry.state]);
+      assert.deepEqual(await states(), [["prepare", "prepare", 0, "pending"], ["one", "step", 1, "pending"], ["two", "step", 2, "pending"], ["three", "step", 3, "pending"]]);
+      const claimed = await claim();
+      assert.ok(claimed);
+      const { ref } = claimed;
+      await store.jobs.startEntry(ref, "prepare", T0 + 20);
+      await store.jobs.finishEntry(ref, "prepare", { state: "completed", exitCode: null, durationMs: 5 }, T0 + 25);
+      await store.jobs.startEntry(ref, "one", T0 + 30);
+      await store.outputs.appendLog(ref, "two", 0, Buffer.from("early"), T0 + 31);
+      assert.deepEqual(await states(), [
+        ["prepare", "prepare", 0, "completed"],
+        ["one", "step", 1, "running"],
+        ["two", "step", 2, "pending"],
+        ["three", "step", 3, "pending"],
+      ]);
+      const two = (await store.jobs.getJob(job.id))?.entries.find((entry) => entry.key === "two");
+      assert.deepEqual([two?.size, two?.startedAt], [5, null], "an append before the step started is kept, the step still pending");
+      const skippedEarly = await store.jobs.finishEntry(ref, "three", { state: "skipped", exitCode: null, durationMs: 0 }, T0 + 35);
+      assert.deepEqual([skippedEarly.state, skippedEarly.kind, skippedEarly.index, skippedEarly.startedAt], ["skipped", "step", 3, T0 + 35], "a step may end without having started");
+      await assert.rejects(store.jobs.startEntry(ref, "three", T0 + 36), ConflictError);
+      await assert.rejects(store.jobs.startEntry(ref, "nope", T0 + 36), NotFoundError);
+      await assert.rejects(store.jobs.finishEntry(ref, "nope", { state: "completed", exitCode: 0, durationMs: 1 }, T0 + 36), NotFoundError);
+      await store.jobs.startEntry(ref, "finalize", T0 + 40);
+      await store.jobs.finishAttempt(ref, "failed", "step one failed", T0 + 50);
+      assert.deepEqual(await states(), [
+        ["prepare", "prepare", 0, "completed"],
+        ["one", "step", 1, "running"],
+        ["two", "step", 2, "skipped"],
+        ["three", "step", 3, "skipped"],
+        ["finalize", "finalize", 4, "running"],
+      ]);
+    });
+
     it("extends leases on heartbeat and reports known and canceled jobs", async () => {
       const a = await enqueue();
       const b = await enqueue();
