@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { ConflictError, JobSpecInput, LeaseLostError, NotFoundError, type ExecutorIdentity, type JobSpecInput as SpecInput } from "../../src/protocol/index.ts";
-import type { AttemptRef, Store, StoreChange } from "../../src/store/index.ts";
+import type { AttemptRef, JobRecord, Store, StoreChange } from "../../src/store/index.ts";
 
 export interface StoreFactory {
   /** A fresh, migrated, empty store. */
@@ -206,6 +206,33 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       const recordA = executors.find((record) => record.executorName === "exec-a");
       assert.equal(recordA?.lastHeartbeatAt, T0 + 15_000);
       assert.deepEqual(recordA?.runningJobIds, [a.id]);
+    });
+
+    it("answers heartbeats sent at once by many executors, each about its own jobs", async () => {
+      const jobs: JobRecord[] = [];
+      for (let index = 0; index < 12; index += 1) jobs.push(await enqueue({}, T0 + index));
+      const claims: ({ ref: AttemptRef; token: string } | undefined)[] = [];
+      for (let index = 0; index < 12; index += 1) claims.push(await claim(`exec-${index % 6}`, T0 + 20));
+      await store.jobs.requestCancel(jobs[1]!.id, T0 + 30);
+      await store.jobs.requestCancel(jobs[8]!.id, T0 + 30);
+      const held = (name: string) => claims.filter((claimed) => claimed?.ref.executorName === name).map((claimed) => claimed!.ref.jobId);
+      const names = Array.from({ length: 6 }, (_, index) => `exec-${index}`);
+      const replies = await Promise.all([
+        ...names.map((name) => store.jobs.heartbeat(executor(name), [...held(name), jobs[0]!.id === held(name)[0] ? 9999 : jobs[0]!.id], LEASE, T0 + 15_000)),
+        // The same executor twice at once (a retried heartbeat), and one not seen before with no jobs.
+        store.jobs.heartbeat(executor("exec-0"), held("exec-0"), LEASE, T0 + 15_001),
+        store.jobs.heartbeat(executor("exec-new", { hostname: "elsewhere" }), [], LEASE, T0 + 15_000),
+      ]);
+      names.forEach((name, index) => {
+        const mine = held(name).sort((a, b) => a - b);
+        assert.deepEqual(replies[index], { knownIds: mine, cancelIds: mine.filter((id) => id === jobs[1]!.id || id === jobs[8]!.id) }, name);
+      });
+      assert.deepEqual(replies[6]?.knownIds, held("exec-0").sort((a, b) => a - b));
+      assert.deepEqual(replies[7], { knownIds: [], cancelIds: [] });
+      const executors = await store.jobs.listExecutors();
+      assert.equal(executors.find((record) => record.executorName === "exec-new")?.hostname, "elsewhere");
+      assert.equal(executors.find((record) => record.executorName === "exec-0")?.lastHeartbeatAt, T0 + 15_001);
+      assert.deepEqual(await store.jobs.reapExpiredLeases(T0 + LEASE + 100), [], "every lease was extended");
     });
 
     it("appends logs by offset, idempotently, and reads ranges", async () => {

@@ -14,8 +14,8 @@
  * - finishAttempt: one statement, whose UPDATE locks the job row; requestCancel: the job row FOR UPDATE;
  * - reap: lapsed rows FOR UPDATE SKIP LOCKED, so every coordinator may sweep at once and a row
  *   being heartbeated or ended right now is simply left to that transaction;
- * - heartbeat: one UPDATE, re-checked against the latest row version, so a job reaped meanwhile is
- *   not reported known.
+ * - heartbeat: grouped with those arriving meanwhile into one statement (heartbeats.ts), whose
+ *   UPDATE re-checks the latest row version, so a job reaped meanwhile is not reported known.
  * Changes are announced through the Announcer (index.ts): claimable jobs inside the transaction,
  * everything to this process right after commit, other job changes to other processes batched.
  */
@@ -37,6 +37,7 @@ import type {
   TokenLookup,
 } from "../store.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
+import { HeartbeatGroups } from "./heartbeats.ts";
 import type { Announcer } from "./index.ts";
 import { CLAIM_IN_ORDER, CLAIM_OLDEST, FIND_ATTEMPT, FINISH_ATTEMPT } from "./statements.ts";
 
@@ -93,10 +94,12 @@ export async function ensureEntry(client: Queryable, ref: AttemptRef, key: strin
 export class PostgresJobStore implements JobStore {
   private readonly db: PostgresDatabase;
   private readonly announce: Announcer;
+  private readonly heartbeats: HeartbeatGroups;
 
   constructor(db: PostgresDatabase, announce: Announcer) {
     this.db = db;
     this.announce = announce;
+    this.heartbeats = new HeartbeatGroups(db);
   }
 
   async enqueue(job: NewJob, now: number): Promise<JobRecord> {
@@ -154,33 +157,7 @@ export class PostgresJobStore implements JobStore {
   }
 
   async heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<{ knownIds: number[]; cancelIds: number[] }> {
-    // One statement: the executor upsert and the lease extension commit together.
-    const rows = await this.db.query<{ id: number; cancel_requested: boolean }>(
-      `WITH seen AS (
-         INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-         ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, runtime = excluded.runtime,
-           isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = excluded.last_heartbeat_at
-       )
-       UPDATE jobs SET lease_expires_at = $8
-       WHERE id = ANY ($9::bigint[]) AND state = 'processing' AND executor_name = $1
-       RETURNING id, cancel_requested`,
-      [
-        executor.executorName,
-        executor.hostname,
-        executor.version,
-        executor.runtime,
-        JSON.stringify(executor.isolation),
-        JSON.stringify(executor.queues),
-        now,
-        now + leaseMs,
-        jobIds,
-      ],
-      "airlock_heartbeat",
-    );
-    const knownIds = rows.map((row) => row.id).sort((a, b) => a - b);
-    const cancelIds = rows.filter((row) => row.cancel_requested).map((row) => row.id).sort((a, b) => a - b);
-    return { knownIds, cancelIds };
+    return this.heartbeats.heartbeat(executor, jobIds, leaseMs, now);
   }
 
   async findAttempt(tokenHash: string): Promise<TokenLookup | undefined> {
