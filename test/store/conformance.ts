@@ -288,6 +288,46 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       await assert.rejects(store.outputs.putArtifact(ref, "diff", bytes(Buffer.from("x")), T0 + 101), LeaseLostError);
     });
 
+    it("ends many attempts at once, each on its own terms", async () => {
+      const jobs: JobRecord[] = [];
+      for (let index = 0; index < 8; index += 1) jobs.push(await enqueue({ maxAttempts: index === 2 ? 2 : 1 }, T0 + index));
+      const claims: { ref: AttemptRef; token: string }[] = [];
+      for (let index = 0; index < 8; index += 1) claims.push((await claim(`exec-${index}`, T0 + 20)) as { ref: AttemptRef; token: string });
+      await store.jobs.requestCancel(jobs[4]!.id, T0 + 30);
+      await store.jobs.finishAttempt(claims[5]!.ref, "completed", null, T0 + 35);
+      const ref = (index: number) => claims[index]!.ref;
+      const results = await Promise.allSettled([
+        store.jobs.finishAttempt(ref(0), "completed", null, T0 + 40),
+        store.jobs.finishAttempt(ref(1), "failed", "exit 1", T0 + 40),
+        store.jobs.finishAttempt(ref(2), "errored", "sandbox broke", T0 + 40),
+        store.jobs.finishAttempt(ref(3), "errored", "sandbox broke", T0 + 40),
+        store.jobs.finishAttempt(ref(4), "failed", "killed", T0 + 40),
+        store.jobs.finishAttempt(ref(5), "completed", null, T0 + 40),
+        store.jobs.finishAttempt(ref(6), "completed", null, T0 + 40),
+        store.jobs.finishAttempt(ref(6), "completed", null, T0 + 41),
+        store.jobs.finishAttempt({ ...ref(7), attempt: 2 }, "completed", null, T0 + 40),
+      ]);
+      const seen = results.map((result) => (result.status === "fulfilled" ? [result.value.id, result.value.state, result.value.failureMessage] : result.reason instanceof LeaseLostError ? "lease lost" : String(result.reason)));
+      assert.deepEqual(seen.slice(0, 5), [
+        [jobs[0]!.id, "completed", null],
+        [jobs[1]!.id, "failed", "exit 1"],
+        [jobs[2]!.id, "queued", "sandbox broke"],
+        [jobs[3]!.id, "errored", "sandbox broke"],
+        [jobs[4]!.id, "canceled", "killed"],
+      ]);
+      assert.equal(seen[5], "lease lost", "an attempt that already ended stays ended");
+      assert.deepEqual(
+        [seen[6], seen[7]].filter((entry) => entry !== "lease lost"),
+        [[jobs[6]!.id, "completed", null]],
+        "the same end twice at once ends the attempt once",
+      );
+      assert.equal(seen[8], "lease lost", "an attempt the job never had cannot end");
+      assert.equal((await store.jobs.getJob(jobs[7]!.id))?.job.state, "processing");
+      assert.equal((await store.jobs.getJob(jobs[2]!.id))?.job.executorName, null, "a requeued job has no executor");
+      for (const index of [0, 1, 2, 3, 4, 6]) assert.deepEqual(await store.jobs.findAttempt(claims[index]!.token), { ...ref(index), live: false });
+      assert.equal((await claim("exec-retry", T0 + 50))?.ref.jobId, jobs[2]!.id, "the requeued job is claimable");
+    });
+
     it("requeues errored attempts while attempts remain, then errors", async () => {
       const job = await enqueue({ maxAttempts: 2 });
       const first = await claim("exec-a", T0 + 10);

@@ -1,24 +1,12 @@
 /**
- * Heartbeats to Postgres, grouped: up to LANES statements are in flight at once; heartbeats that
- * arrive while every lane is busy wait, and go together as one statement (one round trip and one
- * commit for many executors) when a lane frees. Nothing waits on a timer, so a heartbeat arriving
- * with a lane free goes out at once; under load the groups grow instead of the queue of pooled
- * connections, and heartbeats never hold more than LANES connections. (One lane alone would make
- * every heartbeat wait behind one slow statement: on a busy machine that tail is far worse.)
- *
- * States: `inFlight` lanes busy (0..LANES), `waiting` heartbeats not yet sent. A heartbeat joins
- * `waiting` and, with a lane free, starts a group of everything waiting; a finished group starts
- * the next one if anything waits. Both are only touched on the event loop: no locking is needed.
- *
- * In the database, per group: executors whose identity is unchanged get only their heartbeat
- * time written (a HOT update of one column), others are upserted; leases are extended on the job
- * rows the executor still holds (a HOT update: no index covers the lease). A group touching job
- * rows in one order can deadlock with another coordinator's group touching them in another (the
- * same executor heartbeating through two coordinators at once); the statement did nothing then,
- * and is sent again.
+ * Heartbeats to Postgres, grouped (groups.ts): heartbeats arriving together go as one statement.
+ * Per group, executors whose identity is unchanged get only their heartbeat time written (a HOT
+ * update of one column), others are upserted; leases are extended on the job rows each executor
+ * still holds (a HOT update: no index covers the lease).
  */
 import type { ExecutorIdentity } from "../../protocol/index.ts";
 import type { PostgresDatabase } from "./database.ts";
+import { StatementGroups } from "./groups.ts";
 
 export interface HeartbeatReply {
   knownIds: number[];
@@ -30,8 +18,6 @@ interface Heartbeat {
   jobIds: number[];
   leaseMs: number;
   now: number;
-  resolve: (reply: HeartbeatReply) => void;
-  reject: (error: unknown) => void;
 }
 
 const HEARTBEATS = `WITH beats AS (
@@ -53,38 +39,22 @@ const HEARTBEATS = `WITH beats AS (
   WHERE j.id = l.id AND j.state = 'processing' AND j.executor_name = l.executor
   RETURNING j.id, j.executor_name, j.cancel_requested`;
 
-const DEADLOCK = "40P01";
 const LANES = 4;
 
 export class HeartbeatGroups {
   private readonly db: PostgresDatabase;
-  private waiting: Heartbeat[] = [];
-  private inFlight = 0;
+  private readonly groups: StatementGroups<Heartbeat, HeartbeatReply>;
 
   constructor(db: PostgresDatabase) {
     this.db = db;
-  }
-
-  heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<HeartbeatReply> {
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ executor, jobIds, leaseMs, now, resolve, reject });
-      if (this.inFlight < LANES) void this.sendGroup();
+    this.groups = new StatementGroups(LANES, async (group) => {
+      const rows = await this.send(group);
+      return group.map((beat) => ({ value: replyFor(beat, rows) }));
     });
   }
 
-  private async sendGroup(): Promise<void> {
-    const group = this.waiting;
-    this.waiting = [];
-    this.inFlight += 1;
-    try {
-      const rows = await this.send(group);
-      for (const beat of group) beat.resolve(replyFor(beat, rows));
-    } catch (error) {
-      for (const beat of group) beat.reject(error);
-    } finally {
-      this.inFlight -= 1;
-      if (this.waiting.length > 0 && this.inFlight < LANES) void this.sendGroup();
-    }
+  heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<HeartbeatReply> {
+    return this.groups.submit({ executor, jobIds, leaseMs, now });
   }
 
   private async send(group: Heartbeat[]): Promise<{ id: number; executor_name: string; cancel_requested: boolean }[]> {
@@ -116,13 +86,7 @@ export class HeartbeatGroups {
       [...leases.values()].map((lease) => lease.executor),
       [...leases.values()].map((lease) => lease.until),
     ];
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        return await this.db.query(HEARTBEATS, params, "airlock_heartbeats");
-      } catch (error) {
-        if ((error as { code?: string }).code !== DEADLOCK || attempt >= 3) throw error;
-      }
-    }
+    return this.db.query(HEARTBEATS, params, "airlock_heartbeats");
   }
 }
 

@@ -11,7 +11,8 @@
  * - writes of an attempt (entries, logs, artifacts): the job row FOR SHARE, then the entry row
  *   (made on first use, INSERT ... ON CONFLICT) FOR UPDATE (always jobs before entries, so no
  *   deadlock);
- * - finishAttempt: one statement, whose UPDATE locks the job row; requestCancel: the job row FOR UPDATE;
+ * - finishAttempt: one statement (ends arriving together share one, attempt-ends.ts), whose
+ *   UPDATE locks the job row; requestCancel: the job row FOR UPDATE;
  * - reap: lapsed rows FOR UPDATE SKIP LOCKED, so every coordinator may sweep at once and a row
  *   being heartbeated or ended right now is simply left to that transaction;
  * - heartbeat: grouped with those arriving meanwhile into one statement (heartbeats.ts), whose
@@ -37,9 +38,10 @@ import type {
   TokenLookup,
 } from "../store.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
+import { AttemptEnds } from "./attempt-ends.ts";
 import { HeartbeatGroups } from "./heartbeats.ts";
 import type { Announcer } from "./index.ts";
-import { CLAIM_IN_ORDER, CLAIM_OLDEST, FIND_ATTEMPT, FINISH_ATTEMPT } from "./statements.ts";
+import { claimStatement, FIND_ATTEMPT } from "./statements.ts";
 
 interface ExecutorRow {
   name: string;
@@ -91,15 +93,22 @@ export async function ensureEntry(client: Queryable, ref: AttemptRef, key: strin
   ]);
 }
 
+/** How often a claiming executor's record (its identity and last contact) is refreshed; heartbeats always refresh it. */
+const RECORD_EVERY_MS = 1000;
+
 export class PostgresJobStore implements JobStore {
   private readonly db: PostgresDatabase;
   private readonly announce: Announcer;
   private readonly heartbeats: HeartbeatGroups;
+  private readonly ends: AttemptEnds;
+  /** When this process last recorded each executor, and as what: claims record an executor at most once a second. */
+  private readonly recorded = new Map<string, { identity: string; at: number }>();
 
   constructor(db: PostgresDatabase, announce: Announcer) {
     this.db = db;
     this.announce = announce;
     this.heartbeats = new HeartbeatGroups(db);
+    this.ends = new AttemptEnds(db, announce);
   }
 
   async enqueue(job: NewJob, now: number): Promise<JobRecord> {
@@ -131,24 +140,21 @@ export class PostgresJobStore implements JobStore {
 
   async claim(request: ClaimRequest, now: number): Promise<JobRecord | undefined> {
     const { executor } = request;
-    const inOrder = request.preference !== undefined;
-    const rows = await this.db.query<JobRow>(
-      inOrder ? CLAIM_IN_ORDER : CLAIM_OLDEST,
-      [
-        request.preference ? [...request.preference] : executor.queues,
-        Math.max(...executor.isolation.map(isolationRank)),
-        executor.executorName,
-        executor.hostname,
-        executor.version,
-        executor.runtime,
-        JSON.stringify(executor.isolation),
-        JSON.stringify(executor.queues),
-        request.tokenHash,
-        now,
-        request.leaseMs,
-      ],
-      inOrder ? "airlock_claim_in_order" : "airlock_claim_oldest",
-    );
+    const identity = identityOf(executor);
+    const last = this.recorded.get(executor.executorName);
+    const record = last === undefined || last.identity !== identity || now - last.at >= RECORD_EVERY_MS || now < last.at;
+    const statement = claimStatement(request.preference !== undefined, record);
+    const params: unknown[] = [
+      request.preference ? [...request.preference] : executor.queues,
+      Math.max(...executor.isolation.map(isolationRank)),
+      executor.executorName,
+      request.tokenHash,
+      now,
+      request.leaseMs,
+    ];
+    if (record) params.push(executor.hostname, executor.version, executor.runtime, JSON.stringify(executor.isolation), JSON.stringify(executor.queues));
+    const rows = await this.db.query<JobRow>(statement.text, params, statement.name);
+    if (record) this.remember(executor.executorName, identity, now);
     const row = rows[0];
     if (!row) return undefined;
     const job = toJob(row);
@@ -156,8 +162,18 @@ export class PostgresJobStore implements JobStore {
     return job;
   }
 
+  /** Notes that this process recorded an executor (its identity) at `now`; forgets entries too old to matter. */
+  private remember(name: string, identity: string, now: number): void {
+    if (this.recorded.size >= 10_000) {
+      for (const [known, entry] of this.recorded) if (now - entry.at >= RECORD_EVERY_MS) this.recorded.delete(known);
+    }
+    this.recorded.set(name, { identity, at: now });
+  }
+
   async heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<{ knownIds: number[]; cancelIds: number[] }> {
-    return this.heartbeats.heartbeat(executor, jobIds, leaseMs, now);
+    const reply = await this.heartbeats.heartbeat(executor, jobIds, leaseMs, now);
+    this.remember(executor.executorName, identityOf(executor), now);
+    return reply;
   }
 
   async findAttempt(tokenHash: string): Promise<TokenLookup | undefined> {
@@ -221,22 +237,13 @@ export class PostgresJobStore implements JobStore {
   }
 
   async finishAttempt(ref: AttemptRef, outcome: AttemptOutcome, message: string | null, now: number): Promise<JobRecord> {
-    const rows = await this.db.query<JobRow>(
-      FINISH_ATTEMPT,
-      [ref.jobId, ref.attempt, outcome, message, now, this.announce.channel, this.announce.origin],
-      "airlock_finish_attempt",
-    );
-    const row = rows[0];
-    if (!row) throw new LeaseLostError();
-    const job = toJob(row);
-    this.announce.committed(jobChanges(job));
-    return job;
+    return this.ends.finish(ref, outcome, message, now);
   }
 
   /** Moves a processing job out of its attempt: to a terminal state, or back to the queue. */
   private async endAttempt(client: Queryable, jobId: number, state: JobState, message: string | null, now: number): Promise<JobRecord> {
     const { rows } = await client.query<JobRow>(
-      `UPDATE jobs SET state = $2, failure_message = $3, lease_expires_at = NULL,
+      `UPDATE jobs SET state = $2::text, failure_message = $3, lease_expires_at = NULL,
          finished_at = CASE WHEN $2 = 'queued' THEN NULL ELSE $4::bigint END,
          queued_at = CASE WHEN $2 = 'queued' THEN $4::bigint ELSE queued_at END,
          executor_name = CASE WHEN $2 = 'queued' THEN NULL ELSE executor_name END
@@ -352,6 +359,11 @@ export class PostgresJobStore implements JobStore {
     );
     return rows.map((row) => ({ name: row.queue, queued: row.queued, processing: row.processing, oldestQueuedAt: row.oldest }));
   }
+}
+
+/** What an executor's record says besides its name and last contact. */
+function identityOf(executor: ExecutorIdentity): string {
+  return JSON.stringify([executor.hostname, executor.version, executor.runtime, executor.isolation, executor.queues]);
 }
 
 /** What ending an attempt announces: the job changed, and it is claimable again if requeued. */
