@@ -126,6 +126,29 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       assert.equal(new Set(ids).size, 10);
     });
 
+    it("hands each job to one of many claims of one queue arriving at once, oldest first", async () => {
+      const jobs: JobRecord[] = [];
+      for (let index = 0; index < 5; index += 1) jobs.push(await enqueue({ queue: "q" }, T0 + index));
+      await enqueue({ queue: "elsewhere" }, T0);
+      const names = Array.from({ length: 8 }, (_, index) => `exec-${index}`);
+      // Executors heard from just now (a heartbeat), as executors polling in a loop are.
+      for (const name of names) await store.jobs.heartbeat(executor(name, { queues: ["q"] }), [], LEASE, T0 + 9);
+      const tokens = names.map((name) => `token-${backend}-${name}-${Math.random()}`);
+      const claimed = await Promise.all(
+        names.map((name, index) =>
+          store.jobs.claim({ executor: executor(name, { queues: ["q"] }), tokenHash: tokens[index]!, leaseMs: LEASE, preference: ["q"] }, T0 + 10),
+        ),
+      );
+      const got = claimed.flatMap((job, index) => (job ? [{ job, index }] : []));
+      assert.deepEqual(got.map(({ job }) => job.id).sort((a, b) => a - b), jobs.map((job) => job.id), "every job of the queue once, nothing else");
+      for (const { job, index } of got) {
+        assert.deepEqual([job.state, job.executorName, job.attempt, job.leaseExpiresAt], ["processing", names[index], 1, T0 + 10 + LEASE]);
+        assert.deepEqual(await store.jobs.findAttempt(tokens[index]!), { jobId: job.id, attempt: 1, repository: null, executorName: names[index], live: true });
+      }
+      assert.equal(claimed.filter((job) => job === undefined).length, 3);
+      assert.equal(await store.jobs.claim({ executor: executor("exec-0", { queues: ["q"] }), tokenHash: "late", leaseMs: LEASE, preference: ["q"] }, T0 + 11), undefined);
+    });
+
     it("resolves job tokens to live or ended attempts", async () => {
       await enqueue();
       const claimed = await claim();

@@ -6,8 +6,9 @@
  * processing that attempt; ending the attempt (one UPDATE, the fence) writes its attempts row in
  * the same transaction, which is where `findAttempt` finds the token afterwards. Log entries are
  * made when first used (see rows.ts). Locking, per transition:
- * - claim: one statement (statements.ts), FOR UPDATE SKIP LOCKED, so concurrent claimers on any
- *   coordinator never wait for each other and never get the same job;
+ * - claim: one statement (claims of one queue arriving together share one, claims.ts), FOR
+ *   UPDATE SKIP LOCKED, so concurrent claimers on any coordinator never wait for each other and
+ *   never get the same job;
  * - writes of an attempt (entries, logs, artifacts): the job row FOR SHARE, then the entry row
  *   (made on first use, INSERT ... ON CONFLICT) FOR UPDATE (always jobs before entries, so no
  *   deadlock);
@@ -39,9 +40,10 @@ import type {
 } from "../store.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
 import { AttemptEnds } from "./attempt-ends.ts";
+import { Claims, identityOf } from "./claims.ts";
 import { HeartbeatGroups } from "./heartbeats.ts";
 import type { Announcer } from "./index.ts";
-import { claimStatement, FIND_ATTEMPT } from "./statements.ts";
+import { FIND_ATTEMPT } from "./statements.ts";
 
 interface ExecutorRow {
   name: string;
@@ -93,20 +95,17 @@ export async function ensureEntry(client: Queryable, ref: AttemptRef, key: strin
   ]);
 }
 
-/** How often a claiming executor's record (its identity and last contact) is refreshed; heartbeats always refresh it. */
-const RECORD_EVERY_MS = 1000;
-
 export class PostgresJobStore implements JobStore {
   private readonly db: PostgresDatabase;
   private readonly announce: Announcer;
+  private readonly claims: Claims;
   private readonly heartbeats: HeartbeatGroups;
   private readonly ends: AttemptEnds;
-  /** When this process last recorded each executor, and as what: claims record an executor at most once a second. */
-  private readonly recorded = new Map<string, { identity: string; at: number }>();
 
   constructor(db: PostgresDatabase, announce: Announcer) {
     this.db = db;
     this.announce = announce;
+    this.claims = new Claims(db, announce);
     this.heartbeats = new HeartbeatGroups(db);
     this.ends = new AttemptEnds(db, announce);
   }
@@ -138,41 +137,13 @@ export class PostgresJobStore implements JobStore {
     return record;
   }
 
-  async claim(request: ClaimRequest, now: number): Promise<JobRecord | undefined> {
-    const { executor } = request;
-    const identity = identityOf(executor);
-    const last = this.recorded.get(executor.executorName);
-    const record = last === undefined || last.identity !== identity || now - last.at >= RECORD_EVERY_MS || now < last.at;
-    const statement = claimStatement(request.preference !== undefined, record);
-    const params: unknown[] = [
-      request.preference ? [...request.preference] : executor.queues,
-      Math.max(...executor.isolation.map(isolationRank)),
-      executor.executorName,
-      request.tokenHash,
-      now,
-      request.leaseMs,
-    ];
-    if (record) params.push(executor.hostname, executor.version, executor.runtime, JSON.stringify(executor.isolation), JSON.stringify(executor.queues));
-    const rows = await this.db.query<JobRow>(statement.text, params, statement.name);
-    if (record) this.remember(executor.executorName, identity, now);
-    const row = rows[0];
-    if (!row) return undefined;
-    const job = toJob(row);
-    this.announce.committed([{ kind: "job", jobId: job.id }]);
-    return job;
-  }
-
-  /** Notes that this process recorded an executor (its identity) at `now`; forgets entries too old to matter. */
-  private remember(name: string, identity: string, now: number): void {
-    if (this.recorded.size >= 10_000) {
-      for (const [known, entry] of this.recorded) if (now - entry.at >= RECORD_EVERY_MS) this.recorded.delete(known);
-    }
-    this.recorded.set(name, { identity, at: now });
+  claim(request: ClaimRequest, now: number): Promise<JobRecord | undefined> {
+    return this.claims.claim(request, now);
   }
 
   async heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<{ knownIds: number[]; cancelIds: number[] }> {
     const reply = await this.heartbeats.heartbeat(executor, jobIds, leaseMs, now);
-    this.remember(executor.executorName, identityOf(executor), now);
+    this.claims.remember(executor.executorName, identityOf(executor), now);
     return reply;
   }
 
@@ -359,11 +330,6 @@ export class PostgresJobStore implements JobStore {
     );
     return rows.map((row) => ({ name: row.queue, queued: row.queued, processing: row.processing, oldestQueuedAt: row.oldest }));
   }
-}
-
-/** What an executor's record says besides its name and last contact. */
-function identityOf(executor: ExecutorIdentity): string {
-  return JSON.stringify([executor.hostname, executor.version, executor.runtime, executor.isolation, executor.queues]);
 }
 
 /** What ending an attempt announces: the job changed, and it is claimable again if requeued. */

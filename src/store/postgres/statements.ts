@@ -60,6 +60,30 @@ export function claimStatement(inOrder: boolean, record: boolean): { name: strin
 }
 
 /**
+ * Claims of one queue arriving together (params: $1 queue, $2 max isolation rank, $3 executors
+ * text[], $4 token hashes text[], $5 times bigint[], $6 lease ms bigint[], $7 how many): locks up
+ * to that many of the queue's oldest claimable jobs and starts the n-th oldest for the n-th
+ * claim, as that many claims one after the other would. Rows carry `request`, the claim's
+ * ordinal (1-based); a claim without a row got no job.
+ */
+export const CLAIM_GROUP = {
+  name: "airlock_claim_group",
+  text: `WITH requests AS (
+    SELECT * FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[]) WITH ORDINALITY AS r (executor, token, at, lease, n)
+  ), picked AS (
+    SELECT id, row_number() OVER (ORDER BY queued_at, id) AS n FROM (
+      SELECT id, queued_at FROM jobs WHERE state = 'queued' AND queue = $1::text AND isolation_rank <= $2::integer
+      ORDER BY queued_at, id LIMIT $7::integer FOR UPDATE SKIP LOCKED
+    ) oldest
+  )
+  UPDATE jobs SET state = 'processing', attempt = attempt + 1, executor_name = r.executor, token_hash = r.token,
+    started_at = r.at, finished_at = NULL, failure_message = NULL, lease_expires_at = r.at + r.lease
+  FROM picked p JOIN requests r ON r.n = p.n
+  WHERE jobs.id = p.id
+  RETURNING jobs.*, r.n AS request`,
+};
+
+/**
  * Ends an attempt (params: $1 job, $2 attempt, $3 outcome, $4 message, $5 now, $6 channel,
  * $7 origin): to a terminal state, or back to the queue when an errored attempt has attempts
  * left; a requested cancel wins. Returns no row when the attempt is not live.
