@@ -25,7 +25,7 @@ const HEARTBEATS = `WITH beats AS (
       AS b (name, hostname, version, runtime, isolation, queues, at)
   ), touched AS (
     UPDATE executors e SET last_heartbeat_at = greatest(e.last_heartbeat_at, b.at) FROM beats b
-    WHERE e.name = b.name AND e.hostname = b.hostname AND e.version = b.version AND e.runtime = b.runtime
+    WHERE e.name = ANY ($1::text[]) AND e.name = b.name AND e.hostname = b.hostname AND e.version = b.version AND e.runtime = b.runtime
       AND e.isolation = b.isolation AND e.queues = b.queues
     RETURNING e.name
   ), recorded AS (
