@@ -147,10 +147,10 @@ async function scaleRun(): Promise<void> {
     [
       ["heartbeat round trip, ms", percentile(heartbeats, 50), percentile(heartbeats, 99), percentile(heartbeats, 100), heartbeats.length, "p99 <= 50"],
       ["dequeue: queued -> answered, ms", percentile(dequeues, 50), percentile(dequeues, 99), percentile(dequeues, 100), dequeues.length, ""],
-      ["coordinator RSS, MiB (idle / peak)", Math.max(...all.map((figures) => figures.rssMiB.idle)), Math.max(...all.map((figures) => figures.rssMiB.peak)), Number.NaN, all.length, ""],
-      ["request errors", all.reduce((sum, figures) => sum + figures.errors, 0), Number.NaN, Number.NaN, all.length, "0"],
+      ["coordinator RSS, MiB (idle / peak), highest of the rounds", Math.max(...all.map((figures) => figures.rssMiB.idle)), Math.max(...all.map((figures) => figures.rssMiB.peak)), Number.NaN, "", ""],
+      ["request errors", String(all.reduce((sum, figures) => sum + figures.errors, 0)), "", "", "", "0"],
       ["GET /healthz round trip (no work), ms", percentile(probes, 50), percentile(probes, 99), percentile(probes, 100), probes.length, "(context)"],
-      ["event-loop delay of the simulating threads (worst p99), ms", Number.NaN, Math.max(...all.map((figures) => figures.clientLoopDelayP99Ms)), Number.NaN, all.length, "(context)"],
+      ["event-loop delay of the simulating threads (worst p99), ms", "", Math.max(...all.map((figures) => figures.clientLoopDelayP99Ms)), "", "", "(context)"],
     ],
   );
 }
