@@ -5,6 +5,8 @@
 import type { Logger } from "../common/logger.ts";
 import { isolationRank, ValidationError } from "../protocol/index.ts";
 import type { Isolation } from "../protocol/index.ts";
+import { DEFAULT_DOCKER_HOST, DEFAULT_STEP_IMAGE } from "./docker/defaults.ts";
+import type { MicroVmRuntimeOptions } from "./microvm/index.ts";
 import type { Runtime, SandboxSpec } from "./runtime.ts";
 import { ShellRuntime } from "./shell/index.ts";
 
@@ -18,6 +20,8 @@ export interface RuntimeHost {
   path: string;
   /** The executor's data dir, for caches (image root filesystems, kernels). */
   dataDir: string;
+  /** OCI image layouts, archives, or directories holding layouts, for daemonless runtimes (bwrap, microvm). */
+  images?: readonly string[] | undefined;
   logger: Logger;
   /** Docker Engine socket for the docker and gvisor runtimes (unix:///path or /path). */
   dockerHost?: string | undefined;
@@ -44,6 +48,18 @@ function lazy(name: string, isolation: Isolation, load: () => Promise<Runtime>, 
   };
 }
 
+/** What the microvm runtime takes from the executor's host (also used by `airlock executor test-vm`). */
+export function microvmOptions(host: RuntimeHost): MicroVmRuntimeOptions {
+  return {
+    dataDir: host.dataDir,
+    path: host.path,
+    images: host.images ?? [],
+    dockerSocket: (host.dockerHost ?? DEFAULT_DOCKER_HOST).replace(/^unix:\/\//, ""),
+    defaultImage: host.defaultImage ?? DEFAULT_STEP_IMAGE,
+    logger: host.logger,
+  };
+}
+
 /** Every runtime Airlock knows, strongest isolation first. */
 export function allRuntimes(host: RuntimeHost): Runtime[] {
   const docker = { host: host.dockerHost, defaultImage: host.defaultImage, logger: host.logger };
@@ -51,6 +67,7 @@ export function allRuntimes(host: RuntimeHost): Runtime[] {
     new ShellRuntime({ path: host.path }),
     lazy("docker", "container", async () => new (await import("./docker/index.ts")).DockerRuntime(docker)),
     lazy("gvisor", "gvisor", async () => new (await import("./gvisor/index.ts")).GvisorRuntime({ ...docker, ociRuntime: host.gvisorRuntime })),
+    lazy("microvm", "vm", async () => new (await import("./microvm/index.ts")).MicroVmRuntime(microvmOptions(host)), { enforcesDiskLimit: true }),
   ];
   return runtimes.sort((a, b) => isolationRank(b.isolation) - isolationRank(a.isolation));
 }

@@ -11,7 +11,15 @@ import { println, table, type CliIO } from "../context.ts";
 import { waitForSignal } from "../signals.ts";
 
 function runtimeHost(config: Readonly<ExecutorConfig>, logger: Logger): RuntimeHost {
-  return { path: config.hostPath, dataDir: config.dataDir, logger, dockerHost: config.dockerHost, defaultImage: config.defaultImage, gvisorRuntime: config.gvisorRuntime };
+  return {
+    path: config.hostPath,
+    dataDir: config.dataDir,
+    logger,
+    dockerHost: config.dockerHost,
+    defaultImage: config.defaultImage,
+    gvisorRuntime: config.gvisorRuntime,
+    images: config.images,
+  };
 }
 
 export async function executorRunCommand(flags: Record<string, unknown>, io: CliIO): Promise<number> {

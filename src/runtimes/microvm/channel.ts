@@ -25,7 +25,7 @@ export function encodeFrame(type: string, payload: Buffer | string = Buffer.allo
 }
 
 export class FrameDecoder {
-  private buffer = Buffer.alloc(0);
+  private buffer: Buffer = Buffer.alloc(0);
 
   push(chunk: Buffer): Frame[] {
     this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
@@ -93,6 +93,15 @@ export class AgentChannel {
   /** Sends a frame outside any request (kill, power off). */
   send(type: string, payload: Buffer | string = ""): void {
     if (!this.failure) this.socket.write(encodeFrame(type, payload));
+  }
+
+  /** Stops reading from the guest (backpressure while a consumer catches up). */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
   }
 
   close(): void {

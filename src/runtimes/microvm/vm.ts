@@ -10,12 +10,11 @@
  * `setpriv --pdeathsig KILL`, and its environment carries the sandbox's labels for the reaper.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Logger } from "../../common/logger.ts";
 import { SandboxError } from "../../protocol/index.ts";
 import { AgentChannel } from "./channel.ts";
 import type { Guest } from "./guest.ts";
@@ -24,11 +23,30 @@ import { QmpClient } from "./qmp.ts";
 export type Accelerator = "kvm" | "tcg";
 
 /**
- * Under TCG the microvm guest hangs calibrating its TSC unless told the frequency; the rest
- * trims work a one-job VM does not need (mitigations against other tenants of the VM, extra
- * UARTs, waiting for entropy).
+ * The host's TSC frequency in kHz. Under TCG the guest reads the host's TSC, and the microvm
+ * guest hangs calibrating it unless told the frequency (tsc_early_khz); told a wrong one, its
+ * clock runs fast or slow (a `sleep 30` then takes 24 s). Without cpufreq, /proc/cpuinfo's
+ * "cpu MHz" is the kernel's TSC frequency.
  */
-export const KERNEL_CMDLINE = "console=ttyS0 quiet panic=-1 reboot=t tsc_early_khz=2000000 tsc=reliable mitigations=off 8250.nr_uarts=1 random.trust_cpu=on";
+export function hostTscKhz(): number {
+  const text = (() => {
+    try {
+      return readFileSync("/proc/cpuinfo", "utf8");
+    } catch {
+      return "";
+    }
+  })();
+  const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(text)?.[1]);
+  return Number.isFinite(mhz) && mhz > 100 ? Math.round(mhz * 1000) : 2_000_000;
+}
+
+/**
+ * The guest kernel's command line. The rest trims work a one-job VM does not need (mitigations
+ * against other tenants of the VM, extra UARTs, waiting for entropy).
+ */
+export function kernelCmdline(): string {
+  return `console=ttyS0 quiet panic=-1 reboot=t tsc_early_khz=${hostTscKhz()} tsc=reliable mitigations=off 8250.nr_uarts=1 random.trust_cpu=on`;
+}
 
 export const QEMU = "qemu-system-x86_64";
 const SETPRIV = "/usr/bin/setpriv";
@@ -47,9 +65,8 @@ export interface VmOptions {
   disks: VmDisk[];
   /** Environment of the QEMU process: the sandbox's labels, for the reaper. */
   env: Record<string, string>;
-  /** Replaces the agent: extra kernel command line (the benchmark's bare boot, the KVM probe). */
+  /** Extra kernel command line (the benchmark's bare boot and the KVM probe replace the agent with rdinit=). */
   extraCmdline?: string | undefined;
-  logger: Logger;
 }
 
 function escapeOption(value: string): string {
@@ -68,7 +85,7 @@ export function qemuArgs(options: VmOptions, sockets: { agent?: string; qmp?: st
     "-serial", sockets.console === "stdio" ? "stdio" : `file:${sockets.console}`,
     "-kernel", options.guest.kernel,
     "-initrd", options.guest.initrd,
-    "-append", `${KERNEL_CMDLINE}${options.extraCmdline ? ` ${options.extraCmdline}` : ""}`,
+    "-append", `${kernelCmdline()}${options.extraCmdline ? ` ${options.extraCmdline}` : ""}`,
   ];
   if (sockets.agent) {
     args.push("-device", "virtio-serial-device", "-chardev", `socket,id=agent,path=${escapeOption(sockets.agent)}`, "-device", "virtserialport,chardev=agent,name=airlock");

@@ -366,7 +366,10 @@ static int mount_image(const char *lun, char *where, size_t size) {
     return -1;
   }
   mkdir(where, 0755);
-  if (mount(dev, where, "ext4", MS_RDONLY | MS_NOATIME, "noload") != 0) {
+  /* A hot-plugged disk's node can appear before the kernel has read its capacity (ENXIO). */
+  int rc = -1;
+  for (int i = 0; i < 2500 && (rc = mount(dev, where, "ext4", MS_RDONLY | MS_NOATIME, "noload")) != 0 && (errno == ENXIO || errno == ENOENT || errno == ENODEV); i++) sleep_ms(2);
+  if (rc != 0) {
     send_text('X', "error=could not mount the image disk: %s", strerror(errno));
     return -1;
   }
