@@ -522,7 +522,8 @@ static void handle(char type, char *payload, uint32_t len) {
   if (type == 'R') {
     if (current.pid) { send_text('X', "error=a step is already running"); return; }
     struct run_request req = {0};
-    for (char *field = payload; field < payload + len; field += strlen(field) + 1) {
+    for (char *field = payload, *next; field < payload + len; field = next) {
+      next = field + strlen(field) + 1;
       char *eq = strchr(field, '=');
       if (!eq) continue;
       *eq = 0;
