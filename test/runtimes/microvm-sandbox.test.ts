@@ -93,7 +93,7 @@ describe("microvm sandbox", { skip }, () => {
     const dead = spawn("true");
     await new Promise((resolve) => dead.once("exit", resolve));
     const start = (executorPid: number) => {
-      const [command, args] = qemuCommand([...qemuArgs({ guest, accelerator: "tcg", memoryMiB: 64, cpus: 1, disks: [] }, { console: "/dev/null" }), "-S"]);
+      const [command, args] = qemuCommand([...qemuArgs({ guest, accelerator: "tcg", memoryMiB: 64, cpus: 1, disks: [], env: {} }, { console: "/dev/null" }), "-S"]);
       return spawn(command, args, { env: { PATH: process.env.PATH, AIRLOCK_SANDBOX: `microvm-reap-${executorPid}`, AIRLOCK_EXECUTOR_PID: String(executorPid), AIRLOCK_HOST: hostname() }, stdio: "ignore" });
     };
     const orphan = start(dead.pid ?? 0);

@@ -3,6 +3,7 @@
  * job's workspace disk and scratch disk, and the read-only disks of step images. Files are
  * sparse: a disk costs host space only for what is written to it.
  */
+import { existsSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { runChecked } from "../../common/exec.ts";
 import { coerceError, SandboxError } from "../../protocol/index.ts";
@@ -26,13 +27,19 @@ export interface DiskOptions {
   hostPath: string;
 }
 
-export async function makeExt4(options: DiskOptions): Promise<void> {
-  const handle = await open(options.path, "w", 0o600);
+/** Creates (or empties) a sparse file of `sizeBytes`. */
+export async function createSparse(path: string, sizeBytes: number): Promise<void> {
+  const handle = await open(path, "w", 0o600);
   try {
-    await handle.truncate(options.sizeBytes);
+    await handle.truncate(sizeBytes);
   } finally {
     await handle.close();
   }
+}
+
+/** Writes an ext4 file system into `path`, in place (a VM may have the file open already). */
+export async function makeExt4(options: DiskOptions): Promise<void> {
+  if (!existsSync(options.path)) await createSparse(options.path, options.sizeBytes);
   const args = [...FEATURES, "-L", options.label];
   if (options.inodes) args.push("-N", String(options.inodes));
   if (options.from) args.push("-d", options.from);

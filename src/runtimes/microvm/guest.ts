@@ -20,9 +20,14 @@ import { coerceError, UnavailableError } from "../../protocol/index.ts";
 import { cpioArchive, type CpioEntry } from "./cpio.ts";
 import { decompressKernel, elfHasInterpreter, hasPvhEntry, kernelVersion } from "./kernel-image.ts";
 
-/** Modules the agent needs; their dependencies are added from modules.dep. */
-export const GUEST_MODULES = ["virtio_mmio", "virtio_console", "virtio_scsi", "sd_mod", "crc32c_generic", "ext4", "overlay"];
-const FORMAT = "airlock-guest-3";
+/**
+ * Modules the agent loads before it says hello (the port, the boot disks, their file systems),
+ * and those it loads in the background after (SCSI, for hot-plugged image disks); their
+ * dependencies are added from modules.dep.
+ */
+export const BOOT_MODULES = ["virtio_mmio", "virtio_console", "virtio_blk", "crc32c_generic", "ext4", "overlay"];
+export const LATER_MODULES = ["virtio_scsi", "sd_mod"];
+const FORMAT = "airlock-guest-5";
 const BUSYBOX = "/bin/busybox";
 
 export interface Guest {
@@ -80,7 +85,7 @@ function compileAgent(source: string, output: string): string {
   throw new UnavailableError(`could not compile the guest agent (install musl-tools, or gcc and libc6-dev): ${errors.join("; ")}`);
 }
 
-async function moduleOrder(modulesDir: string): Promise<string[]> {
+async function moduleOrder(modulesDir: string, wanted: readonly string[], already: readonly string[] = []): Promise<string[]> {
   const depFile = join(modulesDir, "modules.dep");
   const text = await readFile(depFile, "utf8").catch((error: unknown) => {
     throw new UnavailableError(`cannot read ${depFile} (is the kernel's linux-image package installed?): ${coerceError(error).message}`);
@@ -96,12 +101,27 @@ async function moduleOrder(modulesDir: string): Promise<string[]> {
   const visit = (name: string): void => {
     const entry = byName.get(name);
     if (!entry) throw new UnavailableError(`kernel module ${name} is not in ${depFile}; this kernel cannot run the microVM guest`);
-    if (order.includes(entry.path)) return;
+    if (order.includes(entry.path) || already.includes(entry.path)) return;
     for (const dep of entry.deps) visit(nameOf(dep));
     if (!order.includes(entry.path)) order.push(entry.path);
   };
-  for (const name of GUEST_MODULES) visit(name);
+  for (const name of wanted) visit(name);
   return order;
+}
+
+const SIGNATURE_MAGIC = Buffer.from("~Module signature appended~\n");
+
+/**
+ * A module without its appended signature: checking one costs a hash of the whole module, slow
+ * under TCG, and the kernel loads unsigned modules (unless built with MODULE_SIG_FORCE: then the
+ * signed original is kept; see `installGuest`).
+ */
+export function withoutSignature(module: Buffer): Buffer {
+  if (module.length < SIGNATURE_MAGIC.length + 12 || !module.subarray(module.length - SIGNATURE_MAGIC.length).equals(SIGNATURE_MAGIC)) return module;
+  const infoEnd = module.length - SIGNATURE_MAGIC.length;
+  const signatureLength = module.readUInt32BE(infoEnd - 4);
+  const end = infoEnd - 12 - signatureLength;
+  return end > 0 ? module.subarray(0, end) : module;
 }
 
 async function moduleBytes(path: string): Promise<Buffer> {
@@ -113,7 +133,7 @@ async function moduleBytes(path: string): Promise<Buffer> {
 }
 
 async function fingerprintOf(kernel: string, agent: string): Promise<string> {
-  const hash = createHash("sha256").update(FORMAT).update(GUEST_MODULES.join(","));
+  const hash = createHash("sha256").update(FORMAT).update([...BOOT_MODULES, "|", ...LATER_MODULES].join(","));
   const info = await stat(kernel);
   hash.update(`${kernel}\0${info.size}\0${info.mtimeMs}\0`);
   hash.update(await readFile(agent));
@@ -147,7 +167,10 @@ export async function installGuest(options: InstallOptions): Promise<{ guest: Gu
   const image = await readFile(kernel);
   const version = kernelVersion(image) ?? basename(kernel).replace(/^vmlinuz-/, "");
   const modulesDir = join("/lib/modules", version);
-  const order = await moduleOrder(modulesDir);
+  const bootOrder = await moduleOrder(modulesDir, BOOT_MODULES);
+  const laterOrder = await moduleOrder(modulesDir, LATER_MODULES, bootOrder);
+  const config = await readFile(join("/boot", `config-${version}`), "utf8").catch(() => "");
+  const forceSigned = /^CONFIG_MODULE_SIG_FORCE=y/m.test(config);
   const dir = join(root, fingerprint);
   const temp = `${dir}.tmp-${process.pid}`;
   await rm(temp, { recursive: true, force: true });
@@ -166,12 +189,17 @@ export async function installGuest(options: InstallOptions): Promise<{ guest: Gu
     { name: "bin/poweroff", mode: 0o120777, data: Buffer.from("busybox") },
   ];
   const names: string[] = [];
-  for (const path of order) {
-    const name = basename(path).replace(/\.ko(\.xz|\.zst|\.gz)?$/, ".ko");
-    names.push(name);
-    entries.push({ name: `modules/${name}`, mode: 0o100644, data: await moduleBytes(join(modulesDir, path)) });
+  for (const [list, order] of [["modules.boot", bootOrder], ["modules.later", laterOrder]] as const) {
+    const listed: string[] = [];
+    for (const path of order) {
+      const name = basename(path).replace(/\.ko(\.xz|\.zst|\.gz)?$/, ".ko");
+      listed.push(name);
+      const bytes = await moduleBytes(join(modulesDir, path));
+      entries.push({ name: `modules/${name}`, mode: 0o100644, data: forceSigned ? bytes : withoutSignature(bytes) });
+    }
+    entries.push({ name: list, mode: 0o100644, data: Buffer.from(`${listed.join("\n")}\n`) });
+    names.push(...listed);
   }
-  entries.push({ name: "modules.order", mode: 0o100644, data: Buffer.from(`${names.join("\n")}\n`) });
   await writeFile(join(temp, "initrd.cpio"), cpioArchive(entries));
   let bootFormat: Guest["bootFormat"] = "bzimage";
   let kernelFile = join(dir, "vmlinuz");

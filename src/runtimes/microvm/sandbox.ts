@@ -20,7 +20,7 @@ import { LABEL } from "../labels.ts";
 import type { Sandbox, SandboxSpec, StepIO, StepOutcome, StepRun } from "../runtime.ts";
 import type { AcceleratorChoice } from "./accel.ts";
 import { MAX_FRAME } from "./channel.ts";
-import { DiskTooSmall, makeExt4 } from "./disks.ts";
+import { createSparse, DiskTooSmall, makeExt4 } from "./disks.ts";
 import type { Guest } from "./guest.ts";
 import type { ImageDisks } from "./images/disks.ts";
 import { extractTar } from "./untar.ts";
@@ -33,8 +33,8 @@ export const DEFAULT_PIDS_LIMIT = 4096;
 export const GUEST_OVERHEAD_MIB = 128;
 const KILL_GRACE_MS = 10_000;
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/** SCSI luns 0 and 1 are the workspace and scratch disks; images get 2, 3, ... */
-const FIRST_IMAGE_LUN = 2;
+/** Image disks are SCSI luns 0, 1, ... (the workspace and scratch disks are virtio-blk). */
+const FIRST_IMAGE_LUN = 0;
 const MAX_LUN = 255;
 
 export interface MicroVmDeps {
@@ -80,19 +80,17 @@ export class MicroVmSandbox implements Sandbox {
     await mkdir(spec.scratchDir, { recursive: true, mode: 0o700 });
     const disks = [join(spec.scratchDir, "workspace.ext4"), join(spec.scratchDir, "scratch.ext4")];
     const [workspaceDisk, scratchDisk] = disks as [string, string];
-    try {
-      await Promise.all([
-        makeExt4({ path: workspaceDisk, sizeBytes: diskBytes, from: spec.workspace, label: "workspace", hostPath: deps.hostPath }),
-        makeExt4({ path: scratchDisk, sizeBytes: diskBytes, label: "scratch", hostPath: deps.hostPath }),
-      ]);
-    } catch (error) {
-      await Promise.all(disks.map((disk) => rm(disk, { force: true })));
-      if (error instanceof DiskTooSmall) throw new StepFailedError("prepare", undefined, `the workspace does not fit in the job's disk limit of ${formatSize(diskBytes)}`);
-      throw error;
-    }
+    // The disk files exist before QEMU opens them; their file systems are written while the guest
+    // kernel boots, and the agent mounts them only when told they are complete.
+    await Promise.all(disks.map((disk) => createSparse(disk, diskBytes)));
+    const filled = Promise.all([
+      makeExt4({ path: workspaceDisk, sizeBytes: diskBytes, from: spec.workspace, label: "workspace", hostPath: deps.hostPath }),
+      makeExt4({ path: scratchDisk, sizeBytes: diskBytes, label: "scratch", hostPath: deps.hostPath }),
+    ]);
+    filled.catch(() => undefined);
     const memoryBytes = spec.resources.memoryBytes ?? DEFAULT_MEMORY_BYTES;
     const cpus = Math.max(1, Math.min(Math.ceil(spec.resources.cpus ?? 1), deps.cpuLimit));
-    let vm: Vm;
+    let vm: Vm | undefined;
     try {
       vm = await Vm.boot(
         {
@@ -101,8 +99,8 @@ export class MicroVmSandbox implements Sandbox {
           memoryMiB: Math.ceil(memoryBytes / 1024 ** 2) + GUEST_OVERHEAD_MIB,
           cpus,
           disks: [
-            { path: workspaceDisk, readOnly: false },
-            { path: scratchDisk, readOnly: false },
+            { path: workspaceDisk, readOnly: false, serial: "airlock-work" },
+            { path: scratchDisk, readOnly: false, serial: "airlock-scratch" },
           ],
           env: {
             PATH: deps.hostPath,
@@ -116,8 +114,19 @@ export class MicroVmSandbox implements Sandbox {
         signal,
         deps.bootTimeoutMs,
       );
+      await filled;
+      let mounted = "";
+      await vm.channel.request("M", "", (frame) => {
+        if (frame.type !== "M") throw new SandboxError(`the guest agent sent "${frame.type}" while mounting its disks`);
+        mounted = frame.payload.toString("utf8");
+        return true;
+      });
+      if (mounted !== "ok") throw new SandboxError(`the VM could not mount its disks: ${mounted.replace(/^error=/, "")}`);
     } catch (error) {
+      await vm?.kill();
+      await filled.catch(() => undefined);
       await Promise.all(disks.map((disk) => rm(disk, { force: true })));
+      if (error instanceof DiskTooSmall) throw new StepFailedError("prepare", undefined, `the workspace does not fit in the job's disk limit of ${formatSize(diskBytes)}`);
       throw error;
     }
     spec.logger.info("microVM booted", { sandbox: id, accelerator: deps.accelerator.accelerator, bootMs: vm.bootMs, cpus, memoryMiB: Math.ceil(memoryBytes / 1024 ** 2) });

@@ -51,9 +51,11 @@ export function kernelCmdline(): string {
 export const QEMU = "qemu-system-x86_64";
 const SETPRIV = "/usr/bin/setpriv";
 
+/** A disk attached at boot as virtio-blk; the guest finds it by its serial. */
 export interface VmDisk {
   path: string;
   readOnly: boolean;
+  serial: string;
 }
 
 export interface VmOptions {
@@ -61,7 +63,7 @@ export interface VmOptions {
   accelerator: Accelerator;
   memoryMiB: number;
   cpus: number;
-  /** Attached at boot as SCSI luns 0, 1, ... */
+  /** Attached at boot (virtio-blk); images are hot-plugged later as SCSI disks. */
   disks: VmDisk[];
   /** Environment of the QEMU process: the sandbox's labels, for the reaper. */
   env: Record<string, string>;
@@ -91,13 +93,13 @@ export function qemuArgs(options: VmOptions, sockets: { agent?: string; qmp?: st
     args.push("-device", "virtio-serial-device", "-chardev", `socket,id=agent,path=${escapeOption(sockets.agent)}`, "-device", "virtserialport,chardev=agent,name=airlock");
   }
   if (sockets.qmp) args.push("-chardev", `socket,id=qmp,path=${escapeOption(sockets.qmp)}`, "-mon", "chardev=qmp,mode=control");
-  if (options.disks.length > 0 || sockets.qmp) args.push("-device", "virtio-scsi-device,id=scsi0");
-  options.disks.forEach((disk, lun) => {
+  if (sockets.qmp) args.push("-device", "virtio-scsi-device,id=scsi0");
+  for (const disk of options.disks) {
     args.push(
-      "-blockdev", `driver=raw,node-name=disk${lun},read-only=${disk.readOnly ? "on" : "off"},file.driver=file,file.filename=${escapeOption(disk.path)}`,
-      "-device", `scsi-hd,bus=scsi0.0,scsi-id=0,lun=${lun},drive=disk${lun}`,
+      "-blockdev", `driver=raw,node-name=${disk.serial},read-only=${disk.readOnly ? "on" : "off"},file.driver=file,file.filename=${escapeOption(disk.path)}`,
+      "-device", `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`,
     );
-  });
+  }
   return args;
 }
 
@@ -191,8 +193,8 @@ export class Vm {
 
   /** Hot-plugs a read-only disk as SCSI lun `lun`. */
   async attachReadOnly(path: string, lun: number): Promise<void> {
-    await this.qmp.execute("blockdev-add", { driver: "raw", "node-name": `disk${lun}`, "read-only": true, file: { driver: "file", filename: path, "read-only": true } });
-    await this.qmp.execute("device_add", { driver: "scsi-hd", bus: "scsi0.0", "scsi-id": 0, lun, drive: `disk${lun}`, id: `disk${lun}` });
+    await this.qmp.execute("blockdev-add", { driver: "raw", "node-name": `image${lun}`, "read-only": true, file: { driver: "file", filename: path, "read-only": true } });
+    await this.qmp.execute("device_add", { driver: "scsi-hd", bus: "scsi0.0", "scsi-id": 0, lun, drive: `image${lun}`, id: `image${lun}` });
   }
 
   kill(): Promise<void> {

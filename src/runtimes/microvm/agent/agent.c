@@ -4,13 +4,14 @@
  * disks, then serves the host over the virtio-serial port named "airlock".
  *
  * Wire format, both ways: 1 byte type, 4 bytes big-endian length, payload (at most 1 MiB).
- *   host -> guest: 'R' run a step (NUL-separated key=value fields), 'K' kill the running step,
+ *   host -> guest: 'M' mount the boot disks (their file systems are complete now),
+ *                  'R' run a step (NUL-separated key=value fields), 'K' kill the running step,
  *                  'T' stream the workspace back as tar, 'P' list processes, 'Q' power off.
- *   guest -> host: 'H' ready, 'O'/'E' step stdout/stderr, 'X' step ended ("status=N oom=N
+ *   guest -> host: 'H' ready, 'M' disks mounted ("ok" or "error=..."), 'O'/'E' step stdout/stderr, 'X' step ended ("status=N oom=N
  *                  pids=N" or "error=..."), 'D' tar bytes, 'Z' tar ended, 'P' process list,
  *                  'F' a request failed (message).
  *
- * States: BOOTING -> IDLE <-> RUNNING (one step at a time) | TARRING. The agent is single
+ * States: BOOTING -> WAITING FOR DISKS -> IDLE <-> RUNNING (one step at a time) | TARRING. The agent is single
  * threaded: one poll loop over the port and the pipes of the current child. A step runs in its
  * own cgroup (memory.max, pids.max; killed at once with cgroup.kill), pid and mount namespaces,
  * on an overlay of its image's read-only disk with upper dirs on the scratch disk, the workspace
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
@@ -43,6 +45,7 @@
 #define MAX_FRAME (1 << 20)
 #define CHUNK 65536
 #define CG "/sys/fs/cgroup"
+#define BLKFLSBUF _IO(0x12, 97)
 
 static int port = -1;
 
@@ -132,8 +135,9 @@ static void sleep_ms(long ms) {
 
 /* ---- boot ---- */
 
-static void load_modules(void) {
-  FILE *order = fopen("/modules.order", "re");
+/* Loads the modules listed in `list` (names under /modules), in order. */
+static void load_modules(const char *list) {
+  FILE *order = fopen(list, "re");
   if (!order) return;
   char name[256];
   while (fgets(name, sizeof name, order)) {
@@ -176,6 +180,33 @@ static void switch_to_tmpfs(void) {
   for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) mkdir(dirs[i], 0755);
 }
 
+/* The virtio-blk disk whose serial is `serial` ("/dev/vdX"), waiting for the kernel to find it. */
+static int virtio_disk(const char *serial, char *dev, size_t size, long timeout_ms) {
+  for (long waited = 0; waited <= timeout_ms; waited += 2) {
+    DIR *d = opendir("/sys/block");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+      if (strncmp(e->d_name, "vd", 2) != 0) continue;
+      char path[300], text[64] = {0};
+      snprintf(path, sizeof path, "/sys/block/%s/serial", e->d_name);
+      int fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      ssize_t n = read(fd, text, sizeof text - 1);
+      close(fd);
+      if (n > 0 && strncmp(text, serial, strlen(serial)) == 0) {
+        snprintf(dev, size, "/dev/%.32s", e->d_name);
+        closedir(d);
+        struct stat st;
+        for (int i = 0; i < 500 && stat(dev, &st) != 0; i++) sleep_ms(2);
+        return 0;
+      }
+    }
+    if (d) closedir(d);
+    sleep_ms(2);
+  }
+  return -1;
+}
+
 /* The block device of SCSI lun `lun` ("/dev/sdX"), waiting for the kernel to find it. */
 static int scsi_disk(int lun, char *dev, size_t size, long timeout_ms) {
   char dir[128];
@@ -186,7 +217,7 @@ static int scsi_disk(int lun, char *dev, size_t size, long timeout_ms) {
       struct dirent *e;
       while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
-        snprintf(dev, size, "/dev/%s", e->d_name);
+        snprintf(dev, size, "/dev/%.32s", e->d_name);
         closedir(d);
         struct stat st;
         for (int i = 0; i < 500 && stat(dev, &st) != 0; i++) sleep_ms(2);
@@ -232,8 +263,13 @@ static void open_port(void) {
 
 static void boot(void) {
   stage("init");
-  load_modules();
+  load_modules("/modules.boot");
   stage("modules loaded");
+  /* Image disks are SCSI (hot-pluggable); their driver loads while the host prepares the first step. */
+  if (fork() == 0) {
+    load_modules("/modules.later");
+    _exit(0);
+  }
   switch_to_tmpfs();
   if (mount("dev", "/dev", "devtmpfs", MS_NOSUID, "mode=0755") != 0) die("mount /dev");
   if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) die("mount /proc");
@@ -242,15 +278,33 @@ static void boot(void) {
   write_file(CG "/cgroup.subtree_control", "+memory +pids");
   if (mount("tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) die("mount /tmp");
   stage("file systems mounted");
-  char dev[64];
-  if (scsi_disk(0, dev, sizeof dev, 30000) != 0) die("workspace disk missing");
-  if (mount(dev, "/work", "ext4", MS_NOATIME, "noinit_itable") != 0) die("mount workspace");
-  rmdir("/work/lost+found");
-  if (scsi_disk(1, dev, sizeof dev, 30000) != 0) die("scratch disk missing");
-  if (mount(dev, "/scratch", "ext4", MS_NOATIME, "noinit_itable") != 0) die("mount scratch");
-  stage("disks mounted");
   open_port();
   stage("port open");
+}
+
+/*
+ * The host writes the boot disks' file systems while the guest kernel boots, and says 'M' once
+ * they are complete: only then are they mounted.
+ */
+/* Drops what the kernel cached of a disk (its partition scan ran before the host wrote it). */
+static void forget_cached(const char *dev) {
+  int fd = open(dev, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ioctl(fd, BLKFLSBUF, 0);
+  close(fd);
+}
+
+static void mount_disks(void) {
+  char dev[64];
+  if (virtio_disk("airlock-work", dev, sizeof dev, 30000) != 0) { send_text('M', "error=the workspace disk is missing"); return; }
+  forget_cached(dev);
+  if (mount(dev, "/work", "ext4", MS_NOATIME, "noinit_itable") != 0) { send_text('M', "error=could not mount the workspace disk: %s", strerror(errno)); return; }
+  rmdir("/work/lost+found");
+  if (virtio_disk("airlock-scratch", dev, sizeof dev, 30000) != 0) { send_text('M', "error=the scratch disk is missing"); return; }
+  forget_cached(dev);
+  if (mount(dev, "/scratch", "ext4", MS_NOATIME, "noinit_itable") != 0) { send_text('M', "error=could not mount the scratch disk: %s", strerror(errno)); return; }
+  stage("disks mounted");
+  send_text('M', "ok");
 }
 
 /* ---- steps ---- */
@@ -380,7 +434,7 @@ static void start_step(struct run_request *req) {
   char image[64];
   if (mount_image(req->lun, image, sizeof image) != 0) return;
   long serial = ++step_serial;
-  char cgroup[128], upper[128], work[128], root[128], value[64];
+  char cgroup[64], upper[128], work[256], root[128], value[64];
   snprintf(cgroup, sizeof cgroup, CG "/step%ld", serial);
   snprintf(upper, sizeof upper, "/scratch/step%ld/upper", serial);
   snprintf(work, sizeof work, "/scratch/step%ld/work", serial);
@@ -538,6 +592,8 @@ static void handle(char type, char *payload, uint32_t len) {
     }
     if (!req.lun) { send_text('X', "error=no image given"); return; }
     start_step(&req);
+  } else if (type == 'M') {
+    mount_disks();
   } else if (type == 'K') {
     kill_step();
   } else if (type == 'T') {
@@ -605,7 +661,7 @@ static void read_status(void) {
   if (n < 0 && errno == EINTR) return;
   if (n > 0) {
     text[n] = 0;
-    if (text[0] == 'M') snprintf(current.message, sizeof current.message, "%s", text + 1);
+    if (text[0] == 'M') snprintf(current.message, sizeof current.message, "%.1000s", text + 1);
     else if (text[0] == 'S') {
       current.wait_status = atoi(text + 1);
       current.have_status = 1;
