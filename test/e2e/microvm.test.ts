@@ -1,12 +1,15 @@
 /**
  * The microvm runtime end to end: a real coordinator and an executor process (`--runtime
  * microvm`), real QEMU. A job whose steps use two images on one workspace completes with the
- * right diff and names its accelerator in the log; cancel of a running job leaves no QEMU.
+ * right diff and names its accelerator in the log; cancel of a running job leaves no QEMU;
+ * `executor install microvm` does nothing when the guest is current; `executor test-vm` boots a
+ * VM and runs a command in it.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { logText, makeRepo, startCluster, waitForJob, type Cluster } from "../helpers/cluster.ts";
+import { run } from "../../src/common/exec.ts";
+import { baseEnv, ENTRY, logText, makeRepo, startCluster, waitForJob, type Cluster } from "../helpers/cluster.ts";
 import { DATA_DIR, IMAGES, microvmUnavailable, qemuOfJob, TEST_IMAGES } from "../runtimes/microvm-target.ts";
 
 const skip = await microvmUnavailable();
@@ -65,5 +68,17 @@ describe("microvm runtime end to end", { skip }, () => {
     const job = await waitForJob(cluster.api, submitted.id, undefined, 60_000);
     assert.equal(job.state, "canceled");
     await until("the VM is gone", () => qemuOfJob(submitted.id).length === 0, 15_000);
+  });
+
+  it("`executor install microvm` is a no-op when current, and `executor test-vm` runs a command in a VM", async () => {
+    const install = await run(process.execPath, [ENTRY, "executor", "install", "microvm", "--data", DATA_DIR], { env: baseEnv });
+    assert.equal(install.code, 0, install.stderr);
+    assert.match(install.stdout.toString(), /^up to date: microVM guest/m);
+    assert.match(install.stdout.toString(), /accel {3}(KVM|TCG)/);
+    const testVm = await run(process.execPath, [ENTRY, "executor", "test-vm", "--data", DATA_DIR, "--images", TEST_IMAGES, "--image", IMAGES.secondary, "--", "airlock-tool; exit 7"], { env: baseEnv });
+    assert.equal(testVm.code, 7, testVm.stderr);
+    assert.match(testVm.stdout.toString(), /airlock-tool ran in the tools image/);
+    assert.match(testVm.stderr, /VM booted in \d+ ms \((KVM|TCG)/);
+    assert.match(testVm.stderr, /\[exit code 7; \d+ ms\]/);
   });
 });

@@ -13,6 +13,7 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { silentLogger } from "../../src/common/logger.ts";
+import { StepFailedError } from "../../src/protocol/index.ts";
 import { sandboxLabels, stepScript, type Sandbox, type StepOutcome } from "../../src/runtimes/index.ts";
 import { loadGuest } from "../../src/runtimes/microvm/guest.ts";
 import { MicroVmRuntime } from "../../src/runtimes/microvm/index.ts";
@@ -86,6 +87,22 @@ describe("microvm sandbox", { skip }, () => {
     } finally {
       await box.destroy();
     }
+  });
+
+  it("a workspace larger than the job's disk limit fails the job (not an error to retry), and leaves no VM", async () => {
+    const workspace = join(root, "too-big", "workspace");
+    await mkdir(workspace, { recursive: true });
+    await writeFile(join(workspace, "big.bin"), Buffer.alloc(24 * 1024 * 1024, 1));
+    const jobId = 910_000 + Math.floor(Math.random() * 1000);
+    await assert.rejects(
+      microvmRuntime().createSandbox(
+        { jobId, attempt: 1, executorName: "microvm-test", workspace, scratchDir: join(root, "too-big", "sandbox"), resources: { diskBytes: 8 * 1024 * 1024 }, labels: sandboxLabels("microvm-test", jobId, 1), logger: silentLogger },
+        new AbortController().signal,
+      ),
+      (error: Error) => error instanceof StepFailedError && /does not fit in the job's disk limit of 8/.test(error.message),
+    );
+    assert.deepEqual(qemuOfJob(jobId), []);
+    assert.deepEqual(await readdir(join(root, "too-big", "sandbox")), [], "the disk files are removed");
   });
 
   it("reapLeftovers kills a VM whose executor is gone, and not one whose executor lives", async () => {

@@ -54,7 +54,7 @@ export function probeBoot(guest: Pick<Guest, "kernel" | "initrd">, accelerator: 
     child.stdout.on("data", onData);
     child.stderr.on("data", onData);
     child.on("error", (error) => finish({ ok: false, why: error.message }));
-    child.on("close", (code) => finish({ ok: false, why: `QEMU exited (${code}) before the guest booted: ${output.trim().split("\n").slice(-3).join(" / ")}` }));
+    child.on("close", (code, sig) => finish({ ok: false, why: `QEMU exited (${code ?? sig}) before the guest booted: ${(output.trim().split("\n").find((line) => line.includes("error")) ?? output.trim().split("\n").at(-1) ?? "").slice(0, 160)}` }));
   });
 }
 

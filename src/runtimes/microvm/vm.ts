@@ -44,8 +44,9 @@ export function hostTscKhz(): number {
  * The guest kernel's command line. The rest trims work a one-job VM does not need (mitigations
  * against other tenants of the VM, extra UARTs, waiting for entropy).
  */
-export function kernelCmdline(): string {
-  return `console=ttyS0 quiet panic=-1 reboot=t tsc_early_khz=${hostTscKhz()} tsc=reliable mitigations=off 8250.nr_uarts=1 random.trust_cpu=on`;
+export function kernelCmdline(accelerator: Accelerator): string {
+  const clock = accelerator === "tcg" ? ` tsc_early_khz=${hostTscKhz()} tsc=reliable` : "";
+  return `console=ttyS0 quiet panic=-1 reboot=t${clock} mitigations=off 8250.nr_uarts=1 random.trust_cpu=on`;
 }
 
 export const QEMU = "qemu-system-x86_64";
@@ -87,7 +88,7 @@ export function qemuArgs(options: VmOptions, sockets: { agent?: string; qmp?: st
     "-serial", sockets.console === "stdio" ? "stdio" : `file:${sockets.console}`,
     "-kernel", options.guest.kernel,
     "-initrd", options.guest.initrd,
-    "-append", `${kernelCmdline()}${options.extraCmdline ? ` ${options.extraCmdline}` : ""}`,
+    "-append", `${kernelCmdline(options.accelerator)}${options.extraCmdline ? ` ${options.extraCmdline}` : ""}`,
   ];
   if (sockets.agent) {
     args.push("-device", "virtio-serial-device", "-chardev", `socket,id=agent,path=${escapeOption(sockets.agent)}`, "-device", "virtserialport,chardev=agent,name=airlock");
