@@ -87,7 +87,13 @@ export class MicroVmSandbox implements Sandbox {
       makeExt4({ path: workspaceDisk, sizeBytes: diskBytes, from: spec.workspace, label: "workspace", hostPath: deps.hostPath }),
       makeExt4({ path: scratchDisk, sizeBytes: diskBytes, label: "scratch", hostPath: deps.hostPath }),
     ]);
-    filled.catch(() => undefined);
+    // A workspace that does not fit stops the boot at once.
+    const fillFailed = new AbortController();
+    let fillError: unknown;
+    filled.catch((error: unknown) => {
+      fillError = error;
+      fillFailed.abort();
+    });
     const memoryBytes = spec.resources.memoryBytes ?? DEFAULT_MEMORY_BYTES;
     const cpus = Math.max(1, Math.min(Math.ceil(spec.resources.cpus ?? 1), deps.cpuLimit));
     let vm: Vm | undefined;
@@ -111,7 +117,7 @@ export class MicroVmSandbox implements Sandbox {
             AIRLOCK_ATTEMPT: String(spec.attempt),
           },
         },
-        signal,
+        AbortSignal.any([signal, fillFailed.signal]),
         deps.bootTimeoutMs,
       );
       await filled;
@@ -122,10 +128,11 @@ export class MicroVmSandbox implements Sandbox {
         return true;
       });
       if (mounted !== "ok") throw new SandboxError(`the VM could not mount its disks: ${mounted.replace(/^error=/, "")}`);
-    } catch (error) {
+    } catch (caught) {
       await vm?.kill();
       await filled.catch(() => undefined);
       await Promise.all(disks.map((disk) => rm(disk, { force: true })));
+      const error = fillError ?? caught;
       if (error instanceof DiskTooSmall) throw new StepFailedError("prepare", undefined, `the workspace does not fit in the job's disk limit of ${formatSize(diskBytes)}`);
       throw error;
     }
