@@ -71,14 +71,18 @@ export async function defaultKernel(): Promise<string> {
   return join("/boot", newest);
 }
 
-export function agentSource(): string {
-  return fileURLToPath(new URL("./agent/agent.c", import.meta.url));
+/** The agent's C sources (agent/*.c and agent.h), shipped beside this module. */
+export async function agentSources(): Promise<string[]> {
+  const dir = fileURLToPath(new URL("./agent/", import.meta.url));
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => /\.[ch]$/.test(name)).sort();
+  if (!names.includes("agent.c")) throw new UnavailableError(`the agent's sources are missing from ${dir}`);
+  return names.map((name) => join(dir, name));
 }
 
-function compileAgent(source: string, output: string): string {
+function compileAgent(sources: string[], output: string): string {
   const errors: string[] = [];
   for (const compiler of ["musl-gcc", "cc", "gcc"]) {
-    const result = spawnSync(compiler, ["-static", "-Os", "-s", "-o", output, source], { encoding: "utf8" });
+    const result = spawnSync(compiler, ["-static", "-Os", "-s", "-o", output, ...sources.filter((file) => file.endsWith(".c"))], { encoding: "utf8" });
     if (result.status === 0) return compiler;
     errors.push(`${compiler}: ${result.error ? result.error.message : result.stderr.trim().split("\n").slice(-2).join(" / ")}`);
   }
@@ -97,10 +101,18 @@ async function moduleOrder(modulesDir: string, wanted: readonly string[], alread
     if (!path || deps === undefined) continue;
     byName.set(nameOf(path), { path, deps: deps.trim().split(/\s+/).filter(Boolean) });
   }
+  // A kernel with the drivers built in (modules.builtin) needs no module for them: it boots faster.
+  const builtin = new Set(
+    (await readFile(join(modulesDir, "modules.builtin"), "utf8").catch(() => ""))
+      .split("\n")
+      .filter(Boolean)
+      .map(nameOf),
+  );
   const order: string[] = [];
   const visit = (name: string): void => {
     const entry = byName.get(name);
-    if (!entry) throw new UnavailableError(`kernel module ${name} is not in ${depFile}; this kernel cannot run the microVM guest`);
+    if (!entry && builtin.has(name)) return;
+    if (!entry) throw new UnavailableError(`kernel module ${name} is neither in ${depFile} nor built in; this kernel cannot run the microVM guest`);
     if (order.includes(entry.path) || already.includes(entry.path)) return;
     for (const dep of entry.deps) visit(nameOf(dep));
     if (!order.includes(entry.path)) order.push(entry.path);
@@ -132,11 +144,11 @@ async function moduleBytes(path: string): Promise<Buffer> {
   return result.stdout;
 }
 
-async function fingerprintOf(kernel: string, agent: string): Promise<string> {
+async function fingerprintOf(kernel: string, agent: string[]): Promise<string> {
   const hash = createHash("sha256").update(FORMAT).update([...BOOT_MODULES, "|", ...LATER_MODULES].join(","));
   const info = await stat(kernel);
   hash.update(`${kernel}\0${info.size}\0${info.mtimeMs}\0`);
-  hash.update(await readFile(agent));
+  for (const file of agent) hash.update(await readFile(file));
   hash.update(await readFile(BUSYBOX).catch(() => Buffer.alloc(0)));
   return hash.digest("hex").slice(0, 16);
 }
@@ -153,8 +165,7 @@ export interface InstallOptions {
 export async function installGuest(options: InstallOptions): Promise<{ guest: Guest; built: boolean }> {
   const kernel = options.kernel ?? (await defaultKernel());
   if (!existsSync(kernel)) throw new UnavailableError(`kernel ${kernel} does not exist`);
-  const agent = agentSource();
-  if (!existsSync(agent)) throw new UnavailableError(`the agent's source ${agent} is missing from this installation`);
+  const agent = await agentSources();
   if (!existsSync(BUSYBOX)) throw new UnavailableError(`${BUSYBOX} is missing (apt-get install busybox-static)`);
   const busybox = await readFile(BUSYBOX);
   if (elfHasInterpreter(busybox)) throw new UnavailableError(`${BUSYBOX} is linked dynamically; the guest needs busybox-static (apt-get install busybox-static)`);
