@@ -36,6 +36,8 @@ const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 /** Image disks are SCSI luns 0, 1, ... (the workspace and scratch disks are virtio-blk). */
 const FIRST_IMAGE_LUN = 0;
 const MAX_LUN = 255;
+/** What the agent takes (agent.h: run_request.env). */
+const MAX_ENV = 1023;
 
 export interface MicroVmDeps {
   guest: Guest;
@@ -173,6 +175,7 @@ export class MicroVmSandbox implements Sandbox {
       if (equals > 0) variables.set(pair.slice(0, equals), pair.slice(equals + 1));
     }
     for (const [name, value] of Object.entries(run.env)) variables.set(name, value);
+    if (variables.size > MAX_ENV) return { exitCode: null, message: `the step has ${variables.size} environment variables; at most ${MAX_ENV} fit` };
     for (const [name, value] of variables) fields.push(`env=${name}=${value}`);
     fields.push(`script=${run.script}`);
     if (fields.some((field) => field.includes("\0"))) return { exitCode: null, message: "the step's env, dir or commands contain a NUL byte" };
