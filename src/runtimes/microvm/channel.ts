@@ -95,15 +95,6 @@ export class AgentChannel {
     if (!this.failure) this.socket.write(encodeFrame(type, payload));
   }
 
-  /** Stops reading from the guest (backpressure while a consumer catches up). */
-  pause(): void {
-    this.socket.pause();
-  }
-
-  resume(): void {
-    this.socket.resume();
-  }
-
   close(): void {
     this.fail(new SandboxError("the VM was stopped"));
     this.socket.destroy();

@@ -1,9 +1,10 @@
 /**
- * One job's microVM. `create` makes the job's two disks (the workspace, copied in with
- * mkfs.ext4 -d, and an empty scratch disk for what steps write outside it), boots the VM and
- * waits for its agent. Each `exec` hot-plugs the step's image disk (once per image per VM) and
- * has the agent run the step; `destroy` streams the workspace back as tar, unpacks it beside
- * the host workspace with path checks and swaps it in, then kills QEMU.
+ * One job's microVM. `create` makes the job's disks (the workspace, copied in with
+ * mkfs.ext4 -d; an empty scratch disk for what steps write outside it; a blank return disk),
+ * boots the VM and waits for its agent. Each `exec` hot-plugs the step's image disk (once per
+ * image per VM) and has the agent run the step; `destroy` has the agent write the workspace as a
+ * tar onto the return disk, reads that back as a plain byte stream (never mounted), unpacks it
+ * beside the host workspace with path checks and swaps it in, then kills QEMU.
  *
  * States: READY -> RUNNING(step) -> READY ... -> RETURNING (tar) -> GONE. One step at a time
  * (the job runner awaits each). When a step's signal aborts, the agent is told to kill the step
@@ -12,9 +13,9 @@
  * at destroy without waiting for a copy. `destroy` is idempotent (one shared promise).
  */
 import { randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { PassThrough } from "node:stream";
 import { coerceError, formatSize, SandboxError, StepFailedError } from "../../protocol/index.ts";
 import { LABEL } from "../labels.ts";
 import type { Sandbox, SandboxSpec, StepIO, StepOutcome, StepRun } from "../runtime.ts";
@@ -58,6 +59,7 @@ export class MicroVmSandbox implements Sandbox {
   private readonly spec: SandboxSpec;
   private readonly deps: MicroVmDeps;
   private readonly disks: string[];
+  private readonly returnDisk: string;
   private readonly luns = new Map<string, number>();
   private readonly destroyed = new AbortController();
   private running: Promise<StepOutcome> | undefined;
@@ -65,8 +67,9 @@ export class MicroVmSandbox implements Sandbox {
   private stepsRun = 0;
   private stepStopped = false;
 
-  private constructor(id: string, vm: Vm, spec: SandboxSpec, deps: MicroVmDeps, disks: string[]) {
+  private constructor(id: string, vm: Vm, spec: SandboxSpec, deps: MicroVmDeps, disks: string[], returnDisk: string) {
     this.id = id;
+    this.returnDisk = returnDisk;
     this.vm = vm;
     this.spec = spec;
     this.deps = deps;
@@ -80,8 +83,8 @@ export class MicroVmSandbox implements Sandbox {
     const id = `microvm-${spec.jobId}-${spec.attempt}-${randomBytes(3).toString("hex")}-${deps.accelerator.accelerator}`;
     const diskBytes = spec.resources.diskBytes ?? DEFAULT_DISK_BYTES;
     await mkdir(spec.scratchDir, { recursive: true, mode: 0o700 });
-    const disks = [join(spec.scratchDir, "workspace.ext4"), join(spec.scratchDir, "scratch.ext4")];
-    const [workspaceDisk, scratchDisk] = disks as [string, string];
+    const disks = [join(spec.scratchDir, "workspace.ext4"), join(spec.scratchDir, "scratch.ext4"), join(spec.scratchDir, "return.tar")];
+    const [workspaceDisk, scratchDisk, returnDisk] = disks as [string, string, string];
     // The disk files exist before QEMU opens them; their file systems are written while the guest
     // kernel boots, and the agent mounts them only when told they are complete.
     await Promise.all(disks.map((disk) => createSparse(disk, diskBytes)));
@@ -109,6 +112,7 @@ export class MicroVmSandbox implements Sandbox {
           disks: [
             { path: workspaceDisk, readOnly: false, serial: "airlock-work" },
             { path: scratchDisk, readOnly: false, serial: "airlock-scratch" },
+            { path: returnDisk, readOnly: false, serial: "airlock-return" },
           ],
           env: {
             PATH: deps.hostPath,
@@ -139,7 +143,7 @@ export class MicroVmSandbox implements Sandbox {
       throw error;
     }
     spec.logger.info("microVM booted", { sandbox: id, accelerator: deps.accelerator.accelerator, bootMs: vm.bootMs, cpus, memoryMiB: Math.ceil(memoryBytes / 1024 ** 2) });
-    return new MicroVmSandbox(id, vm, spec, deps, disks);
+    return new MicroVmSandbox(id, vm, spec, deps, disks, returnDisk);
   }
 
   exec(run: StepRun, io: StepIO, signal: AbortSignal): Promise<StepOutcome> {
@@ -267,43 +271,36 @@ export class MicroVmSandbox implements Sandbox {
     }
   }
 
-  /** Streams the workspace out of the VM and swaps it in for the host's copy. */
+  /** Brings the workspace out of the VM (a tar on the return disk) and swaps it in for the host's copy. */
   private async copyBack(): Promise<void> {
     const started = Date.now();
     const workspace = this.spec.workspace;
-    const fresh = join(dirname(workspace), `.${basename(workspace)}.from-vm-${randomBytes(4).toString("hex")}`);
-    const mode = (await stat(workspace)).mode & 0o777;
-    await mkdir(fresh, { mode });
-    const tar = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
-    let skipped = 0;
-    const unpacked = extractTar(tar, fresh, { whiteouts: false, preserveOwners: false, onSkip: () => (skipped += 1) });
-    unpacked.catch(() => undefined);
     let status = "";
     try {
       await this.vm.channel.request("T", "", (frame) => {
-        if (frame.type === "D") {
-          if (!tar.write(frame.payload)) {
-            this.vm.channel.pause();
-            tar.once("drain", () => this.vm.channel.resume());
-          }
-          return false;
-        }
-        if (frame.type === "Z") {
-          status = frame.payload.toString("utf8");
-          return true;
-        }
-        throw new SandboxError(`the guest agent sent "${frame.type}" while returning the workspace`);
+        if (frame.type !== "Z") throw new SandboxError(`the guest agent sent "${frame.type}" while packing the workspace`);
+        status = frame.payload.toString("utf8");
+        return true;
       });
-      tar.end();
-      if (!status.startsWith("status=0")) throw new SandboxError(`the VM could not pack the workspace: ${status}`);
-      await unpacked;
+    } catch (error) {
+      throw new SandboxError(`could not bring the workspace back from the VM: ${coerceError(error).message}`, { cause: error });
+    }
+    const size = Number(/size=(\d+)/.exec(status)?.[1] ?? 0);
+    const diskSize = (await stat(this.returnDisk)).size;
+    if (!status.startsWith("status=0 ") || size <= 0 || size > diskSize) {
+      throw new SandboxError(`the VM could not pack the workspace (${status.replace(/^status=-?\d+ size=\d+ ?/, "").trim() || status || "no answer"})`);
+    }
+    const fresh = join(dirname(workspace), `.${basename(workspace)}.from-vm-${randomBytes(4).toString("hex")}`);
+    await mkdir(fresh, { mode: (await stat(workspace)).mode & 0o777 });
+    let skipped = 0;
+    try {
+      await extractTar(createReadStream(this.returnDisk, { start: 0, end: size - 1, highWaterMark: 1024 * 1024 }), fresh, { whiteouts: false, preserveOwners: false, onSkip: () => (skipped += 1) });
       const old = `${fresh}.old`;
       await rename(workspace, old);
       await rename(fresh, workspace);
       await rm(old, { recursive: true, force: true });
-      this.spec.logger.info("workspace returned from the VM", { ms: Date.now() - started, skipped });
+      this.spec.logger.info("workspace returned from the VM", { ms: Date.now() - started, bytes: size, skipped });
     } catch (error) {
-      tar.destroy();
       await rm(fresh, { recursive: true, force: true });
       throw new SandboxError(`could not bring the workspace back from the VM: ${coerceError(error).message}`, { cause: error });
     }

@@ -6,9 +6,9 @@
  * Wire format, both ways: 1 byte type, 4 bytes big-endian length, payload (at most 1 MiB).
  *   host -> guest: 'M' mount the boot disks (their file systems are complete now),
  *                  'R' run a step (NUL-separated key=value fields), 'K' kill the running step,
- *                  'T' stream the workspace back as tar, 'P' list processes, 'Q' power off.
+ *                  'T' write the workspace as a tar onto the return disk, 'P' list processes, 'Q' power off.
  *   guest -> host: 'H' ready, 'M' disks mounted ("ok" or "error=..."), 'O'/'E' step stdout/stderr, 'X' step ended ("status=N oom=N
- *                  pids=N" or "error=..."), 'D' tar bytes, 'Z' tar ended, 'P' process list,
+ *                  pids=N" or "error=..."), 'Z' tar ended ("status=N size=N"), 'P' process list,
  *                  'F' a request failed (message).
  *
  * States: BOOTING -> WAITING FOR DISKS -> IDLE <-> RUNNING (one step at a time) | TARRING. The agent is single
@@ -95,7 +95,7 @@ static void forward(int *fd, char type) {
       memcpy(current.message + have, buf, (size_t)n < room ? (size_t)n : room);
       current.message[have + ((size_t)n < room ? (size_t)n : room)] = 0;
     } else {
-      send_frame(current.kind == 'T' ? 'D' : type, buf, (size_t)n);
+      send_frame(type, buf, (size_t)n);
     }
     return;
   }

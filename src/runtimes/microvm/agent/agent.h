@@ -42,6 +42,7 @@ struct child {
   int wait_status;
   int have_status;
   int reaped, reaped_status; /* the child itself, reaped by the main loop */
+  int disk;                  /* the return disk, while tar writes to it */
 };
 
 /* The child the agent runs now: a step ('S') or the workspace's tar ('T'). */
@@ -68,6 +69,7 @@ void sleep_ms(long ms);
 void boot(void);
 void mount_disks(void);
 int scsi_disk(int lun, char *dev, size_t size, long timeout_ms);
+int virtio_disk(const char *serial, char *dev, size_t size, long timeout_ms);
 
 /* step.c */
 void start_step(struct run_request *req);

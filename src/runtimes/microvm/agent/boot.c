@@ -49,7 +49,7 @@ static void switch_to_tmpfs(void) {
 }
 
 /* The virtio-blk disk whose serial is `serial` ("/dev/vdX"), waiting for the kernel to find it. */
-static int virtio_disk(const char *serial, char *dev, size_t size, long timeout_ms) {
+int virtio_disk(const char *serial, char *dev, size_t size, long timeout_ms) {
   for (long waited = 0; waited <= timeout_ms; waited += 2) {
     DIR *d = opendir("/sys/block");
     struct dirent *e;

@@ -208,27 +208,35 @@ void finish_child(void) {
     snprintf(path, sizeof path, CG "/step%ld", current.serial);
     for (int i = 0; i < 500 && rmdir(path) != 0 && errno == EBUSY; i++) sleep_ms(2);
   } else {
-    send_text('Z', "status=%d %s", ws, current.message);
+    /* tar and we share the file offset: where it stopped is the archive's size. */
+    long long size = (long long)lseek(current.disk, 0, SEEK_CUR);
+    if (fsync(current.disk) != 0 && ws == 0) ws = -1;
+    close(current.disk);
+    send_text('Z', "status=%d size=%lld %s", ws, size, current.message);
   }
   current = (struct child){.pid = 0, .out = -1, .err = -1, .status = -1};
 }
 
+/* The workspace as a tar, written onto the return disk: the host reads it back as a file. */
 void start_tar(void) {
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) die("pipe");
+  char dev[64];
+  if (virtio_disk("airlock-return", dev, sizeof dev, 5000) != 0) { send_text('Z', "status=-1 the return disk is missing"); return; }
+  int disk = open(dev, O_WRONLY | O_CLOEXEC);
+  if (disk < 0) { send_text('Z', "status=-1 could not open the return disk: %s", strerror(errno)); return; }
+  int err[2];
+  if (pipe2(err, O_CLOEXEC)) die("pipe");
   pid_t pid = fork();
   if (pid < 0) die("fork");
   if (pid == 0) {
-    dup2(out[1], 1);
+    dup2(disk, 1);
     dup2(err[1], 2);
     char *argv[] = {"tar", "-c", "-C", "/work", ".", NULL};
     char *envp[] = {"PATH=/bin", NULL};
     execve("/bin/busybox", argv, envp);
     _exit(127);
   }
-  close(out[1]);
   close(err[1]);
-  current = (struct child){.pid = pid, .out = out[0], .err = err[0], .status = -1, .kind = 'T'};
+  current = (struct child){.pid = pid, .out = -1, .err = err[0], .status = -1, .kind = 'T', .disk = disk};
 }
 
 void list_processes(void) {
