@@ -5,7 +5,7 @@
  *   - first step running: createSandbox start -> first output byte of the job's first step
  *     (image disk cached; target <= 6 s under TCG)
  *   - per-step cost after boot: one `exec` of `true` in the running VM
- *   - the workspace's way back: destroy of a VM whose step wrote 64 MiB (tar over virtio-serial,
+ *   - the workspace's way back: destroy of a VM whose step wrote 64 MiB (a tar on the return disk,
  *     unpacked with path checks on the host)
  * Runs are interleaved so drift in the machine's load hits both alike. Target: boot ratio <= 1.10.
  * The stock compressed kernel (what the ENVIRONMENT notes boot) is shown too, for reference.
