@@ -4,36 +4,49 @@
  * scrolls like a 100-line one. While the view is at the bottom it follows new output; scrolling
  * up stops following, "Follow" or End resumes.
  */
+import { Component } from "preact";
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
-import { parseLine, styleToCss } from "../ansi.ts";
+import { parseLine, styleToCss, type Style } from "../ansi.ts";
 import type { LogBuffer } from "../log-buffer.ts";
 
 /** Keep in step with .log-line's height in style.css. */
 export const LINE_HEIGHT = 18;
-const MARGIN = 40;
+const MARGIN = 12;
 
-function LogLine({ buffer, index }: { buffer: LogBuffer; index: number }) {
-  const { text, start } = buffer.line(index);
-  const { segments } = parseLine(text, start);
-  return (
-    <div class="log-line">
-      <span class="log-number" aria-hidden="true">
-        {buffer.lineNumber(index)}
-      </span>
-      <span class="log-text">
-        {segments.map((segment, position) => {
-          const css = styleToCss(segment.style);
-          if (!css.className && !css.color && !css.background) return segment.text;
-          const style = css.color || css.background ? { color: css.color, backgroundColor: css.background } : undefined;
-          return (
-            <span key={position} class={css.className || undefined} style={style}>
-              {segment.text}
-            </span>
-          );
-        })}
-      </span>
-    </div>
-  );
+interface LineProps {
+  number: number;
+  text: string;
+  start: Style;
+}
+
+/** One line; redrawn only when its text, start style or number change (styles are shared objects). */
+class LogLine extends Component<LineProps> {
+  override shouldComponentUpdate(next: LineProps): boolean {
+    return next.text !== this.props.text || next.start !== this.props.start || next.number !== this.props.number;
+  }
+
+  override render() {
+    const { segments } = parseLine(this.props.text, this.props.start);
+    return (
+      <div class="log-line">
+        <span class="log-number" aria-hidden="true">
+          {this.props.number}
+        </span>
+        <span class="log-text">
+          {segments.map((segment, position) => {
+            const css = styleToCss(segment.style);
+            if (!css.className && !css.color && !css.background) return segment.text;
+            const style = css.color || css.background ? { color: css.color, backgroundColor: css.background } : undefined;
+            return (
+              <span key={position} class={css.className || undefined} style={style}>
+                {segment.text}
+              </span>
+            );
+          })}
+        </span>
+      </div>
+    );
+  }
 }
 
 export function LogView({ buffer, version, label, emptyText }: { buffer: LogBuffer; version: number; label: string; emptyText: string }) {
@@ -41,7 +54,6 @@ export function LogView({ buffer, version, label, emptyText }: { buffer: LogBuff
   const [view, setView] = useState({ top: 0, height: 480 });
   const [follow, setFollow] = useState(true);
   const following = useRef(true);
-  const frame = useRef(0);
 
   const total = buffer.length;
   const first = Math.max(0, Math.floor(view.top / LINE_HEIGHT) - MARGIN);
@@ -58,10 +70,9 @@ export function LogView({ buffer, version, label, emptyText }: { buffer: LogBuff
     setView((previous) => (previous.top === element.scrollTop && previous.height === element.clientHeight ? previous : { top: element.scrollTop, height: element.clientHeight }));
   };
 
-  const onScroll = (): void => {
-    cancelAnimationFrame(frame.current);
-    frame.current = requestAnimationFrame(measure);
-  };
+  // Browsers fire scroll events once per frame, before painting it: render the new lines now,
+  // not a frame later.
+  const onScroll = measure;
 
   const toEnd = (): void => {
     const element = scroller.current;
@@ -86,15 +97,16 @@ export function LogView({ buffer, version, label, emptyText }: { buffer: LogBuff
     if (!element) return;
     const observer = new ResizeObserver(() => measure());
     observer.observe(element);
-    return () => {
-      observer.disconnect();
-      cancelAnimationFrame(frame.current);
-    };
+    return () => observer.disconnect();
   }, []);
 
   const digits = String(buffer.lineNumber(Math.max(0, total - 1))).length;
   const lines = [];
-  for (let index = first; index < last; index += 1) lines.push(<LogLine key={index} buffer={buffer} index={index} />);
+  for (let index = first; index < last; index += 1) {
+    const { text, start } = buffer.line(index);
+    const number = buffer.lineNumber(index);
+    lines.push(<LogLine key={number} number={number} text={text} start={start} />);
+  }
 
   return (
     <div class="log-panel">
