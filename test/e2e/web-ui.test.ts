@@ -307,6 +307,18 @@ describe("web UI in Chromium", { concurrency: false, timeout: 240_000 }, () => {
     assert.equal(await inPage<string>("document.activeElement.tagName"), "H1", "focus moves to the new page's heading");
   });
 
+  it("resumes a live log after the coordinator restarts, showing no line twice", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const job = await cluster.api.submit({ isolation: "none", steps: [{ key: "slow", commands: ["for i in $(seq 1 25); do echo \"n $i\"; sleep 0.3; done"] }] });
+    await openJob(job.id);
+    await page.locator(".log-text", { hasText: /^n 3$/ }).waitFor({ timeout: 20_000 });
+    await cluster.restartCoordinator();
+    await page.locator(".log-text", { hasText: /^n 25$/ }).waitFor({ timeout: 30_000 });
+    await badge("completed").waitFor({ timeout: 30_000 });
+    const texts = await page.locator(".log-text").allInnerTexts();
+    assert.deepEqual(texts, Array.from({ length: 25 }, (_, index) => `n ${index + 1}`));
+  });
+
   it("sent no request off loopback and broke no CSP rule", async (t) => {
     if (skipReason) return t.skip(skipReason);
     const offLoopback = browser!.requests.filter((url) => !/^(https?:\/\/(127\.0\.0\.1|localhost)(:\d+)?\/|data:|blob:)/.test(url));
