@@ -274,6 +274,19 @@ describe("web UI in Chromium", { concurrency: false, timeout: 240_000 }, () => {
     await browser!.screenshot(page, "11-executors");
   });
 
+  it("marks an executor that stopped heartbeating as stale", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const gone = cluster.startExecutor(["--name", "short-lived"]);
+    const row = page.getByRole("row").filter({ hasText: "short-lived" });
+    await row.waitFor({ timeout: 20_000 });
+    await until(async () => /alive/.test(await row.innerText()), "short-lived listed as alive");
+    await gone.stop(5000);
+    // The cluster's lease window is 3 s; the page refreshes every 5 s.
+    await until(async () => /stale/.test(await row.innerText()), "short-lived marked stale", 20_000);
+    assert.match(await page.getByRole("row").filter({ hasText: "test-executor-1" }).innerText(), /alive/);
+    await browser!.screenshot(page, "11-executors-stale");
+  });
+
   it("draws the queue charts from the history endpoint", async (t) => {
     if (skipReason) return t.skip(skipReason);
     await page.getByRole("link", { name: "Queues" }).click();
