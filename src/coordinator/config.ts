@@ -2,7 +2,7 @@
 import { resolve } from "node:path";
 import { ConfigSource, parseListen, type Env, type Flags } from "../common/config-source.ts";
 import type { LogLevel } from "../common/logger.ts";
-import { ValidationError } from "../protocol/index.ts";
+import { QueueName, ValidationError } from "../protocol/index.ts";
 
 export interface CoordinatorConfig {
   host: string;
@@ -14,6 +14,8 @@ export interface CoordinatorConfig {
   apiToken: string | undefined;
   tls: { certPath: string; keyPath: string } | undefined;
   databaseUrl: string | undefined;
+  /** Relative share of dequeues for each queue among the non-empty queues an executor serves (default 1). */
+  queueWeights: Readonly<Record<string, number>>;
   /** A lease lapses after this long without a heartbeat. */
   leaseMs: number;
   /** How often lapsed leases are looked for. */
@@ -27,6 +29,8 @@ export interface CoordinatorConfig {
   maxArtifactBytes: number;
   logLevel: LogLevel;
   logFormat: "text" | "json";
+  /** Directory of the built web UI; undefined means the one built into this package (web/dist). */
+  webDir: string | undefined;
   /** The host environment git runs with (PATH only). */
   hostEnv: Readonly<Record<string, string | undefined>>;
 }
@@ -50,6 +54,7 @@ export function resolveCoordinatorConfig(flags: Flags, env: Env): Readonly<Coord
     apiToken: source.string("apiToken", "AIRLOCK_API_TOKEN"),
     tls: certPath && keyPath ? { certPath: resolve(certPath), keyPath: resolve(keyPath) } : undefined,
     databaseUrl: source.string("database", "AIRLOCK_DATABASE_URL"),
+    queueWeights: parseQueueWeights(source.raw("queueWeights", "AIRLOCK_QUEUE_WEIGHTS")),
     leaseMs,
     reapIntervalMs: Math.max(100, Math.min(5000, Math.floor(leaseMs / 4))),
     maxDequeueWaitMs: source.durationMs("maxDequeueWait", "AIRLOCK_MAX_DEQUEUE_WAIT", "25s"),
@@ -58,6 +63,26 @@ export function resolveCoordinatorConfig(flags: Flags, env: Env): Readonly<Coord
     maxArtifactBytes: source.sizeBytes("maxArtifactSize", "AIRLOCK_MAX_ARTIFACT_SIZE", "1g"),
     logLevel: source.oneOf("logLevel", "AIRLOCK_LOG_LEVEL", LOG_LEVELS, "info"),
     logFormat: source.oneOf("logFormat", "AIRLOCK_LOG_FORMAT", ["text", "json"] as const, "text"),
+    webDir: optionalPath(source.string("webDir", "AIRLOCK_WEB_DIR")),
     hostEnv: Object.freeze({ PATH: env.PATH }),
   });
+}
+
+/** Parses "batch=4,default=1": queue names with positive weights. */
+export function parseQueueWeights(found: { value: string; from: string } | undefined): Readonly<Record<string, number>> {
+  const weights: Record<string, number> = {};
+  for (const part of found?.value.split(",") ?? []) {
+    if (part.trim() === "") continue;
+    const [name = "", weight = "", ...rest] = part.split("=").map((item) => item.trim());
+    const value = Number(weight);
+    if (rest.length > 0 || !QueueName.safeParse(name).success || weight === "" || !Number.isFinite(value) || value <= 0 || value > 1_000_000) {
+      throw new ValidationError(`${found?.from ?? "--queue-weights"}: "${part.trim()}" is not queue=weight with a positive weight (e.g. batch=4,default=1)`, { field: "queueWeights" });
+    }
+    weights[name] = value;
+  }
+  return Object.freeze(weights);
+}
+
+function optionalPath(path: string | undefined): string | undefined {
+  return path === undefined ? undefined : resolve(path);
 }

@@ -30,7 +30,7 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const executorToken = ensureToken(config.dataDir, "executor", config.executorToken);
   const apiToken = ensureToken(config.dataDir, "api", config.apiToken);
-  const store = await openStore({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, "airlock.db") });
+  const store = await openStore({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, "airlock.db"), logger: logger.child({ scope: "store" }) });
   const shutdown = new AbortController();
   const metrics = new CoordinatorMetrics(store, clock, config.leaseMs);
   const repositories = new Repositories({ store, dataDir: config.dataDir, hostEnv: config.hostEnv, clock, logger: logger.child({ scope: "repositories" }) });
@@ -40,7 +40,7 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
     clock,
     logger,
     auth: new Auth({ executorToken: executorToken.token, apiToken: apiToken.token, store }),
-    dispatcher: new Dispatcher({ store, clock, leaseMs: config.leaseMs, logger }),
+    dispatcher: new Dispatcher({ store, clock, leaseMs: config.leaseMs, logger, queueWeights: config.queueWeights }),
     repositories,
     jobs: new JobService({ store, clock, logger, repositories, metrics }),
     metrics,

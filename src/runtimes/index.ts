@@ -23,9 +23,9 @@ export interface RuntimeHost {
   /** OCI image layouts, archives, or directories holding layouts, for daemonless runtimes (bwrap, microvm). */
   images?: readonly string[] | undefined;
   logger: Logger;
-  /** Docker Engine socket for the docker and gvisor runtimes (unix:///path or /path). */
+  /** Docker Engine socket for the docker and gvisor runtimes, and bwrap's images (unix:///path or /path). */
   dockerHost?: string | undefined;
-  /** Image for steps that name none (docker, gvisor). */
+  /** Image for steps that name none (docker, gvisor, bwrap). */
   defaultImage?: string | undefined;
   /** Name runsc is registered under in dockerd (gvisor). */
   gvisorRuntime?: string | undefined;
@@ -67,6 +67,10 @@ export function allRuntimes(host: RuntimeHost): Runtime[] {
     new ShellRuntime({ path: host.path }),
     lazy("docker", "container", async () => new (await import("./docker/index.ts")).DockerRuntime(docker)),
     lazy("gvisor", "gvisor", async () => new (await import("./gvisor/index.ts")).GvisorRuntime({ ...docker, ociRuntime: host.gvisorRuntime })),
+    lazy("bwrap", "namespace", async () => {
+      const { BwrapRuntime } = await import("./bwrap/index.ts");
+      return new BwrapRuntime({ path: host.path, dataDir: host.dataDir, images: host.images ?? [], dockerHost: host.dockerHost, defaultImage: host.defaultImage, logger: host.logger });
+    }),
     lazy("microvm", "vm", async () => new (await import("./microvm/index.ts")).MicroVmRuntime(microvmOptions(host)), { enforcesDiskLimit: true }),
   ];
   return runtimes.sort((a, b) => isolationRank(b.isolation) - isolationRank(a.isolation));

@@ -83,6 +83,12 @@ export interface ClaimRequest {
   /** SHA-256 of the job token minted for this attempt. */
   tokenHash: string;
   leaseMs: number;
+  /**
+   * The executor's queues in the order to try them: the job comes from the first queue holding
+   * one this executor can take (the oldest there). Without it, the oldest such job across all of
+   * the executor's queues. The coordinator uses it for weighted fairness between queues.
+   */
+  preference?: readonly string[] | undefined;
 }
 
 export interface ExecutorRecord extends ExecutorIdentity {
@@ -166,7 +172,8 @@ export interface StoreCapabilities {
   crossProcessNotifications: boolean;
 }
 
-export type StoreChange = { kind: "queued"; queue: string } | { kind: "job"; jobId: number };
+/** `queued`: a job became claimable (new, or requeued), needing at least `isolation`. */
+export type StoreChange = { kind: "queued"; queue: string; isolation: Isolation } | { kind: "job"; jobId: number };
 
 export interface Store {
   readonly jobs: JobStore;

@@ -77,7 +77,26 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       await enqueue({ queue: "announced" });
       await new Promise((resolve) => setTimeout(resolve, 200));
       stop();
-      assert.ok(changes.some((change) => change.kind === "queued" && change.queue === "announced"));
+      assert.ok(changes.some((change) => change.kind === "queued" && change.queue === "announced" && change.isolation === "none"));
+    });
+
+    it("claims from the first queue of a preference order that has a job, oldest first there", async () => {
+      const a1 = await enqueue({ queue: "a" }, T0);
+      const b1 = await enqueue({ queue: "b" }, T0 + 1);
+      const b2 = await enqueue({ queue: "b" }, T0 + 2);
+      const vmInC = await enqueue({ queue: "c", isolation: "vm" }, T0 + 3);
+      const take = async (preference: string[]) => {
+        const job = await store.jobs.claim(
+          { executor: executor(`exec-${Math.random()}`, { queues: ["a", "b", "c"] }), tokenHash: `pref-${Math.random()}`, leaseMs: LEASE, preference },
+          T0 + 10,
+        );
+        return job?.id;
+      };
+      assert.equal(await take(["c", "b", "a"]), b1.id, "c holds only a job this executor cannot isolate; b is next");
+      assert.equal(await take(["b", "a"]), b2.id);
+      assert.equal(await take(["b", "c", "a"]), a1.id, "b is empty now");
+      assert.equal(await take(["b", "a"]), undefined);
+      assert.equal((await store.jobs.getJob(vmInC.id))?.job.state, "queued");
     });
 
     it("claims the oldest job of the executor's queues that it can isolate, once", async () => {
@@ -175,6 +194,8 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       const finished = await store.jobs.finishEntry(ref, "one", { state: "completed", exitCode: 0, durationMs: 12 }, T0 + 62);
       assert.deepEqual([finished.state, finished.exitCode, finished.durationMs], ["completed", 0, 12]);
       await assert.rejects(store.jobs.finishEntry(ref, "one", { state: "failed", exitCode: 1, durationMs: 1 }, T0 + 63), ConflictError);
+      const retried = await store.jobs.finishEntry(ref, "one", { state: "completed", exitCode: 0, durationMs: 12 }, T0 + 64);
+      assert.deepEqual([retried.state, retried.finishedAt], ["completed", T0 + 62], "a retried finish with the same result is answered, not refused");
       await store.jobs.startEntry(ref, "finalize", T0 + 70);
       assert.ok((await store.jobs.getJob(ref.jobId))?.entries.some((entry) => entry.key === "finalize" && entry.kind === "finalize"));
       const done = await store.jobs.finishAttempt(ref, "completed", null, T0 + 100);

@@ -33,8 +33,10 @@ function gitProtocol(request: FastifyRequest): Record<string, string> {
 
 export function registerGitRoutes(app: FastifyInstance, ctx: CoordinatorContext): void {
   const serve = async (request: FastifyRequest, reply: FastifyReply, repository: string, advertise: boolean): Promise<void> => {
-    await ctx.auth.requireJob(request, { repository });
-    const mirror = await ctx.repositories.ensureMirror(repository);
+    const ref = await ctx.auth.requireJob(request, { repository });
+    // Ref advertisement comes first in every fetch: make sure the job's commit is in the mirror then.
+    const commit = advertise ? (await ctx.store.jobs.getJob(ref.jobId))?.job.commit : undefined;
+    const mirror = commit ? await ctx.repositories.ensureCommit(repository, commit) : await ctx.repositories.ensureMirror(repository);
     const env = { ...gitEnv(ctx.config.hostEnv), ...gitProtocol(request) };
     const args = [...UPLOAD_PACK_CONFIG, "upload-pack", "--stateless-rpc", ...(advertise ? ["--advertise-refs"] : []), mirror];
     const child = spawn("git", args, { env, stdio: ["pipe", "pipe", "pipe"] });

@@ -132,6 +132,9 @@ export function registerLogRoutes(app: FastifyInstance, ctx: CoordinatorContext)
             await new Promise<void>((resolve) => {
               const timer = setTimeout(() => {
                 raw.write(": keepalive\n\n");
+                // Re-read now and then: a change announced by another coordinator can be lost
+                // (it died between committing and announcing).
+                dirty = true;
                 resolve();
               }, KEEPALIVE_MS);
               wake = () => {

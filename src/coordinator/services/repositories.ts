@@ -74,6 +74,18 @@ export class Repositories {
     return path;
   }
 
+  /**
+   * The mirror's path, fetched first when it lacks `commit`: with a shared database, the job may
+   * have been submitted through another coordinator, whose mirror was fresher than this one.
+   */
+  async ensureCommit(name: string, commit: string): Promise<string> {
+    const cwd = await this.ensureMirror(name);
+    if (await this.revParse(cwd, commit)) return cwd;
+    const record = await this.options.store.repositories.get(name);
+    if (record) await this.fetch(record);
+    return cwd;
+  }
+
   /** Resolves a commit-ish to a full sha, fetching from the source when it names a ref. */
   async resolveCommit(name: string, commitish: string): Promise<string> {
     const record = await this.options.store.repositories.get(name);

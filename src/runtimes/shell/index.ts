@@ -9,7 +9,7 @@ import { mkdir, realpath, stat } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { LABEL, isLeftover } from "../labels.ts";
 import type { ProbeResult, Runtime, Sandbox, SandboxSpec, StepIO, StepOutcome, StepRun } from "../runtime.ts";
-import { findMarked, killTree, MARKER_VARIABLE } from "./process-tree.ts";
+import { findMarked, killGroup, killTree, MARKER_VARIABLE } from "./process-tree.ts";
 
 const SETPRIV = "/usr/bin/setpriv";
 
@@ -112,11 +112,16 @@ class ShellSandbox implements Sandbox {
         signal.removeEventListener("abort", kill);
         done({ exitCode: null, message: `could not start /bin/sh: ${error.message}` });
       });
+      let straggler: NodeJS.Timeout | undefined;
       child.on("exit", () => {
-        // The step is over when its shell exits; whatever it left running in the background goes too.
-        killTree(group, this.id);
+        // The step is over when its shell exits; whatever it left running in its process group goes
+        // too. Scanning /proc for escapees (setsid) costs more, so it happens only when one still
+        // holds the step's output open; the rest are found when the sandbox is destroyed.
+        killGroup(group);
+        straggler = setTimeout(() => killTree(group, this.id), 100);
       });
       child.on("close", (code, exitSignal) => {
+        clearTimeout(straggler);
         signal.removeEventListener("abort", kill);
         if (killed || signal.aborted) done({ exitCode: null, limit: "killed" });
         else if (code === null) done({ exitCode: null, message: `killed by ${exitSignal ?? "a signal"}` });

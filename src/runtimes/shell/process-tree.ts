@@ -55,6 +55,11 @@ function signal(pid: number, sig: NodeJS.Signals): boolean {
   }
 }
 
+/** SIGKILLs a process group (cheap: no /proc scan). */
+export function killGroup(processGroup: number | undefined): void {
+  if (processGroup !== undefined) signal(-processGroup, "SIGKILL");
+}
+
 /** SIGKILLs the process group and every marked process, repeating while new ones appear. */
 export function killTree(processGroup: number | undefined, marker: string): number {
   let killed = 0;

@@ -7,7 +7,6 @@
  * what fences a stale executor out. Each transition is one `write()` transaction.
  */
 import { ConflictError, isolationRank, LeaseLostError, NotFoundError } from "../../protocol/index.ts";
-import type { JobSpec } from "../../protocol/index.ts";
 import type { AttemptOutcome, ExecutorIdentity, JobState } from "../../protocol/index.ts";
 import type {
   AttemptRef,
@@ -24,41 +23,8 @@ import type {
   StoreChange,
   TokenLookup,
 } from "../store.ts";
+import { leaseExpiredMessages, toEntry, toJob, type EntryRow, type JobRow } from "../rows.ts";
 import type { SqliteDatabase } from "./database.ts";
-
-interface JobRow {
-  id: number;
-  queue: string;
-  repository: string | null;
-  ref: string | null;
-  commit_sha: string | null;
-  spec: string;
-  state: string;
-  attempt: number;
-  max_attempts: number;
-  isolation: string;
-  executor_name: string | null;
-  failure_message: string | null;
-  cancel_requested: number;
-  created_at: number;
-  queued_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  lease_expires_at: number | null;
-}
-
-interface EntryRow {
-  key: string;
-  kind: string;
-  idx: number;
-  state: string;
-  exit_code: number | null;
-  duration_ms: number | null;
-  started_at: number | null;
-  finished_at: number | null;
-  size: number;
-  message: string | null;
-}
 
 interface ExecutorRow {
   name: string;
@@ -69,45 +35,6 @@ interface ExecutorRow {
   queues: string;
   first_seen_at: number;
   last_heartbeat_at: number;
-}
-
-function toJob(row: JobRow): JobRecord {
-  return {
-    id: Number(row.id),
-    queue: row.queue,
-    repository: row.repository,
-    ref: row.ref,
-    commit: row.commit_sha,
-    // Written by enqueue() after validation; parsing it again on every read would cost more than it guards.
-    spec: JSON.parse(row.spec) as JobSpec,
-    state: row.state as JobState,
-    attempt: Number(row.attempt),
-    maxAttempts: Number(row.max_attempts),
-    isolation: row.isolation as JobRecord["isolation"],
-    executorName: row.executor_name,
-    failureMessage: row.failure_message,
-    cancelRequested: Number(row.cancel_requested) === 1,
-    createdAt: Number(row.created_at),
-    queuedAt: Number(row.queued_at),
-    startedAt: row.started_at === null ? null : Number(row.started_at),
-    finishedAt: row.finished_at === null ? null : Number(row.finished_at),
-    leaseExpiresAt: row.lease_expires_at === null ? null : Number(row.lease_expires_at),
-  };
-}
-
-export function toEntry(row: EntryRow): EntryRecord {
-  return {
-    key: row.key,
-    kind: row.kind as EntryRecord["kind"],
-    index: Number(row.idx),
-    state: row.state as EntryRecord["state"],
-    exitCode: row.exit_code === null ? null : Number(row.exit_code),
-    durationMs: row.duration_ms === null ? null : Number(row.duration_ms),
-    startedAt: row.started_at === null ? null : Number(row.started_at),
-    finishedAt: row.finished_at === null ? null : Number(row.finished_at),
-    size: Number(row.size),
-    message: row.message,
-  };
 }
 
 export class SqliteJobStore implements JobStore {
@@ -136,7 +63,7 @@ export class SqliteJobStore implements JobStore {
       },
     );
     const record = toJob(row as JobRow);
-    this.emit({ kind: "queued", queue: record.queue });
+    this.emit({ kind: "queued", queue: record.queue, isolation: record.isolation });
     return record;
   }
 
@@ -145,11 +72,7 @@ export class SqliteJobStore implements JobStore {
     const maxRank = Math.max(...executor.isolation.map(isolationRank));
     const claimed = this.db.write(() => {
       this.upsertExecutor(executor, now);
-      const candidate = this.db.get<{ id: number }>(
-        `SELECT id FROM jobs WHERE state = 'queued' AND queue IN (SELECT value FROM json_each($queues))
-           AND isolation_rank <= $maxRank ORDER BY queued_at, id LIMIT 1`,
-        { queues: JSON.stringify(executor.queues), maxRank },
-      );
+      const candidate = this.pickCandidate(request.preference ? [...request.preference] : [executor.queues], maxRank);
       if (!candidate) return undefined;
       const row = this.db.get<JobRow>(
         `UPDATE jobs SET state = 'processing', attempt = attempt + 1, executor_name = $executor, token_hash = $token,
@@ -174,6 +97,19 @@ export class SqliteJobStore implements JobStore {
     });
     if (claimed) this.emit({ kind: "job", jobId: claimed.id });
     return claimed;
+  }
+
+  /** The oldest claimable job of the first queue group that has one (see ClaimRequest.preference). */
+  private pickCandidate(groups: (string | readonly string[])[], maxRank: number): { id: number } | undefined {
+    for (const group of groups) {
+      const candidate = this.db.get<{ id: number }>(
+        `SELECT id FROM jobs WHERE state = 'queued' AND queue IN (SELECT value FROM json_each($queues))
+           AND isolation_rank <= $maxRank ORDER BY queued_at, id LIMIT 1`,
+        { queues: JSON.stringify(typeof group === "string" ? [group] : group), maxRank },
+      );
+      if (candidate) return candidate;
+    }
+    return undefined;
   }
 
   async heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<{ knownIds: number[]; cancelIds: number[] }> {
@@ -253,7 +189,12 @@ export class SqliteJobStore implements JobStore {
           key,
         },
       );
-      if (!row) throw this.entryProblem(ref, key);
+      if (!row) {
+        // A retried finish (its reply was lost, e.g. when a coordinator died) finds the same result.
+        const ended = this.db.get<EntryRow>("SELECT * FROM entries WHERE job_id = $id AND attempt = $attempt AND key = $key", { id: ref.jobId, attempt: ref.attempt, key });
+        if (ended && ended.state === result.state && (ended.exit_code === null ? null : Number(ended.exit_code)) === result.exitCode) return toEntry(ended);
+        throw this.entryProblem(ref, key);
+      }
       return toEntry(row);
     });
     this.emit({ kind: "job", jobId: ref.jobId });
@@ -289,7 +230,7 @@ export class SqliteJobStore implements JobStore {
       return this.endAttempt(ref.jobId, state, cancelRequested ? (message ?? "canceled") : message, now);
     });
     this.emit({ kind: "job", jobId: ref.jobId });
-    if (job.state === "queued") this.emit({ kind: "queued", queue: job.queue });
+    if (job.state === "queued") this.emit({ kind: "queued", queue: job.queue, isolation: job.isolation });
     return job;
   }
 
@@ -334,20 +275,20 @@ export class SqliteJobStore implements JobStore {
       const rows = this.db.all<JobRow>("SELECT * FROM jobs WHERE state = 'processing' AND lease_expires_at < $now", { now });
       return rows.map((row) => {
         const job = toJob(row);
-        const message = `lease expired: executor ${job.executorName ?? "?"} stopped heartbeating`;
+        const message = leaseExpiredMessages(job);
         this.db.run("UPDATE attempts SET finished_at = $now, outcome = 'errored', message = $message WHERE job_id = $id AND attempt = $attempt", {
           now,
-          message,
+          message: message.attempt,
           id: job.id,
           attempt: job.attempt,
         });
         const state: JobState = job.cancelRequested ? "canceled" : job.attempt < job.maxAttempts ? "queued" : "errored";
-        return this.endAttempt(job.id, state, job.attempt < job.maxAttempts || job.cancelRequested ? message : `${message}; no attempts left (${job.maxAttempts})`, now);
+        return this.endAttempt(job.id, state, message.job, now);
       });
     });
     for (const job of reaped) {
       this.emit({ kind: "job", jobId: job.id });
-      if (job.state === "queued") this.emit({ kind: "queued", queue: job.queue });
+      if (job.state === "queued") this.emit({ kind: "queued", queue: job.queue, isolation: job.isolation });
     }
     return reaped;
   }

@@ -1,0 +1,88 @@
+/**
+ * The bwrap command line for one step: new user, pid, network, ipc, uts and cgroup namespaces
+ * (and a mount namespace, always); no capabilities; the image's
+ * root filesystem read-only; a fresh /proc, read-only as a whole (root in the sandbox maps to the
+ * executor's user, who owns /proc/sys: the mount flag is what stops writes there); a minimal
+ * /dev; a private /tmp; the workspace at /work, the only writable host path.
+ * The network namespace has loopback only: nothing of the host, its loopback included.
+ * No `--disable-userns`: the seccomp filter already refuses every way to make a namespace
+ * (unshare, setns, clone with namespace flags, clone3), and the flag costs bwrap a nested user
+ * namespace per step.
+ */
+
+/** Where the workspace appears inside the sandbox. */
+export const WORKSPACE_MOUNT = "/work";
+export const SANDBOX_HOSTNAME = "airlock";
+
+/** File descriptors bwrap gets beyond stdio (see launcher.ts). */
+export const FD = { status: 3, seccomp: 5 } as const;
+
+export interface StepMounts {
+  rootfs: string;
+  workspace: string;
+  /** Working directory inside the sandbox. */
+  cwd: string;
+  /** Size of the private /tmp (tmpfs pages also count against the memory limit). */
+  tmpBytes?: number | undefined;
+}
+
+export function namespaceArgs(): string[] {
+  return [
+    "--unshare-user",
+    "--unshare-pid",
+    "--unshare-net",
+    "--unshare-ipc",
+    "--unshare-uts",
+    "--unshare-cgroup",
+    "--cap-drop",
+    "ALL",
+    "--die-with-parent",
+    "--new-session",
+    "--hostname",
+    SANDBOX_HOSTNAME,
+  ];
+}
+
+export function bwrapArgs(mounts: StepMounts, script: string): string[] {
+  return [
+    ...namespaceArgs(),
+    "--ro-bind",
+    mounts.rootfs,
+    "/",
+    "--proc",
+    "/proc",
+    "--remount-ro",
+    "/proc",
+    "--dev",
+    "/dev",
+    ...(mounts.tmpBytes ? ["--size", String(mounts.tmpBytes)] : []),
+    "--perms",
+    "1777",
+    "--tmpfs",
+    "/tmp",
+    "--bind",
+    mounts.workspace,
+    WORKSPACE_MOUNT,
+    "--chdir",
+    mounts.cwd,
+    // The sandbox's pid (to kill it) and its exit code, as JSON lines.
+    "--json-status-fd",
+    String(FD.status),
+    "--seccomp",
+    String(FD.seccomp),
+    "--",
+    "/bin/sh",
+    "-c",
+    script,
+  ];
+}
+
+/** The environment a step sees: defaults, then the image's, then the step's own. */
+export function stepEnvironment(imageEnv: readonly string[], stepEnv: Readonly<Record<string, string>>): Record<string, string> {
+  const env: Record<string, string> = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/tmp" };
+  for (const pair of imageEnv) {
+    const equals = pair.indexOf("=");
+    if (equals > 0) env[pair.slice(0, equals)] = pair.slice(equals + 1);
+  }
+  return { ...env, ...stepEnv };
+}
