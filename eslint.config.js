@@ -33,7 +33,7 @@ export default tseslint.config(
       "no-restricted-properties": ["error", { object: "process", property: "env", message: "Read configuration once, in src/cli/main.ts, and pass it down." }],
     },
   },
-  { files: ["src/cli/main.ts", "test/**/*.ts", "bench/**/*.ts"], rules: { "no-restricted-properties": "off", "no-console": "off" } },
+  { files: ["src/cli/main.ts", "test/**/*.ts", "bench/**/*.ts", "web/build.ts"], rules: { "no-restricted-properties": "off", "no-console": "off" } },
   { files: ["test/**/*.ts", "bench/**/*.ts"], rules: { "@typescript-eslint/no-floating-promises": "off", "@typescript-eslint/no-non-null-assertion": "off" } },
   { files: ["eslint.config.js"], ...tseslint.configs.disableTypeChecked },
   layer("protocol", ["store", "coordinator", "executor", "runtimes", "cli", "common"], "protocol imports nothing of Airlock's (and nothing of Node)"),
@@ -43,7 +43,13 @@ export default tseslint.config(
   },
   layer("store", ["coordinator", "executor", "runtimes", "cli"], "the store depends only on protocol and common"),
   layer("runtimes", ["store", "coordinator", "executor", "cli"], "runtimes depend only on protocol and common"),
-  layer("coordinator", ["runtimes", "executor", "cli"], "the coordinator never imports runtimes or the executor"),
+  layer("coordinator", ["runtimes", "executor", "cli", "web"], "the coordinator never imports runtimes, the executor or web/ code (it serves the built UI from disk)"),
   layer("executor", ["store", "coordinator", "cli"], "the executor speaks only the protocol: never store or coordinator"),
   layer("common", ["store", "coordinator", "executor", "runtimes", "cli"], "common is shared by everyone and depends on no component"),
+  {
+    // The browser UI: DOM globals come from its own tsconfig (web/src/tsconfig.json); of Airlock
+    // it may use the protocol only (the coordinator serves the built files, never imports them).
+    files: ["web/src/**/*.ts", "web/src/**/*.tsx"],
+    rules: { "no-restricted-imports": ["error", { patterns: [{ group: ["node:*", "**/src/store/**", "**/src/coordinator/**", "**/src/executor/**", "**/src/runtimes/**", "**/src/cli/**", "**/src/common/**"], message: "the web UI runs in a browser and speaks only the protocol" }] }] },
+  },
 );

@@ -17,7 +17,7 @@ const FORBIDDEN: Record<string, string[]> = {
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name);
-    return statSync(path).isDirectory() ? files(path) : path.endsWith(".ts") ? [path] : [];
+    return statSync(path).isDirectory() ? files(path) : /\.tsx?$/.test(path) ? [path] : [];
   });
 }
 
@@ -33,6 +33,26 @@ describe("layering", () => {
         if (!specifier.startsWith(".")) continue;
         const target = relative(join(ROOT, "src"), resolve(dirname(file), specifier)).split("/")[0] ?? "";
         if (FORBIDDEN[component]?.includes(target)) problems.push(`${relative(ROOT, file)} (${component}) imports ${specifier} (${target})`);
+      }
+    }
+    assert.deepEqual(problems, []);
+  });
+
+  it("the web UI uses only the protocol of Airlock and nothing of Node; the coordinator never imports it", () => {
+    const problems: string[] = [];
+    for (const file of files(join(ROOT, "web", "src"))) {
+      const source = readFileSync(file, "utf8");
+      for (const match of source.matchAll(/^\s*(?:import|export)\s[^;]*?from\s+"([^"]+)"/gms)) {
+        const specifier = match[1] ?? "";
+        if (specifier.startsWith("node:")) problems.push(`${relative(ROOT, file)} imports ${specifier}`);
+        const target = relative(ROOT, resolve(dirname(file), specifier));
+        if (specifier.startsWith(".") && target.startsWith("src/") && !target.startsWith("src/protocol/")) problems.push(`${relative(ROOT, file)} imports ${specifier}`);
+      }
+    }
+    for (const file of files(join(ROOT, "src"))) {
+      for (const match of readFileSync(file, "utf8").matchAll(/from\s+"([^"]+)"/g)) {
+        const specifier = match[1] ?? "";
+        if (specifier.startsWith(".") && relative(ROOT, resolve(dirname(file), specifier)).startsWith("web/")) problems.push(`${relative(ROOT, file)} imports ${specifier}`);
       }
     }
     assert.deepEqual(problems, []);

@@ -65,6 +65,7 @@ program
   .option("--max-body-size <size>", "largest JSON request (env AIRLOCK_MAX_BODY_SIZE; default 8m)")
   .option("--max-log-chunk <size>", "largest log append request (env AIRLOCK_MAX_LOG_CHUNK; default 8m)")
   .option("--max-artifact-size <size>", "largest artifact (env AIRLOCK_MAX_ARTIFACT_SIZE; default 1g)")
+  .option("--web-dir <dir>", "serve the web UI from this built directory (env AIRLOCK_WEB_DIR; default: the package's web/dist)")
   .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
   .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]))
   .action((flags: Record<string, unknown>) => run(async () => (await import("./commands/server.ts")).serverCommand(flags, io)));
@@ -79,7 +80,7 @@ const executorOptions = (command: Command): Command =>
     .option("--runtime <name>", "shell, bwrap, docker, gvisor, microvm, or auto (env AIRLOCK_RUNTIME; default auto)")
     .option("--max-jobs <n>", "jobs run at once (env AIRLOCK_MAX_JOBS; default 1)")
     .option("--data <dir>", "executor data dir (env AIRLOCK_EXECUTOR_DATA; default ./.airlock-executor)")
-    .option("--images <paths>", "OCI image layouts, OCI archives, or dirs holding layouts, comma-separated, for the bwrap runtime (env AIRLOCK_IMAGES; default none)")
+    .option("--images <paths>", "OCI image layouts, OCI archives, or dirs holding layouts, comma-separated, for the bwrap and microvm runtimes (env AIRLOCK_IMAGES; default none)")
     .option("--workspace-root <dir>", "where job workspaces go (env AIRLOCK_WORKSPACE_ROOT; default <data>/workspaces)")
     .option("--max-runtime <duration>", "no job runs longer (env AIRLOCK_MAX_RUNTIME; default 30m)")
     .option("--heartbeat-interval <duration>", "env AIRLOCK_HEARTBEAT_INTERVAL; default 5s")
@@ -94,6 +95,23 @@ executorOptions(executor.command("run").description("pull jobs and run them"))
   .action((flags: Record<string, unknown>) => run(async () => (await executorCommands()).executorRunCommand(flags, io)));
 executorOptions(executor.command("validate").description("check the coordinator URL, the token and each runtime"))
   .action((flags: Record<string, unknown>) => run(async () => (await executorCommands()).executorValidateCommand(flags, io)));
+
+const runtimeHostOptions = (command: Command): Command =>
+  command
+    .option("--data <dir>", "executor data dir (env AIRLOCK_EXECUTOR_DATA; default ./.airlock-executor)")
+    .option("--images <paths>", "OCI image layouts, OCI archives, or dirs holding layouts, comma-separated (env AIRLOCK_IMAGES; default none)")
+    .option("--docker-host <socket>", "Docker Engine socket, for images only Docker has (env DOCKER_HOST; default unix:///var/run/docker.sock)")
+    .option("--default-image <image>", "image for steps that name none (env AIRLOCK_DEFAULT_IMAGE; default alpine:3)")
+    .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
+    .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]));
+const microvmCommands = () => import("./commands/microvm.ts");
+runtimeHostOptions(executor.command("install <target>").description("build what a runtime needs: `microvm` builds the guest kernel and initramfs into the data dir"))
+  .option("--kernel <path>", "kernel image for the microVM guest (env AIRLOCK_MICROVM_KERNEL; default the newest /boot/vmlinuz-*)")
+  .option("--force", "rebuild even when nothing changed")
+  .action((target: string, flags: Record<string, unknown>) => run(async () => (await microvmCommands()).installCommand(target, flags, io)));
+runtimeHostOptions(executor.command("test-vm [command...]").description("boot a microVM, print its boot time and accelerator, run COMMAND (after --) or read commands from stdin"))
+  .option("--image <image>", "image the command runs in (default: --default-image)")
+  .action((command: string[], flags: Record<string, unknown>) => run(async () => (await microvmCommands()).testVmCommand(flags, command, io)));
 
 withClientOptions(program.command("submit <file>").description("submit a job spec (YAML or JSON; - for stdin); prints the job id last"))
   .option("-f, --follow", "stream the logs; exit 0 if the job completed, 1 if it failed, 2 otherwise")

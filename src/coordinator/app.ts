@@ -7,7 +7,9 @@ import { sendError } from "./http/errors.ts";
 import { registerExecutorRoutes } from "./routes/executor-api.ts";
 import { registerGitRoutes } from "./routes/git.ts";
 import { registerLogRoutes } from "./routes/logs.ts";
+import { registerQueueHistoryRoutes } from "./routes/queue-history.ts";
 import { registerUserRoutes } from "./routes/user-api.ts";
+import { registerWebRoutes } from "./routes/web.ts";
 
 export function buildApp(ctx: CoordinatorContext): FastifyInstance {
   const tls = ctx.config.tls;
@@ -33,5 +35,7 @@ export function buildApp(ctx: CoordinatorContext): FastifyInstance {
   registerGitRoutes(app, ctx);
   registerUserRoutes(app, ctx);
   registerLogRoutes(app, ctx);
+  registerQueueHistoryRoutes(app, ctx);
+  registerWebRoutes(app, ctx);
   return app;
 }

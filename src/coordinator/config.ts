@@ -29,6 +29,8 @@ export interface CoordinatorConfig {
   maxArtifactBytes: number;
   logLevel: LogLevel;
   logFormat: "text" | "json";
+  /** Directory of the built web UI; undefined means the one built into this package (web/dist). */
+  webDir: string | undefined;
   /** The host environment git runs with (PATH only). */
   hostEnv: Readonly<Record<string, string | undefined>>;
 }
@@ -61,6 +63,7 @@ export function resolveCoordinatorConfig(flags: Flags, env: Env): Readonly<Coord
     maxArtifactBytes: source.sizeBytes("maxArtifactSize", "AIRLOCK_MAX_ARTIFACT_SIZE", "1g"),
     logLevel: source.oneOf("logLevel", "AIRLOCK_LOG_LEVEL", LOG_LEVELS, "info"),
     logFormat: source.oneOf("logFormat", "AIRLOCK_LOG_FORMAT", ["text", "json"] as const, "text"),
+    webDir: optionalPath(source.string("webDir", "AIRLOCK_WEB_DIR")),
     hostEnv: Object.freeze({ PATH: env.PATH }),
   });
 }
@@ -78,4 +81,8 @@ export function parseQueueWeights(found: { value: string; from: string } | undef
     weights[name] = value;
   }
   return Object.freeze(weights);
+}
+
+function optionalPath(path: string | undefined): string | undefined {
+  return path === undefined ? undefined : resolve(path);
 }

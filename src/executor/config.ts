@@ -18,7 +18,7 @@ export interface ExecutorConfig {
   runtime: string;
   maxJobs: number;
   dataDir: string;
-  /** OCI image layouts, OCI archives, or directories holding layouts (daemonless runtimes: bwrap). */
+  /** OCI image layouts, OCI archives, or directories holding layouts (daemonless runtimes: bwrap, microvm). */
   images: string[];
   workspaceRoot: string;
   /** No job runs longer than this, whatever its own timeout says. */
@@ -44,6 +44,32 @@ function randomSuffix(): string {
   return Math.floor(Math.random() * 0xffffffff)
     .toString(16)
     .padStart(8, "0");
+}
+
+/** What runtimes need of an executor's config, for commands that talk to no coordinator (install, test-vm). */
+export type RuntimeHostConfig = Pick<ExecutorConfig, "dataDir" | "images" | "hostPath" | "dockerHost" | "gvisorRuntime" | "defaultImage" | "logLevel" | "logFormat"> & {
+  /** Kernel for the microVM guest (`executor install microvm`); undefined: the newest /boot/vmlinuz-*. */
+  kernel: string | undefined;
+};
+
+export function resolveRuntimeHostConfig(flags: Flags, env: Env): Readonly<RuntimeHostConfig> {
+  const source = new ConfigSource(flags, env);
+  const dockerHost = source.string("dockerHost", "DOCKER_HOST", DEFAULT_DOCKER_HOST);
+  if (!/^(unix:\/\/)?\//.test(dockerHost)) {
+    throw new ValidationError(`--docker-host: "${dockerHost}" is not a unix socket (unix:///path or /path); only a local Docker daemon is supported`, { field: "dockerHost" });
+  }
+  const kernel = source.string("kernel", "AIRLOCK_MICROVM_KERNEL");
+  return Object.freeze({
+    dataDir: resolve(source.string("data", "AIRLOCK_EXECUTOR_DATA", ".airlock-executor")),
+    images: source.list("images", "AIRLOCK_IMAGES", []).map((path) => resolve(path)),
+    hostPath: env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    dockerHost,
+    gvisorRuntime: source.string("gvisorRuntime", "AIRLOCK_GVISOR_RUNTIME", DEFAULT_GVISOR_RUNTIME),
+    defaultImage: source.string("defaultImage", "AIRLOCK_DEFAULT_IMAGE", DEFAULT_STEP_IMAGE),
+    logLevel: source.oneOf("logLevel", "AIRLOCK_LOG_LEVEL", ["debug", "info", "warn", "error", "silent"] as const, "info"),
+    logFormat: source.oneOf("logFormat", "AIRLOCK_LOG_FORMAT", ["text", "json"] as const, "text"),
+    kernel: kernel === undefined ? undefined : resolve(kernel),
+  });
 }
 
 export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<ExecutorConfig> {

@@ -20,6 +20,8 @@ export * from "./executor-api.ts";
 export * from "./job.ts";
 export * from "./job-spec.ts";
 export * from "./paths.ts";
+export * from "./queue-history.ts";
+export * from "./spec-input.ts";
 export * from "./units.ts";
 export * from "./user-api.ts";
 

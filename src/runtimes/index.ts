@@ -5,6 +5,8 @@
 import type { Logger } from "../common/logger.ts";
 import { isolationRank, ValidationError } from "../protocol/index.ts";
 import type { Isolation } from "../protocol/index.ts";
+import { DEFAULT_DOCKER_HOST, DEFAULT_STEP_IMAGE } from "./docker/defaults.ts";
+import type { MicroVmRuntimeOptions } from "./microvm/index.ts";
 import type { Runtime, SandboxSpec } from "./runtime.ts";
 import { ShellRuntime } from "./shell/index.ts";
 
@@ -18,11 +20,11 @@ export interface RuntimeHost {
   path: string;
   /** The executor's data dir, for caches (image root filesystems, kernels). */
   dataDir: string;
+  /** OCI image layouts, archives, or directories holding layouts, for daemonless runtimes (bwrap, microvm). */
+  images?: readonly string[] | undefined;
   logger: Logger;
   /** Docker Engine socket for the docker and gvisor runtimes, and bwrap's images (unix:///path or /path). */
   dockerHost?: string | undefined;
-  /** OCI image layouts, archives, or directories holding layouts, for daemonless runtimes (bwrap). */
-  images?: readonly string[] | undefined;
   /** Image for steps that name none (docker, gvisor, bwrap). */
   defaultImage?: string | undefined;
   /** Name runsc is registered under in dockerd (gvisor). */
@@ -46,6 +48,18 @@ function lazy(name: string, isolation: Isolation, load: () => Promise<Runtime>, 
   };
 }
 
+/** What the microvm runtime takes from the executor's host (also used by `airlock executor test-vm`). */
+export function microvmOptions(host: RuntimeHost): MicroVmRuntimeOptions {
+  return {
+    dataDir: host.dataDir,
+    path: host.path,
+    images: host.images ?? [],
+    dockerSocket: (host.dockerHost ?? DEFAULT_DOCKER_HOST).replace(/^unix:\/\//, ""),
+    defaultImage: host.defaultImage ?? DEFAULT_STEP_IMAGE,
+    logger: host.logger,
+  };
+}
+
 /** Every runtime Airlock knows, strongest isolation first. */
 export function allRuntimes(host: RuntimeHost): Runtime[] {
   const docker = { host: host.dockerHost, defaultImage: host.defaultImage, logger: host.logger };
@@ -57,6 +71,7 @@ export function allRuntimes(host: RuntimeHost): Runtime[] {
       const { BwrapRuntime } = await import("./bwrap/index.ts");
       return new BwrapRuntime({ path: host.path, dataDir: host.dataDir, images: host.images ?? [], dockerHost: host.dockerHost, defaultImage: host.defaultImage, logger: host.logger });
     }),
+    lazy("microvm", "vm", async () => new (await import("./microvm/index.ts")).MicroVmRuntime(microvmOptions(host)), { enforcesDiskLimit: true }),
   ];
   return runtimes.sort((a, b) => isolationRank(b.isolation) - isolationRank(a.isolation));
 }

@@ -31,6 +31,11 @@ export interface RuntimeUnderTest {
   readOnlyRoot?: boolean;
   /** Extra seconds a step may need to start (microVM boots). */
   slack?: number;
+  /**
+   * Run the checks that need no fresh sandbox of their own (no limits, nothing destroyed) in one
+   * shared sandbox, for runtimes whose sandboxes are costly to boot (microvm).
+   */
+  shareSandbox?: boolean;
 }
 
 /** What the suite sets in its own process environment: a step must never see it. */
@@ -72,7 +77,8 @@ export function runtimePromiseSuite(target: RuntimeUnderTest): void {
       await rm(root, { recursive: true, force: true });
     });
 
-    async function sandbox(resources: ResourceLimits = {}): Promise<{ sandbox: Sandbox; workspace: string; jobId: number }> {
+    /** A fresh sandbox; `prepare` fills its workspace first, as the job runner does before creating one. */
+    async function sandbox(resources: ResourceLimits = {}, prepare?: (workspace: string) => Promise<void>): Promise<{ sandbox: Sandbox; workspace: string; jobId: number }> {
       assert.ok(runtime);
       nextJobId += 1;
       const jobId = nextJobId;
@@ -80,12 +86,21 @@ export function runtimePromiseSuite(target: RuntimeUnderTest): void {
       const scratchDir = join(root, `job-${jobId}`, "sandbox");
       await mkdir(workspace, { recursive: true });
       await mkdir(scratchDir, { recursive: true });
+      await prepare?.(workspace);
       const created = await runtime.createSandbox(
         { jobId, attempt: 1, executorName: "promise-suite", workspace, scratchDir, resources, labels: sandboxLabels("promise-suite", jobId, 1), logger: silentLogger },
         new AbortController().signal,
       );
       sandboxes.push(created);
       return { sandbox: created, workspace, jobId };
+    }
+
+    let shared: Promise<{ sandbox: Sandbox; workspace: string; jobId: number }> | undefined;
+    /** A sandbox for checks that leave it as it was: shared between them when the target asks for it. */
+    function plainSandbox(): Promise<{ sandbox: Sandbox; workspace: string; jobId: number }> {
+      if (!target.shareSandbox) return sandbox();
+      shared ??= sandbox();
+      return shared;
     }
 
     async function exec(
@@ -116,13 +131,14 @@ export function runtimePromiseSuite(target: RuntimeUnderTest): void {
       });
 
     anyIt("runs a step in its dir with env, and reports its exit code", async () => {
-      const { sandbox: box, workspace } = await sandbox();
-      await mkdir(join(workspace, "sub"));
+      const { sandbox: box, workspace } = await sandbox({}, (dir) => mkdir(join(dir, "sub")));
       const result = await exec(box, ["pwd", 'echo "value=$GREETING"', "echo to-stderr >&2", "touch made-here", "exit 3"], { env: { GREETING: "hi there" }, dir: "sub" });
       assert.equal(result.outcome.exitCode, 3, result.output);
       assert.match(result.output, /\/sub\n/);
       assert.match(result.output, /value=hi there/);
       assert.match(result.output, /to-stderr/);
+      // The workspace is final once the sandbox is destroyed (a VM hands it back then).
+      await box.destroy();
       assert.equal(await readFile(join(workspace, "sub", "made-here"), "utf8"), "");
     });
 
@@ -143,7 +159,7 @@ export function runtimePromiseSuite(target: RuntimeUnderTest): void {
     });
 
     isolatedIt("a step cannot read host files outside its workspace", async () => {
-      const { sandbox: box } = await sandbox();
+      const { sandbox: box } = await plainSandbox();
       const secret = join(root, "outside", "host-secret.txt");
       // cat's own errors would echo the path it was given; what matters is content and listings.
       const result = await exec(box, [
@@ -158,8 +174,10 @@ export function runtimePromiseSuite(target: RuntimeUnderTest): void {
     });
 
     isolatedIt("a step cannot see another job's workspace", async () => {
-      const a = await sandbox();
-      const b = await sandbox();
+      const a = await plainSandbox();
+      // With shared sandboxes (VMs) the other job needs no VM of its own: its host workspace is the target.
+      const b = target.shareSandbox ? { workspace: join(root, "other-job", "workspace") } : await sandbox();
+      await mkdir(b.workspace, { recursive: true });
       await writeFile(join(b.workspace, "other-job.txt"), "OTHER-JOB-DATA\n");
       const result = await exec(a.sandbox, [`cat ${b.workspace}/other-job.txt || true`, `ls ${join(b.workspace, "..")} || true`, "ls -R / 2>/dev/null | grep -c other-job.txt || true"]);
       assert.doesNotMatch(result.output, /OTHER-JOB-DATA/);
@@ -167,7 +185,7 @@ export function runtimePromiseSuite(target: RuntimeUnderTest): void {
     });
 
     isolatedIt("a step has no Docker socket and cannot find the executor token", async () => {
-      const { sandbox: box } = await sandbox();
+      const { sandbox: box } = await plainSandbox();
       const result = await exec(box, [
         "ls -la /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock 2>&1 || true",
         "env",
@@ -179,7 +197,7 @@ export function runtimePromiseSuite(target: RuntimeUnderTest): void {
     });
 
     isolatedIt("a step cannot reach a service listening on the host's loopback", async () => {
-      const { sandbox: box } = await sandbox();
+      const { sandbox: box } = await plainSandbox();
       const result = await exec(box, [
         `wget -q -T 3 -O - http://127.0.0.1:${hostPort}/ 2>&1 || true`,
         `nc -w 3 127.0.0.1 ${hostPort} </dev/null 2>&1 || true`,
@@ -210,12 +228,13 @@ export function runtimePromiseSuite(target: RuntimeUnderTest): void {
       assert.equal(first.outcome.exitCode, 0, first.output);
       const second = await exec(box, ["cat /etc/airlock-image >> trail.txt", "airlock-tool"], { image: target.images.secondary });
       assert.equal(second.outcome.exitCode, 0, second.output);
+      await box.destroy();
       assert.equal(await readFile(join(workspace, "trail.txt"), "utf8"), "busybox\ntools\n");
     });
 
     if (target.readOnlyRoot) {
       isolatedIt("a step cannot write the image's root filesystem", async () => {
-        const { sandbox: box } = await sandbox();
+        const { sandbox: box } = await plainSandbox();
         const result = await exec(box, ["echo changed > /etc/airlock-image && echo WROTE-ROOT || true", "cat /etc/airlock-image"]);
         assert.doesNotMatch(result.output, /WROTE-ROOT/);
         assert.match(result.output, /^busybox$/m);

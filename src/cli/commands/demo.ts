@@ -78,6 +78,7 @@ export async function demoCommand(flags: { once?: boolean; data?: string; listen
     println(io.stdout, `\nCoordinator: ${coordinator.url}`);
     println(io.stdout, `Try:  export AIRLOCK_URL=${coordinator.url} AIRLOCK_TOKEN=$(cat ${join(coordinator.dataDir, "api-token")})`);
     println(io.stdout, "      bin/airlock jobs list; bin/airlock jobs show 1; bin/airlock jobs diff 1");
+    println(io.stdout, `Web UI: ${coordinator.url}/ (sign in with the API token in ${join(coordinator.dataDir, "api-token")})`);
     const allOk = results.every((result) => result.ok);
     if (once) return allOk ? 0 : 1;
     println(io.stdout, "\nThe coordinator and executor keep running; press Ctrl-C to stop them.");

@@ -170,9 +170,15 @@ export class DockerSandbox implements Sandbox {
         (info) => info.State,
         () => undefined,
       );
+      const limit = this.spec.resources.memoryBytes;
       if (state?.OOMKilled) {
-        const limit = this.spec.resources.memoryBytes;
         return { exitCode, limit: "memory", message: `ran out of memory and was killed (memory limit ${limit ? formatSize(limit) : "of the host"})` };
+      }
+      // gVisor enforces the memory limit inside its own kernel: the process gets SIGKILL (exit
+      // 137) and Docker never sees an OOM. Only our own kills would also look like that, and
+      // those end the step through its signal before an outcome is made.
+      if (this.options.ociRuntime && limit && exitCode === 137 && !pidsHit) {
+        return { exitCode, limit: "memory", message: `was killed (SIGKILL), under gVisor the sign of going over its memory limit of ${formatSize(limit)}` };
       }
     }
     if (pidsHit && exitCode !== 0) return { exitCode, limit: "pids", message: `${this.pidsMessage()} (exit code ${exitCode})` };

@@ -1,0 +1,112 @@
+/**
+ * The microvm runtime (isolation `vm`): every job in a fresh QEMU `microvm` virtual machine,
+ * booted before its first step and killed after its last, with KVM when a probe VM boots with
+ * it and TCG otherwise. No network device; the VM sees only its own disks. See sandbox.ts for a
+ * job's life, agent/agent.c for the guest, guest.ts for how the guest is built.
+ */
+import { spawnSync } from "node:child_process";
+import { availableParallelism } from "node:os";
+import type { Logger } from "../../common/logger.ts";
+import { coerceError, type Isolation } from "../../protocol/index.ts";
+import { isLeftover, LABEL } from "../labels.ts";
+import type { ProbeResult, Runtime, Sandbox, SandboxSpec } from "../runtime.ts";
+import { findMarked } from "../shell/process-tree.ts";
+import { chooseAccelerator } from "./accel.ts";
+import { MKFS } from "./disks.ts";
+import { loadGuest } from "./guest.ts";
+import { ImageDisks } from "./images/disks.ts";
+import { MicroVmSandbox } from "./sandbox.ts";
+import { QEMU } from "./vm.ts";
+
+export interface MicroVmRuntimeOptions {
+  dataDir: string;
+  /** PATH to find qemu-system-x86_64 and mkfs.ext4 in. */
+  path: string;
+  /** OCI layouts, archives, or directories holding them. */
+  images: readonly string[];
+  /** Docker Engine socket path, for images only in Docker. */
+  dockerSocket?: string | undefined;
+  defaultImage: string;
+  logger: Logger;
+  /** How long a VM may take to boot (TCG on a busy host is slow). */
+  bootTimeoutMs?: number | undefined;
+}
+
+const MARKER_PREFIX = "microvm-";
+
+function labelsFromEnviron(environ: string): Record<string, string> {
+  const names: Record<string, string> = { AIRLOCK_EXECUTOR_PID: LABEL.executorPid, AIRLOCK_HOST: LABEL.host };
+  const labels: Record<string, string> = {};
+  for (const pair of environ.split("\0")) {
+    const equals = pair.indexOf("=");
+    const label = names[pair.slice(0, equals)];
+    if (label) labels[label] = pair.slice(equals + 1);
+  }
+  return labels;
+}
+
+/** Pids of QEMU processes of microVM sandboxes (all, or those `matches` accepts). */
+export function vmProcesses(matches: (marker: string, environ: string) => boolean = () => true): number[] {
+  return findMarked((marker, environ) => marker.startsWith(MARKER_PREFIX) && matches(marker, environ));
+}
+
+export class MicroVmRuntime implements Runtime {
+  readonly name = "microvm";
+  readonly isolation: Isolation = "vm";
+  readonly enforcesDiskLimit = true;
+  private readonly options: MicroVmRuntimeOptions;
+  private readonly images: ImageDisks;
+
+  constructor(options: MicroVmRuntimeOptions) {
+    this.options = options;
+    this.images = new ImageDisks({ dataDir: options.dataDir, sources: options.images, dockerSocket: options.dockerSocket, hostPath: options.path, logger: options.logger });
+  }
+
+  private missingTools(): string[] {
+    return [QEMU, MKFS].filter((tool) => spawnSync("sh", ["-c", `command -v ${tool}`], { env: { PATH: this.options.path } }).status !== 0);
+  }
+
+  async probe(): Promise<ProbeResult> {
+    const missing = this.missingTools();
+    if (missing.length > 0) return { usable: false, detail: `${missing.join(" and ")} not found on PATH (apt-get install qemu-system-x86 e2fsprogs)` };
+    try {
+      const guest = await loadGuest(this.options.dataDir);
+      const accelerator = await chooseAccelerator(this.options.dataDir, guest, this.options.logger);
+      return { usable: true, detail: `QEMU microvm with ${accelerator.detail}; guest kernel ${guest.kernelVersion} (${guest.bootFormat})` };
+    } catch (error) {
+      return { usable: false, detail: coerceError(error).message };
+    }
+  }
+
+  async createSandbox(spec: SandboxSpec, signal: AbortSignal): Promise<Sandbox> {
+    const guest = await loadGuest(this.options.dataDir);
+    const accelerator = await chooseAccelerator(this.options.dataDir, guest, this.options.logger);
+    return MicroVmSandbox.create(
+      spec,
+      {
+        guest,
+        accelerator,
+        images: this.images,
+        defaultImage: this.options.defaultImage,
+        hostPath: this.options.path,
+        cpuLimit: availableParallelism(),
+        bootTimeoutMs: this.options.bootTimeoutMs ?? 180_000,
+      },
+      signal,
+    );
+  }
+
+  /** Kills the VMs that executors of this host left running when they died. */
+  async reapLeftovers(): Promise<number> {
+    const pids = vmProcesses((_marker, environ) => isLeftover(labelsFromEnviron(environ)));
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+        this.options.logger.info("killed a leftover VM", { pid });
+      } catch {
+        // already gone
+      }
+    }
+    return pids.length;
+  }
+}

@@ -1,0 +1,2 @@
+/** Stylesheets are bundled by esbuild; importing one only adds it to the bundle's CSS. */
+declare module "*.css" {}
