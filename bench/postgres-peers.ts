@@ -1,6 +1,7 @@
 /**
  * The peers of the Postgres benchmark, each doing no-op jobs on its own schema of the same
- * database: graphile-worker (its worker pool, unbatched: no local queue, no batched completion)
+ * database: graphile-worker (its worker pool, unbatched: no local queue, no batched completion;
+ * and, for context, with batched completion)
  * and pg-boss (fetch + complete cycles, its own primitives for claiming and finishing a job;
  * pickup through `work()` with LISTEN/NOTIFY enabled, its fastest wake-up).
  */
@@ -18,7 +19,11 @@ export interface QueueFigures {
 const silent = new GraphileLogger(() => () => undefined);
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function graphileWorker(url: string, jobs: number, concurrency: number, pickups: number): Promise<QueueFigures> {
+/**
+ * `batchedCompletions`: graphile-worker's completeJobBatchDelay 0 (completions of one tick share
+ * a statement; the worker moves on before it commits) instead of its default, unbatched.
+ */
+export async function graphileWorker(url: string, jobs: number, concurrency: number, pickups: number, batchedCompletions = false): Promise<QueueFigures> {
   // Our own pool, so a connection dropped later (the database is dropped after the run) is not an unhandled error.
   const pgPool = new pg.Pool({ connectionString: url, max: concurrency + 4 });
   pgPool.on("error", () => undefined);
@@ -38,6 +43,7 @@ export async function graphileWorker(url: string, jobs: number, concurrency: num
       concurrency,
       noHandleSignals: true,
       pollInterval: 2000,
+      ...(batchedCompletions ? { preset: { worker: { completeJobBatchDelay: 0 } } } : {}),
       taskList: {
         noop: async () => {
           onStart?.(performance.now());

@@ -2,90 +2,82 @@
  * Many executors on one coordinator: `count` simulated executors (light HTTP clients) each hold a
  * long-polling dequeue and heartbeat every 5 s (staggered), while jobs are queued at a steady rate;
  * an executor that gets a job completes it and polls again. Measured: heartbeat round trips,
- * dequeue latency (job queued -> dequeue answered with it), the coordinator's RSS.
+ * dequeue latency (job queued -> dequeue answered with it), the coordinator's RSS; for context,
+ * the round trip of a request that does no work (GET /healthz) under the same load, and the
+ * event-loop delay of the simulating threads.
+ *
+ * The fleet is spread over worker threads (postgres-scale-worker.ts): one event loop carrying 500
+ * clients delays replies by itself, which would be counted against the coordinator.
  */
-import { monitorEventLoopDelay } from "node:perf_hooks";
-import { Agent } from "undici";
+import { Worker } from "node:worker_threads";
 import { openPostgresStore } from "../src/store/postgres/index.ts";
 import type { LocalCoordinator } from "../src/cli/local-cluster.ts";
 import { rssMiB } from "./lib.ts";
-import { noopSpec, SimulatedExecutor } from "./postgres-airlock.ts";
+import { noopSpec } from "./postgres-airlock.ts";
+import type { WorkerFigures, WorkerInput } from "./postgres-scale-worker.ts";
 
 export interface ScaleFigures {
   executors: number;
+  threads: number;
   heartbeatsMs: number[];
   dequeueMs: number[];
+  probeMs: number[];
   jobs: number;
   rssMiB: { idle: number; peak: number };
   errors: number;
-  /** p99 event-loop delay of this (client) process, ms: how much of a tail is the fleet's own. */
+  /** Highest p99 event-loop delay of the simulating threads, ms: how much of a tail is the fleet's own. */
   clientLoopDelayP99Ms: number;
 }
 
 const HEARTBEAT_MS = 5000;
+const PROBE_MS = 50;
 
-export async function scale(url: string, coordinator: LocalCoordinator, count: number, seconds: number, jobsPerSecond: number): Promise<ScaleFigures> {
-  const agent = new Agent({ connections: null, keepAliveTimeout: 60_000, headersTimeout: 60_000 });
+export async function scale(url: string, coordinator: LocalCoordinator, count: number, seconds: number, jobsPerSecond: number, threads: number): Promise<ScaleFigures> {
   const store = await openPostgresStore(url, { poolSize: 2 });
-  const stop = new AbortController();
-  const heartbeatsMs: number[] = [];
-  const dequeueMs: number[] = [];
-  let errors = 0;
   let peak = 0;
   const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(coordinator.child.pid as number))), 250);
-  const executors = Array.from({ length: count }, (_, index) => new SimulatedExecutor(coordinator.url, agent, `sim-${index}`, "scale"));
   const idle = rssMiB(coordinator.child.pid as number);
-  const measuring = { on: false };
-
-  const loops = executors.map(async (executor, index) => {
-    // Stagger the fleet over one heartbeat interval, as executors started at different times are.
-    await new Promise((resolve) => setTimeout(resolve, (index * HEARTBEAT_MS) / count));
-    const beat = setInterval(() => {
-      const sent = performance.now();
-      executor
-        .heartbeat([])
-        .then(() => measuring.on && heartbeatsMs.push(performance.now() - sent))
-        .catch(() => (errors += 1));
-    }, HEARTBEAT_MS);
-    try {
-      while (!stop.signal.aborted) {
-        try {
-          const job = await executor.dequeue(25_000, stop.signal);
-          if (!job) continue;
-          if (measuring.on) dequeueMs.push(Date.now() - Number(job.spec.steps[0]?.env.QUEUED_AT));
-          await executor.complete(job);
-        } catch (error) {
-          if (!stop.signal.aborted) {
-            errors += 1;
-            await new Promise((resolve) => setTimeout(resolve, 200));
-          }
-          void error;
-        }
-      }
-    } finally {
-      clearInterval(beat);
-    }
+  const per = Math.ceil(count / threads);
+  const workers = Array.from({ length: threads }, (_, thread) => {
+    const first = thread * per;
+    const input: WorkerInput = { url: coordinator.url, first, count: Math.max(0, Math.min(per, count - first)), fleet: count, heartbeatMs: HEARTBEAT_MS, probeMs: thread === 0 ? PROBE_MS : 0 };
+    return new Worker(new URL("./postgres-scale-worker.ts", import.meta.url), { workerData: input });
   });
-
-  // Let every executor start polling and heartbeating, then measure.
-  await new Promise((resolve) => setTimeout(resolve, HEARTBEAT_MS + 2000));
-  measuring.on = true;
-  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
-  loopDelay.enable();
+  const results = workers.map(
+    (worker) =>
+      new Promise<WorkerFigures>((resolve, reject) => {
+        worker.once("message", (figures: WorkerFigures) => resolve(figures));
+        worker.once("error", reject);
+      }),
+  );
   let jobs = 0;
-  const until = Date.now() + seconds * 1000;
-  while (Date.now() < until) {
-    await store.jobs.enqueue({ spec: noopSpec("scale", { QUEUED_AT: String(Date.now()) }), ref: null, commit: null }, Date.now());
-    jobs += 1;
-    await new Promise((resolve) => setTimeout(resolve, 1000 / jobsPerSecond));
+  try {
+    // Let every executor start polling and heartbeating, then measure.
+    await new Promise((resolve) => setTimeout(resolve, HEARTBEAT_MS + 2000));
+    for (const worker of workers) worker.postMessage({ type: "measure" });
+    const until = Date.now() + seconds * 1000;
+    while (Date.now() < until) {
+      await store.jobs.enqueue({ spec: noopSpec("scale", { QUEUED_AT: String(Date.now()) }), ref: null, commit: null }, Date.now());
+      jobs += 1;
+      await new Promise((resolve) => setTimeout(resolve, 1000 / jobsPerSecond));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  } finally {
+    for (const worker of workers) worker.postMessage({ type: "stop" });
+    clearInterval(sampler);
   }
-  await new Promise((resolve) => setTimeout(resolve, 1000));
-  measuring.on = false;
-  loopDelay.disable();
-  stop.abort();
-  await Promise.all(loops);
-  clearInterval(sampler);
-  await agent.close();
+  const figures = await Promise.all(results);
+  await Promise.all(workers.map((worker) => worker.terminate()));
   await store.close();
-  return { executors: count, heartbeatsMs, dequeueMs, jobs, rssMiB: { idle, peak }, errors, clientLoopDelayP99Ms: loopDelay.percentile(99) / 1e6 };
+  return {
+    executors: count,
+    threads,
+    heartbeatsMs: figures.flatMap((figure) => figure.heartbeatsMs),
+    dequeueMs: figures.flatMap((figure) => figure.dequeueMs),
+    probeMs: figures.flatMap((figure) => figure.probeMs),
+    jobs,
+    rssMiB: { idle, peak },
+    errors: figures.reduce((sum, figure) => sum + figure.errors, 0),
+    clientLoopDelayP99Ms: Math.max(...figures.map((figure) => figure.loopDelayP99Ms)),
+  };
 }

@@ -39,26 +39,8 @@ export function entryView(entry: EntryRecord): EntryView {
   };
 }
 
-/** Before a job's first claim it has no entries yet; show its steps as pending. */
-function plannedEntries(detail: JobDetail): EntryRecord[] {
-  if (detail.entries.length > 0) return detail.entries;
-  const pending = (key: string, kind: EntryRecord["kind"], index: number): EntryRecord => ({
-    key,
-    kind,
-    index,
-    state: detail.job.state === "queued" ? "pending" : "skipped",
-    exitCode: null,
-    durationMs: null,
-    startedAt: null,
-    finishedAt: null,
-    size: 0,
-    message: null,
-  });
-  return [pending("prepare", "prepare", 0), ...detail.job.spec.steps.map((step, index) => pending(step.key, "step", index + 1))];
-}
-
 export function jobView(detail: JobDetail): JobView {
-  const entries = plannedEntries(detail).map(entryView);
+  const entries = detail.entries.map(entryView);
   return {
     ...jobSummary(detail.job),
     spec: maskSecrets(detail.job.spec),

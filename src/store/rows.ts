@@ -2,6 +2,11 @@
  * Row -> record mapping shared by the backends. Both use the same column names; drivers differ
  * only in how they hand values over (SQLite: JSON text and 0/1, Postgres: parsed JSON and booleans;
  * integers may arrive as numbers or strings), which is smoothed over here.
+ *
+ * Log entries are stored lazily, by both backends: an entry's row is made when the attempt first
+ * uses it (starts, finishes or appends to it), so a claim writes no entry rows and ending an
+ * attempt rewrites none. `plannedEntry` says where a key sits in a job; `currentEntries` fills in
+ * the entries an attempt never touched, as pending while it may still run them, else skipped.
  */
 import type { JobSpec, JobState } from "../protocol/index.ts";
 import type { EntryRecord, JobRecord } from "./store.ts";
@@ -27,6 +32,8 @@ export interface JobRow {
   started_at: Int | null;
   finished_at: Int | null;
   lease_expires_at: Int | null;
+  /** The job token of the job's latest attempt (live only while the job is processing it). */
+  token_hash?: string | null;
 }
 
 export interface EntryRow {
@@ -93,4 +100,41 @@ export function toEntry(row: EntryRow): EntryRecord {
 export function leaseExpiredMessages(job: JobRecord): { attempt: string; job: string } {
   const message = `lease expired: executor ${job.executorName ?? "?"} stopped heartbeating`;
   return { attempt: message, job: job.attempt < job.maxAttempts || job.cancelRequested ? message : `${message}; no attempts left (${job.maxAttempts})` };
+}
+
+/** Where a log entry sits in a job: prepare first, the steps in order, finalize last; undefined for a key the job lacks. */
+export function plannedEntry(spec: JobSpec, key: string): { kind: EntryRecord["kind"]; index: number } | undefined {
+  if (key === "prepare") return { kind: "prepare", index: 0 };
+  if (key === "finalize") return { kind: "finalize", index: spec.steps.length + 1 };
+  const step = spec.steps.findIndex((candidate) => candidate.key === key);
+  return step < 0 ? undefined : { kind: "step", index: step + 1 };
+}
+
+/**
+ * The entries of a job's current attempt: the stored ones, and every planned one (prepare and the
+ * steps; finalize only once used) that the attempt has not touched. Those are pending while the
+ * attempt runs or before the first claim, and skipped once the attempt ended.
+ */
+export function currentEntries(job: JobRecord, stored: EntryRecord[]): EntryRecord[] {
+  const open = job.state === "processing" || (job.state === "queued" && job.attempt === 0);
+  const byKey = new Map(stored.map((entry) => [entry.key, entry]));
+  const untouched = (key: string, kind: EntryRecord["kind"], index: number): EntryRecord => ({
+    key,
+    kind,
+    index,
+    state: open ? "pending" : "skipped",
+    exitCode: null,
+    durationMs: null,
+    startedAt: null,
+    finishedAt: null,
+    size: 0,
+    message: null,
+  });
+  const planned = [untouched("prepare", "prepare", 0), ...job.spec.steps.map((step, index) => untouched(step.key, "step", index + 1))];
+  const merged = planned.map((entry) => byKey.get(entry.key) ?? entry);
+  const plannedKeys = new Set(planned.map((entry) => entry.key));
+  merged.push(...stored.filter((entry) => !plannedKeys.has(entry.key)));
+  return merged
+    .map((entry) => (entry.state === "pending" && !open ? { ...entry, state: "skipped" as const } : entry))
+    .sort((a, b) => a.index - b.index);
 }

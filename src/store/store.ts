@@ -53,8 +53,13 @@ export interface ArtifactRecord {
 
 export interface JobDetail {
   job: JobRecord;
-  /** Entries and artifacts of the job's current attempt. */
+  /**
+   * Entries of the job's current attempt (or, before its first claim, of the attempt to come):
+   * prepare and every step, in order, and finalize once used. Those the attempt never touched are
+   * pending while it may still run them, skipped once it ended (see rows.ts `currentEntries`).
+   */
   entries: EntryRecord[];
+  /** Artifacts of the job's current attempt. */
   artifacts: ArtifactRecord[];
 }
 
@@ -127,7 +132,12 @@ export interface JobStore {
   heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<{ knownIds: number[]; cancelIds: number[] }>;
   /** The attempt a job token hash belongs to (live or ended), or undefined for an unknown token. */
   findAttempt(tokenHash: string): Promise<TokenLookup | undefined>;
+  /**
+   * Marks a log entry running (again, if already running). Entries are stored when first used, so
+   * this may create it; a key the job has no entry for is a NotFoundError, an ended one a ConflictError.
+   */
   startEntry(ref: AttemptRef, key: string, now: number): Promise<{ entry: EntryRecord; queuedAt: number }>;
+  /** Ends a log entry, started or not; the same result again is answered, another is a ConflictError. */
   finishEntry(ref: AttemptRef, key: string, result: EntryResult, now: number): Promise<EntryRecord>;
   /** Ends the attempt. Errored attempts with attempts left requeue the job; a requested cancel wins. */
   finishAttempt(ref: AttemptRef, outcome: AttemptOutcome, message: string | null, now: number): Promise<JobRecord>;

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { ConflictError, JobSpecInput, LeaseLostError, NotFoundError, type ExecutorIdentity, type JobSpecInput as SpecInput } from "../../src/protocol/index.ts";
-import type { AttemptRef, Store, StoreChange } from "../../src/store/index.ts";
+import type { AttemptRef, JobRecord, Store, StoreChange } from "../../src/store/index.ts";
 
 export interface StoreFactory {
   /** A fresh, migrated, empty store. */
@@ -126,6 +126,29 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       assert.equal(new Set(ids).size, 10);
     });
 
+    it("hands each job to one of many claims of one queue arriving at once, oldest first", async () => {
+      const jobs: JobRecord[] = [];
+      for (let index = 0; index < 5; index += 1) jobs.push(await enqueue({ queue: "q" }, T0 + index));
+      await enqueue({ queue: "elsewhere" }, T0);
+      const names = Array.from({ length: 8 }, (_, index) => `exec-${index}`);
+      // Executors heard from just now (a heartbeat), as executors polling in a loop are.
+      for (const name of names) await store.jobs.heartbeat(executor(name, { queues: ["q"] }), [], LEASE, T0 + 9);
+      const tokens = names.map((name) => `token-${backend}-${name}-${Math.random()}`);
+      const claimed = await Promise.all(
+        names.map((name, index) =>
+          store.jobs.claim({ executor: executor(name, { queues: ["q"] }), tokenHash: tokens[index]!, leaseMs: LEASE, preference: ["q"] }, T0 + 10),
+        ),
+      );
+      const got = claimed.flatMap((job, index) => (job ? [{ job, index }] : []));
+      assert.deepEqual(got.map(({ job }) => job.id).sort((a, b) => a - b), jobs.map((job) => job.id), "every job of the queue once, nothing else");
+      for (const { job, index } of got) {
+        assert.deepEqual([job.state, job.executorName, job.attempt, job.leaseExpiresAt], ["processing", names[index], 1, T0 + 10 + LEASE]);
+        assert.deepEqual(await store.jobs.findAttempt(tokens[index]!), { jobId: job.id, attempt: 1, repository: null, executorName: names[index], live: true });
+      }
+      assert.equal(claimed.filter((job) => job === undefined).length, 3);
+      assert.equal(await store.jobs.claim({ executor: executor("exec-0", { queues: ["q"] }), tokenHash: "late", leaseMs: LEASE, preference: ["q"] }, T0 + 11), undefined);
+    });
+
     it("resolves job tokens to live or ended attempts", async () => {
       await enqueue();
       const claimed = await claim();
@@ -135,6 +158,59 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       assert.equal(await store.jobs.findAttempt("no-such-token"), undefined);
       await store.jobs.finishAttempt(claimed.ref, "completed", null, T0 + 100);
       assert.equal((await store.jobs.findAttempt(claimed.token))?.live, false);
+    });
+
+    it("resolves a superseded attempt's token as ended once the job was requeued and claimed again", async () => {
+      await enqueue({ maxAttempts: 2 });
+      const first = await claim("exec-a", T0 + 10);
+      assert.ok(first);
+      await store.jobs.finishAttempt(first.ref, "errored", "sandbox broke", T0 + 20);
+      const second = await claim("exec-b", T0 + 30);
+      assert.ok(second);
+      assert.deepEqual(await store.jobs.findAttempt(first.token), { ...first.ref, live: false }, "the first attempt's token is known, and dead");
+      assert.deepEqual(await store.jobs.findAttempt(second.token), { ...second.ref, live: true });
+      await store.jobs.finishAttempt(second.ref, "completed", null, T0 + 40);
+      assert.deepEqual(await store.jobs.findAttempt(second.token), { ...second.ref, live: false });
+      const reapedJob = await enqueue({ maxAttempts: 1 }, T0 + 50);
+      const lapsed = await claim("exec-c", T0 + 60);
+      assert.equal(lapsed?.ref.jobId, reapedJob.id);
+      await store.jobs.reapExpiredLeases(T0 + 60 + LEASE + 1);
+      assert.deepEqual(await store.jobs.findAttempt(lapsed.token), { ...lapsed.ref, live: false }, "a reaped attempt's token is known, and dead");
+    });
+
+    it("lists every entry of a partially run job: as recorded, the rest pending, then skipped once the attempt ended", async () => {
+      const job = await enqueue({ steps: [{ key: "one", commands: ["true"] }, { key: "two", commands: ["true"] }, { key: "three", commands: ["true"] }] });
+      const states = async () => (await store.jobs.getJob(job.id))?.entries.map((entry) => [entry.key, entry.kind, entry.index, entry.state]);
+      assert.deepEqual(await states(), [["prepare", "prepare", 0, "pending"], ["one", "step", 1, "pending"], ["two", "step", 2, "pending"], ["three", "step", 3, "pending"]]);
+      const claimed = await claim();
+      assert.ok(claimed);
+      const { ref } = claimed;
+      await store.jobs.startEntry(ref, "prepare", T0 + 20);
+      await store.jobs.finishEntry(ref, "prepare", { state: "completed", exitCode: null, durationMs: 5 }, T0 + 25);
+      await store.jobs.startEntry(ref, "one", T0 + 30);
+      await store.outputs.appendLog(ref, "two", 0, Buffer.from("early"), T0 + 31);
+      assert.deepEqual(await states(), [
+        ["prepare", "prepare", 0, "completed"],
+        ["one", "step", 1, "running"],
+        ["two", "step", 2, "pending"],
+        ["three", "step", 3, "pending"],
+      ]);
+      const two = (await store.jobs.getJob(job.id))?.entries.find((entry) => entry.key === "two");
+      assert.deepEqual([two?.size, two?.startedAt], [5, null], "an append before the step started is kept, the step still pending");
+      const skippedEarly = await store.jobs.finishEntry(ref, "three", { state: "skipped", exitCode: null, durationMs: 0 }, T0 + 35);
+      assert.deepEqual([skippedEarly.state, skippedEarly.kind, skippedEarly.index, skippedEarly.startedAt], ["skipped", "step", 3, T0 + 35], "a step may end without having started");
+      await assert.rejects(store.jobs.startEntry(ref, "three", T0 + 36), ConflictError);
+      await assert.rejects(store.jobs.startEntry(ref, "nope", T0 + 36), NotFoundError);
+      await assert.rejects(store.jobs.finishEntry(ref, "nope", { state: "completed", exitCode: 0, durationMs: 1 }, T0 + 36), NotFoundError);
+      await store.jobs.startEntry(ref, "finalize", T0 + 40);
+      await store.jobs.finishAttempt(ref, "failed", "step one failed", T0 + 50);
+      assert.deepEqual(await states(), [
+        ["prepare", "prepare", 0, "completed"],
+        ["one", "step", 1, "running"],
+        ["two", "step", 2, "skipped"],
+        ["three", "step", 3, "skipped"],
+        ["finalize", "finalize", 4, "running"],
+      ]);
     });
 
     it("extends leases on heartbeat and reports known and canceled jobs", async () => {
@@ -153,6 +229,33 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       const recordA = executors.find((record) => record.executorName === "exec-a");
       assert.equal(recordA?.lastHeartbeatAt, T0 + 15_000);
       assert.deepEqual(recordA?.runningJobIds, [a.id]);
+    });
+
+    it("answers heartbeats sent at once by many executors, each about its own jobs", async () => {
+      const jobs: JobRecord[] = [];
+      for (let index = 0; index < 12; index += 1) jobs.push(await enqueue({}, T0 + index));
+      const claims: ({ ref: AttemptRef; token: string } | undefined)[] = [];
+      for (let index = 0; index < 12; index += 1) claims.push(await claim(`exec-${index % 6}`, T0 + 20));
+      await store.jobs.requestCancel(jobs[1]!.id, T0 + 30);
+      await store.jobs.requestCancel(jobs[8]!.id, T0 + 30);
+      const held = (name: string) => claims.filter((claimed) => claimed?.ref.executorName === name).map((claimed) => claimed!.ref.jobId);
+      const names = Array.from({ length: 6 }, (_, index) => `exec-${index}`);
+      const replies = await Promise.all([
+        ...names.map((name) => store.jobs.heartbeat(executor(name), [...held(name), jobs[0]!.id === held(name)[0] ? 9999 : jobs[0]!.id], LEASE, T0 + 15_000)),
+        // The same executor twice at once (a retried heartbeat), and one not seen before with no jobs.
+        store.jobs.heartbeat(executor("exec-0"), held("exec-0"), LEASE, T0 + 15_001),
+        store.jobs.heartbeat(executor("exec-new", { hostname: "elsewhere" }), [], LEASE, T0 + 15_000),
+      ]);
+      names.forEach((name, index) => {
+        const mine = held(name).sort((a, b) => a - b);
+        assert.deepEqual(replies[index], { knownIds: mine, cancelIds: mine.filter((id) => id === jobs[1]!.id || id === jobs[8]!.id) }, name);
+      });
+      assert.deepEqual(replies[6]?.knownIds, held("exec-0").sort((a, b) => a - b));
+      assert.deepEqual(replies[7], { knownIds: [], cancelIds: [] });
+      const executors = await store.jobs.listExecutors();
+      assert.equal(executors.find((record) => record.executorName === "exec-new")?.hostname, "elsewhere");
+      assert.equal(executors.find((record) => record.executorName === "exec-0")?.lastHeartbeatAt, T0 + 15_001);
+      assert.deepEqual(await store.jobs.reapExpiredLeases(T0 + LEASE + 100), [], "every lease was extended");
     });
 
     it("appends logs by offset, idempotently, and reads ranges", async () => {
@@ -206,6 +309,46 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       await assert.rejects(store.jobs.startEntry(ref, "two", T0 + 101), LeaseLostError);
       await assert.rejects(store.jobs.finishAttempt(ref, "completed", null, T0 + 101), LeaseLostError);
       await assert.rejects(store.outputs.putArtifact(ref, "diff", bytes(Buffer.from("x")), T0 + 101), LeaseLostError);
+    });
+
+    it("ends many attempts at once, each on its own terms", async () => {
+      const jobs: JobRecord[] = [];
+      for (let index = 0; index < 8; index += 1) jobs.push(await enqueue({ maxAttempts: index === 2 ? 2 : 1 }, T0 + index));
+      const claims: { ref: AttemptRef; token: string }[] = [];
+      for (let index = 0; index < 8; index += 1) claims.push((await claim(`exec-${index}`, T0 + 20)) as { ref: AttemptRef; token: string });
+      await store.jobs.requestCancel(jobs[4]!.id, T0 + 30);
+      await store.jobs.finishAttempt(claims[5]!.ref, "completed", null, T0 + 35);
+      const ref = (index: number) => claims[index]!.ref;
+      const results = await Promise.allSettled([
+        store.jobs.finishAttempt(ref(0), "completed", null, T0 + 40),
+        store.jobs.finishAttempt(ref(1), "failed", "exit 1", T0 + 40),
+        store.jobs.finishAttempt(ref(2), "errored", "sandbox broke", T0 + 40),
+        store.jobs.finishAttempt(ref(3), "errored", "sandbox broke", T0 + 40),
+        store.jobs.finishAttempt(ref(4), "failed", "killed", T0 + 40),
+        store.jobs.finishAttempt(ref(5), "completed", null, T0 + 40),
+        store.jobs.finishAttempt(ref(6), "completed", null, T0 + 40),
+        store.jobs.finishAttempt(ref(6), "completed", null, T0 + 41),
+        store.jobs.finishAttempt({ ...ref(7), attempt: 2 }, "completed", null, T0 + 40),
+      ]);
+      const seen = results.map((result) => (result.status === "fulfilled" ? [result.value.id, result.value.state, result.value.failureMessage] : result.reason instanceof LeaseLostError ? "lease lost" : String(result.reason)));
+      assert.deepEqual(seen.slice(0, 5), [
+        [jobs[0]!.id, "completed", null],
+        [jobs[1]!.id, "failed", "exit 1"],
+        [jobs[2]!.id, "queued", "sandbox broke"],
+        [jobs[3]!.id, "errored", "sandbox broke"],
+        [jobs[4]!.id, "canceled", "killed"],
+      ]);
+      assert.equal(seen[5], "lease lost", "an attempt that already ended stays ended");
+      assert.deepEqual(
+        [seen[6], seen[7]].filter((entry) => entry !== "lease lost"),
+        [[jobs[6]!.id, "completed", null]],
+        "the same end twice at once ends the attempt once",
+      );
+      assert.equal(seen[8], "lease lost", "an attempt the job never had cannot end");
+      assert.equal((await store.jobs.getJob(jobs[7]!.id))?.job.state, "processing");
+      assert.equal((await store.jobs.getJob(jobs[2]!.id))?.job.executorName, null, "a requeued job has no executor");
+      for (const index of [0, 1, 2, 3, 4, 6]) assert.deepEqual(await store.jobs.findAttempt(claims[index]!.token), { ...ref(index), live: false });
+      assert.equal((await claim("exec-retry", T0 + 50))?.ref.jobId, jobs[2]!.id, "the requeued job is claimable");
     });
 
     it("requeues errored attempts while attempts remain, then errors", async () => {

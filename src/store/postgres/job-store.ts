@@ -2,23 +2,28 @@
  * Jobs, attempts, entries and executors in Postgres, shared by every coordinator.
  *
  * State machine: as in the SQLite backend (queued -(claim)-> processing -(finishAttempt | reap)->
- * terminal, or back to queued while attempts remain; `token_hash` is cleared when an attempt
- * ends, which fences its executor out). Locking, per transition:
- * - claim: `airlock_claim`, FOR UPDATE SKIP LOCKED, so concurrent claimers on any coordinator
- *   never wait for each other and never get the same job;
+ * terminal, or back to queued while attempts remain). A job token is live while its job is
+ * processing that attempt; ending the attempt (one UPDATE, the fence) writes its attempts row in
+ * the same transaction, which is where `findAttempt` finds the token afterwards. Log entries are
+ * made when first used (see rows.ts). Locking, per transition:
+ * - claim: one statement (claims of one queue arriving together share one, claims.ts), FOR
+ *   UPDATE SKIP LOCKED, so concurrent claimers on any coordinator never wait for each other and
+ *   never get the same job;
  * - writes of an attempt (entries, logs, artifacts): the job row FOR SHARE, then the entry row
- *   FOR UPDATE (always jobs before entries, so no deadlock);
- * - finishAttempt, requestCancel: the job row FOR UPDATE;
+ *   (made on first use, INSERT ... ON CONFLICT) FOR UPDATE (always jobs before entries, so no
+ *   deadlock);
+ * - finishAttempt: one statement (ends arriving together share one, attempt-ends.ts), whose
+ *   UPDATE locks the job row; requestCancel: the job row FOR UPDATE;
  * - reap: lapsed rows FOR UPDATE SKIP LOCKED, so every coordinator may sweep at once and a row
  *   being heartbeated or ended right now is simply left to that transaction;
- * - heartbeat: one UPDATE, re-checked against the latest row version, so a job reaped meanwhile is
- *   not reported known.
+ * - heartbeat: grouped with those arriving meanwhile into one statement (heartbeats.ts), whose
+ *   UPDATE re-checks the latest row version, so a job reaped meanwhile is not reported known.
  * Changes are announced through the Announcer (index.ts): claimable jobs inside the transaction,
  * everything to this process right after commit, other job changes to other processes batched.
  */
 import { ConflictError, isolationRank, LeaseLostError, NotFoundError } from "../../protocol/index.ts";
-import type { AttemptOutcome, ExecutorIdentity, JobState } from "../../protocol/index.ts";
-import { leaseExpiredMessages, toEntry, toJob, type EntryRow, type JobRow } from "../rows.ts";
+import type { AttemptOutcome, ExecutorIdentity, JobSpec, JobState } from "../../protocol/index.ts";
+import { currentEntries, leaseExpiredMessages, plannedEntry, toEntry, toJob, type EntryRow, type JobRow } from "../rows.ts";
 import type {
   AttemptRef,
   ClaimRequest,
@@ -34,7 +39,11 @@ import type {
   TokenLookup,
 } from "../store.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
+import { AttemptEnds } from "./attempt-ends.ts";
+import { Claims, identityOf } from "./claims.ts";
+import { HeartbeatGroups } from "./heartbeats.ts";
 import type { Announcer } from "./index.ts";
+import { FIND_ATTEMPT } from "./statements.ts";
 
 interface ExecutorRow {
   name: string;
@@ -58,13 +67,47 @@ export async function assertLive(client: Queryable, ref: AttemptRef): Promise<{ 
   return { cancelRequested: row.cancel_requested };
 }
 
+/**
+ * Where `key` sits in the live attempt's job (see `plannedEntry`), and when the job was queued;
+ * LeaseLostError unless `ref` is live, NotFoundError for a key the job lacks. Share-locks the job row.
+ */
+async function liveEntrySlot(client: Queryable, ref: AttemptRef, key: string): Promise<{ kind: EntryRecord["kind"]; index: number; queuedAt: number }> {
+  const { rows } = await client.query<{ spec: JobSpec; queued_at: number }>(
+    "SELECT spec, queued_at FROM jobs WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR SHARE",
+    [ref.jobId, ref.attempt],
+  );
+  const row = rows[0];
+  if (!row) throw new LeaseLostError();
+  const slot = plannedEntry(row.spec, key);
+  if (!slot) throw new NotFoundError(`job ${ref.jobId} has no log entry "${key}"`);
+  return { ...slot, queuedAt: row.queued_at };
+}
+
+/** Makes the pending entry `key` of a live attempt if it has no row yet (an append before the step started). */
+export async function ensureEntry(client: Queryable, ref: AttemptRef, key: string): Promise<void> {
+  const slot = await liveEntrySlot(client, ref, key);
+  await client.query("INSERT INTO entries (job_id, attempt, key, kind, idx, state) VALUES ($1, $2, $3, $4, $5, 'pending') ON CONFLICT DO NOTHING", [
+    ref.jobId,
+    ref.attempt,
+    key,
+    slot.kind,
+    slot.index,
+  ]);
+}
+
 export class PostgresJobStore implements JobStore {
   private readonly db: PostgresDatabase;
   private readonly announce: Announcer;
+  private readonly claims: Claims;
+  private readonly heartbeats: HeartbeatGroups;
+  private readonly ends: AttemptEnds;
 
   constructor(db: PostgresDatabase, announce: Announcer) {
     this.db = db;
     this.announce = announce;
+    this.claims = new Claims(db, announce);
+    this.heartbeats = new HeartbeatGroups(db);
+    this.ends = new AttemptEnds(db, announce);
   }
 
   async enqueue(job: NewJob, now: number): Promise<JobRecord> {
@@ -94,65 +137,20 @@ export class PostgresJobStore implements JobStore {
     return record;
   }
 
-  async claim(request: ClaimRequest, now: number): Promise<JobRecord | undefined> {
-    const { executor } = request;
-    const maxRank = Math.max(...executor.isolation.map(isolationRank));
-    const rows = await this.db.query<JobRow>("SELECT * FROM airlock_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", [
-      request.preference ? [...request.preference] : executor.queues,
-      request.preference !== undefined,
-      maxRank,
-      executor.executorName,
-      executor.hostname,
-      executor.version,
-      executor.runtime,
-      JSON.stringify(executor.isolation),
-      JSON.stringify(executor.queues),
-      request.tokenHash,
-      now,
-      request.leaseMs,
-    ], "airlock_claim");
-    const row = rows[0];
-    if (!row) return undefined;
-    const job = toJob(row);
-    this.announce.committed([{ kind: "job", jobId: job.id }]);
-    return job;
+  claim(request: ClaimRequest, now: number): Promise<JobRecord | undefined> {
+    return this.claims.claim(request, now);
   }
 
   async heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<{ knownIds: number[]; cancelIds: number[] }> {
-    // One statement: the executor upsert and the lease extension commit together.
-    const rows = await this.db.query<{ id: number; cancel_requested: boolean }>(
-      `WITH seen AS (
-         INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-         ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, runtime = excluded.runtime,
-           isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = excluded.last_heartbeat_at
-       )
-       UPDATE jobs SET lease_expires_at = $8
-       WHERE id = ANY ($9::bigint[]) AND state = 'processing' AND executor_name = $1
-       RETURNING id, cancel_requested`,
-      [
-        executor.executorName,
-        executor.hostname,
-        executor.version,
-        executor.runtime,
-        JSON.stringify(executor.isolation),
-        JSON.stringify(executor.queues),
-        now,
-        now + leaseMs,
-        jobIds,
-      ],
-      "airlock_heartbeat",
-    );
-    const knownIds = rows.map((row) => row.id).sort((a, b) => a - b);
-    const cancelIds = rows.filter((row) => row.cancel_requested).map((row) => row.id).sort((a, b) => a - b);
-    return { knownIds, cancelIds };
+    const reply = await this.heartbeats.heartbeat(executor, jobIds, leaseMs, now);
+    this.claims.remember(executor.executorName, identityOf(executor), now);
+    return reply;
   }
 
   async findAttempt(tokenHash: string): Promise<TokenLookup | undefined> {
+    // Ending an attempt moves its token from the job row to the attempts table in one commit.
     const rows = await this.db.query<{ job_id: number; attempt: number; repository: string | null; executor_name: string; live: boolean }>(
-      `SELECT a.job_id, a.attempt, j.repository, a.executor_name,
-         coalesce(j.token_hash = a.token_hash AND j.state = 'processing' AND j.attempt = a.attempt, false) AS live
-       FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE a.token_hash = $1`,
+      FIND_ATTEMPT,
       [tokenHash],
       "airlock_find_attempt",
     );
@@ -163,24 +161,16 @@ export class PostgresJobStore implements JobStore {
 
   async startEntry(ref: AttemptRef, key: string, now: number): Promise<{ entry: EntryRecord; queuedAt: number }> {
     const result = await this.db.tx(async (client) => {
-      await assertLive(client, ref);
-      if (key === "finalize") {
-        await client.query(
-          `INSERT INTO entries (job_id, attempt, key, kind, idx, state)
-           SELECT $1, $2, 'finalize', 'finalize', max(idx) + 1, 'pending' FROM entries WHERE job_id = $1 AND attempt = $2
-           ON CONFLICT DO NOTHING`,
-          [ref.jobId, ref.attempt],
-        );
-      }
-      const { rows } = await client.query<EntryRow & { queued_at: number }>(
-        `UPDATE entries e SET state = 'running', started_at = coalesce(e.started_at, $4)
-         FROM jobs j WHERE j.id = e.job_id AND e.job_id = $1 AND e.attempt = $2 AND e.key = $3 AND e.state IN ('pending', 'running')
-         RETURNING e.*, j.queued_at`,
-        [ref.jobId, ref.attempt, key, now],
+      const slot = await liveEntrySlot(client, ref, key);
+      const { rows } = await client.query<EntryRow>(
+        `INSERT INTO entries AS e (job_id, attempt, key, kind, idx, state, started_at) VALUES ($1, $2, $3, $4, $5, 'running', $6)
+         ON CONFLICT (job_id, attempt, key) DO UPDATE SET state = 'running', started_at = coalesce(e.started_at, excluded.started_at)
+         WHERE e.state IN ('pending', 'running') RETURNING *`,
+        [ref.jobId, ref.attempt, key, slot.kind, slot.index, now],
       );
       const row = rows[0];
       if (!row) throw await this.entryProblem(client, ref, key);
-      return { entry: toEntry(row), queuedAt: row.queued_at };
+      return { entry: toEntry(row), queuedAt: slot.queuedAt };
     });
     this.announce.committed([{ kind: "job", jobId: ref.jobId }]);
     return result;
@@ -188,11 +178,14 @@ export class PostgresJobStore implements JobStore {
 
   async finishEntry(ref: AttemptRef, key: string, result: EntryResult, now: number): Promise<EntryRecord> {
     const entry = await this.db.tx(async (client) => {
-      await assertLive(client, ref);
+      const slot = await liveEntrySlot(client, ref, key);
       const { rows } = await client.query<EntryRow>(
-        `UPDATE entries SET state = $4, exit_code = $5, duration_ms = $6, message = $7, finished_at = $8, started_at = coalesce(started_at, $8)
-         WHERE job_id = $1 AND attempt = $2 AND key = $3 AND state IN ('pending', 'running') RETURNING *`,
-        [ref.jobId, ref.attempt, key, result.state, result.exitCode, result.durationMs, result.message ?? null, now],
+        `INSERT INTO entries AS e (job_id, attempt, key, kind, idx, state, exit_code, duration_ms, message, started_at, finished_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+         ON CONFLICT (job_id, attempt, key) DO UPDATE SET state = excluded.state, exit_code = excluded.exit_code, duration_ms = excluded.duration_ms,
+           message = excluded.message, finished_at = excluded.finished_at, started_at = coalesce(e.started_at, excluded.started_at)
+         WHERE e.state IN ('pending', 'running') RETURNING *`,
+        [ref.jobId, ref.attempt, key, slot.kind, slot.index, result.state, result.exitCode, result.durationMs, result.message ?? null, now],
       );
       const row = rows[0];
       if (!row) {
@@ -208,25 +201,20 @@ export class PostgresJobStore implements JobStore {
     return entry;
   }
 
+  /** Why an entry that exists could not be started or finished: it already ended. */
   private async entryProblem(client: Queryable, ref: AttemptRef, key: string): Promise<Error> {
     const { rows } = await client.query<{ state: string }>("SELECT state FROM entries WHERE job_id = $1 AND attempt = $2 AND key = $3", [ref.jobId, ref.attempt, key]);
-    const row = rows[0];
-    return row ? new ConflictError(`log entry "${key}" already ended (${row.state})`) : new NotFoundError(`job ${ref.jobId} has no log entry "${key}"`);
+    return new ConflictError(`log entry "${key}" already ended (${rows[0]?.state ?? "unknown"})`);
   }
 
   async finishAttempt(ref: AttemptRef, outcome: AttemptOutcome, message: string | null, now: number): Promise<JobRecord> {
-    const rows = await this.db.query<JobRow>("SELECT * FROM airlock_finish_attempt($1, $2, $3, $4, $5, $6)", [ref.jobId, ref.attempt, outcome, message, now, this.announce.origin], "airlock_finish_attempt");
-    const row = rows[0];
-    if (!row) throw new LeaseLostError();
-    const job = toJob(row);
-    this.announce.committed(jobChanges(job));
-    return job;
+    return this.ends.finish(ref, outcome, message, now);
   }
 
   /** Moves a processing job out of its attempt: to a terminal state, or back to the queue. */
   private async endAttempt(client: Queryable, jobId: number, state: JobState, message: string | null, now: number): Promise<JobRecord> {
     const { rows } = await client.query<JobRow>(
-      `UPDATE jobs SET state = $2, failure_message = $3, token_hash = NULL, lease_expires_at = NULL,
+      `UPDATE jobs SET state = $2::text, failure_message = $3, lease_expires_at = NULL,
          finished_at = CASE WHEN $2 = 'queued' THEN NULL ELSE $4::bigint END,
          queued_at = CASE WHEN $2 = 'queued' THEN $4::bigint ELSE queued_at END,
          executor_name = CASE WHEN $2 = 'queued' THEN NULL ELSE executor_name END
@@ -270,12 +258,11 @@ export class PostgresJobStore implements JobStore {
       for (const row of rows) {
         const job = toJob(row);
         const message = leaseExpiredMessages(job);
-        await client.query("UPDATE attempts SET finished_at = $3, outcome = 'errored', message = $4 WHERE job_id = $1 AND attempt = $2", [
-          job.id,
-          job.attempt,
-          now,
-          message.attempt,
-        ]);
+        await client.query(
+          `INSERT INTO attempts (job_id, attempt, executor_name, token_hash, started_at, finished_at, outcome, message)
+           VALUES ($1, $2, $3, $4, $5, $6, 'errored', $7)`,
+          [job.id, job.attempt, job.executorName, row.token_hash, job.startedAt, now, message.attempt],
+        );
         const state: JobState = job.cancelRequested ? "canceled" : job.attempt < job.maxAttempts ? "queued" : "errored";
         ended.push(await this.endAttempt(client, job.id, state, message.job, now));
       }
@@ -298,9 +285,10 @@ export class PostgresJobStore implements JobStore {
     );
     const row = rows[0];
     if (!row) return undefined;
+    const job = toJob(row.job);
     return {
-      job: toJob(row.job),
-      entries: row.entries.map(toEntry),
+      job,
+      entries: currentEntries(job, row.entries.map(toEntry)),
       artifacts: row.artifacts.map((artifact) => ({ name: artifact.name, size: Number(artifact.size), sha256: artifact.sha256, createdAt: Number(artifact.created_at) })),
     };
   }

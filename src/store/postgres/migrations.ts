@@ -2,9 +2,9 @@
  * Postgres schema, one entry per version, applied in order by `PostgresDatabase.migrate()`.
  * Never edit a released migration; add a new one.
  *
- * Tables and columns match the SQLite backend's. Two hot paths are functions, so each is one round
- * trip and one transaction: `airlock_claim` (pick with FOR UPDATE SKIP LOCKED, start the attempt,
- * create its log entries, announce) and `airlock_append_log` (fence, append at an offset, announce).
+ * Tables and columns match the SQLite backend's. The hot paths are each one round trip and one
+ * transaction: claiming and ending an attempt are single statements (job-store.ts), appending
+ * log bytes is a function, `airlock_append_log` (fence, append at an offset).
  * Changes are announced with pg_notify on channel `airlock_changes`, payload JSON with the origin
  * process "o": a claimable job ({"q": queue, "i": isolation}) is announced inside the transaction
  * that made it claimable (delivered at commit, never lost); other changes of jobs ({"j": [ids]})
@@ -238,5 +238,32 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     UPDATE entries e SET size = e.size + length(v_fresh) WHERE e.job_id = p_job AND e.attempt = p_attempt AND e.key = p_key;
     size := size + length(v_fresh);
   END $$;
+  `,
+  /* 2: fewer rows and statements per claim and end of an attempt */ `
+  -- The live attempt (its token and executor) is on the job row only; its attempts row is written
+  -- once, when it ends, and is only ever looked up by token. A job keeps its latest token after
+  -- the attempt ended: only a processing job's token is live, and only those are in the index.
+  DELETE FROM attempts a USING jobs j WHERE a.job_id = j.id AND a.attempt = j.attempt AND j.state = 'processing';
+  -- No foreign key: checking it would lock (so write) the job row the same transaction just updated.
+  ALTER TABLE attempts DROP CONSTRAINT attempts_job_id_fkey, DROP CONSTRAINT attempts_pkey,
+    DROP CONSTRAINT attempts_token_hash_key, ADD PRIMARY KEY (token_hash);
+  -- Also the processing jobs' index (reaper, executor lists): one index written per claim, not two.
+  DROP INDEX jobs_processing;
+  CREATE UNIQUE INDEX jobs_live_token ON jobs (token_hash) WHERE state = 'processing';
+  -- Only jobs naming a repository are listed by it: others need no entry (each claim and end of
+  -- an attempt writes one into every index of the row).
+  DROP INDEX jobs_by_repository;
+  CREATE INDEX jobs_by_repository ON jobs (repository, id) WHERE repository IS NOT NULL;
+  -- A CHECK constraint is parsed again by every statement writing the row (claims, ends of
+  -- attempts, heartbeats); a domain's is kept ready. Added after the column changed type, so the
+  -- table is only read through, not rewritten.
+  CREATE DOMAIN job_state AS text;
+  ALTER TABLE jobs DROP CONSTRAINT jobs_state_check, ALTER COLUMN state TYPE job_state;
+  ALTER DOMAIN job_state ADD CONSTRAINT job_state_check CHECK (VALUE IN ('queued', 'processing', 'completed', 'failed', 'errored', 'canceled'));
+  -- Heartbeats rewrite executor rows all the time: leave room on each page for HOT updates.
+  ALTER TABLE executors SET (fillfactor = 50);
+  -- Claiming and ending an attempt are single statements now (job-store.ts): cheaper than a call.
+  DROP FUNCTION airlock_claim(text[], boolean, integer, text, text, text, text, jsonb, jsonb, text, bigint, bigint);
+  DROP FUNCTION airlock_finish_attempt(bigint, integer, text, text, bigint, text);
   `,
 ];

@@ -3,8 +3,9 @@
  *
  * Logs: `airlock_append_log` fences, appends and announces in one round trip; each append is one
  * row [start_offset, end_offset) and `entries.size` is the entry's length, checked under the
- * entry's row lock, which makes a retried append idempotent. Artifacts: 1 MiB chunks written as
- * they stream in (each its own statement, no long transaction), made visible only by the final
+ * entry's row lock, which makes a retried append idempotent (an append before its step started
+ * first makes the entry's row: entries are made when first used). Artifacts: 1 MiB chunks written
+ * as they stream in (each its own statement, no long transaction), made visible only by the final
  * `artifacts` row, written in a transaction that checks the attempt is still live.
  */
 import { createHash } from "node:crypto";
@@ -13,7 +14,7 @@ import { rechunk } from "../chunks.ts";
 import type { ArtifactRecord, AttemptRef, OutputStore } from "../store.ts";
 import type { PostgresDatabase } from "./database.ts";
 import type { Announcer } from "./index.ts";
-import { assertLive } from "./job-store.ts";
+import { assertLive, ensureEntry } from "./job-store.ts";
 
 const ARTIFACT_CHUNK = 1024 * 1024;
 
@@ -27,14 +28,20 @@ export class PostgresOutputStore implements OutputStore {
   }
 
   async appendLog(ref: AttemptRef, key: string, offset: number, data: Uint8Array, _now: number): Promise<{ size: number; cancel: boolean }> {
-    const rows = await this.db.query<{ status: string; size: number | null; cancel: boolean | null }>("SELECT * FROM airlock_append_log($1, $2, $3, $4, $5)", [
-      ref.jobId,
-      ref.attempt,
-      key,
-      offset,
-      Buffer.from(data.buffer, data.byteOffset, data.byteLength),
-    ], "airlock_append_log");
-    const row = rows[0];
+    const append = () =>
+      this.db.query<{ status: string; size: number | null; cancel: boolean | null }>("SELECT * FROM airlock_append_log($1, $2, $3, $4, $5)", [
+        ref.jobId,
+        ref.attempt,
+        key,
+        offset,
+        Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+      ], "airlock_append_log");
+    let row = (await append())[0];
+    if (row?.status === "no_entry") {
+      // Entries are made when first used; an append may come before its step's start.
+      await this.db.tx((client) => ensureEntry(client, ref, key));
+      row = (await append())[0];
+    }
     const size = Number(row?.size ?? 0);
     switch (row?.status) {
       case "lease_lost":

@@ -3,11 +3,13 @@
  *
  * State machine (per job row): queued -(claim)-> processing -(finishAttempt | reap)-> terminal,
  * or back to queued when an errored/lapsed attempt has attempts left. `attempt` counts claims;
- * `token_hash` holds the live attempt's token and is cleared whenever the attempt ends, which is
- * what fences a stale executor out. Each transition is one `write()` transaction.
+ * `token_hash` holds the latest attempt's token, live only while the job is processing that
+ * attempt, which is what fences a stale executor out. Ending an attempt writes its attempts row,
+ * where `findAttempt` finds the token afterwards. Log entries are made when first used (see
+ * rows.ts). Each transition is one `write()` transaction.
  */
 import { ConflictError, isolationRank, LeaseLostError, NotFoundError } from "../../protocol/index.ts";
-import type { AttemptOutcome, ExecutorIdentity, JobState } from "../../protocol/index.ts";
+import type { AttemptOutcome, ExecutorIdentity, JobSpec, JobState } from "../../protocol/index.ts";
 import type {
   AttemptRef,
   ClaimRequest,
@@ -23,7 +25,7 @@ import type {
   StoreChange,
   TokenLookup,
 } from "../store.ts";
-import { leaseExpiredMessages, toEntry, toJob, type EntryRow, type JobRow } from "../rows.ts";
+import { currentEntries, leaseExpiredMessages, plannedEntry, toEntry, toJob, type EntryRow, type JobRow } from "../rows.ts";
 import type { SqliteDatabase } from "./database.ts";
 
 interface ExecutorRow {
@@ -80,20 +82,7 @@ export class SqliteJobStore implements JobStore {
          WHERE id = $id AND state = 'queued' RETURNING *`,
         { executor: executor.executorName, token: request.tokenHash, now, lease: now + request.leaseMs, id: candidate.id },
       );
-      if (!row) return undefined;
-      const job = toJob(row);
-      this.db.run(
-        "INSERT INTO attempts (job_id, attempt, executor_name, token_hash, started_at) VALUES ($id, $attempt, $executor, $token, $now)",
-        { id: job.id, attempt: job.attempt, executor: executor.executorName, token: request.tokenHash, now },
-      );
-      const keys: [string, EntryRecord["kind"]][] = [["prepare", "prepare"], ...job.spec.steps.map((step): [string, "step"] => [step.key, "step"])];
-      keys.forEach(([key, kind], index) => {
-        this.db.run(
-          "INSERT INTO entries (job_id, attempt, key, kind, idx, state) VALUES ($id, $attempt, $key, $kind, $idx, 'pending')",
-          { id: job.id, attempt: job.attempt, key, kind, idx: index },
-        );
-      });
-      return job;
+      return row ? toJob(row) : undefined;
     });
     if (claimed) this.emit({ kind: "job", jobId: claimed.id });
     return claimed;
@@ -129,9 +118,10 @@ export class SqliteJobStore implements JobStore {
 
   async findAttempt(tokenHash: string): Promise<TokenLookup | undefined> {
     const row = this.db.get<{ job_id: number; attempt: number; repository: string | null; executor_name: string; live: number }>(
-      `SELECT a.job_id, a.attempt, j.repository, a.executor_name,
-         (j.token_hash = a.token_hash AND j.state = 'processing' AND j.attempt = a.attempt) AS live
-       FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE a.token_hash = $hash`,
+      `SELECT id AS job_id, attempt, repository, executor_name, 1 AS live FROM jobs WHERE token_hash = $hash AND state = 'processing'
+       UNION ALL
+       SELECT a.job_id, a.attempt, j.repository, a.executor_name, 0 FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE a.token_hash = $hash
+       LIMIT 1`,
       { hash: tokenHash },
     );
     if (!row) return undefined;
@@ -139,33 +129,46 @@ export class SqliteJobStore implements JobStore {
   }
 
   /** Throws LeaseLostError unless `ref` is still the job's live attempt. Call inside write(). */
-  assertLive(ref: AttemptRef): { cancelRequested: boolean } {
-    const row = this.db.get<{ attempt: number; state: string; cancel_requested: number }>(
-      "SELECT attempt, state, cancel_requested FROM jobs WHERE id = $id",
+  assertLive(ref: AttemptRef): { cancelRequested: boolean; spec: string; queuedAt: number } {
+    const row = this.db.get<{ attempt: number; state: string; cancel_requested: number; spec: string; queued_at: number }>(
+      "SELECT attempt, state, cancel_requested, spec, queued_at FROM jobs WHERE id = $id",
       { id: ref.jobId },
     );
     if (!row || Number(row.attempt) !== ref.attempt || row.state !== "processing") throw new LeaseLostError();
-    return { cancelRequested: Number(row.cancel_requested) === 1 };
+    return { cancelRequested: Number(row.cancel_requested) === 1, spec: row.spec, queuedAt: Number(row.queued_at) };
+  }
+
+  /** Where `key` sits in the live attempt's job (see `plannedEntry`); NotFoundError for a key the job lacks. Call inside write(). */
+  private liveEntrySlot(ref: AttemptRef, key: string): { kind: EntryRecord["kind"]; index: number; queuedAt: number } {
+    const live = this.assertLive(ref);
+    const slot = plannedEntry(JSON.parse(live.spec) as JobSpec, key);
+    if (!slot) throw new NotFoundError(`job ${ref.jobId} has no log entry "${key}"`);
+    return { ...slot, queuedAt: live.queuedAt };
+  }
+
+  /** Makes the pending entry `key` of a live attempt if it has no row yet (an append before the step started). Call inside write(). */
+  ensureEntry(ref: AttemptRef, key: string): void {
+    const slot = this.liveEntrySlot(ref, key);
+    this.db.run("INSERT OR IGNORE INTO entries (job_id, attempt, key, kind, idx, state) VALUES ($id, $attempt, $key, $kind, $idx, 'pending')", {
+      id: ref.jobId,
+      attempt: ref.attempt,
+      key,
+      kind: slot.kind,
+      idx: slot.index,
+    });
   }
 
   async startEntry(ref: AttemptRef, key: string, now: number): Promise<{ entry: EntryRecord; queuedAt: number }> {
     const result = this.db.write(() => {
-      this.assertLive(ref);
-      if (key === "finalize") {
-        this.db.run(
-          `INSERT OR IGNORE INTO entries (job_id, attempt, key, kind, idx, state)
-           VALUES ($id, $attempt, 'finalize', 'finalize', (SELECT max(idx) + 1 FROM entries WHERE job_id = $id AND attempt = $attempt), 'pending')`,
-          { id: ref.jobId, attempt: ref.attempt },
-        );
-      }
+      const slot = this.liveEntrySlot(ref, key);
       const row = this.db.get<EntryRow>(
-        `UPDATE entries SET state = 'running', started_at = coalesce(started_at, $now)
-         WHERE job_id = $id AND attempt = $attempt AND key = $key AND state IN ('pending', 'running') RETURNING *`,
-        { id: ref.jobId, attempt: ref.attempt, key, now },
+        `INSERT INTO entries (job_id, attempt, key, kind, idx, state, started_at) VALUES ($id, $attempt, $key, $kind, $idx, 'running', $now)
+         ON CONFLICT (job_id, attempt, key) DO UPDATE SET state = 'running', started_at = coalesce(started_at, excluded.started_at)
+         WHERE state IN ('pending', 'running') RETURNING *`,
+        { id: ref.jobId, attempt: ref.attempt, key, kind: slot.kind, idx: slot.index, now },
       );
       if (!row) throw this.entryProblem(ref, key);
-      const job = this.db.get<{ queued_at: number }>("SELECT queued_at FROM jobs WHERE id = $id", { id: ref.jobId });
-      return { entry: toEntry(row), queuedAt: Number(job?.queued_at) };
+      return { entry: toEntry(row), queuedAt: slot.queuedAt };
     });
     this.emit({ kind: "job", jobId: ref.jobId });
     return result;
@@ -173,12 +176,16 @@ export class SqliteJobStore implements JobStore {
 
   async finishEntry(ref: AttemptRef, key: string, result: EntryResult, now: number): Promise<EntryRecord> {
     const entry = this.db.write(() => {
-      this.assertLive(ref);
+      const slot = this.liveEntrySlot(ref, key);
       const row = this.db.get<EntryRow>(
-        `UPDATE entries SET state = $state, exit_code = $exitCode, duration_ms = $duration, message = $message,
-           finished_at = $now, started_at = coalesce(started_at, $now)
-         WHERE job_id = $id AND attempt = $attempt AND key = $key AND state IN ('pending', 'running') RETURNING *`,
+        `INSERT INTO entries (job_id, attempt, key, kind, idx, state, exit_code, duration_ms, message, started_at, finished_at)
+         VALUES ($id, $attempt, $key, $kind, $idx, $state, $exitCode, $duration, $message, $now, $now)
+         ON CONFLICT (job_id, attempt, key) DO UPDATE SET state = excluded.state, exit_code = excluded.exit_code, duration_ms = excluded.duration_ms,
+           message = excluded.message, finished_at = excluded.finished_at, started_at = coalesce(started_at, excluded.started_at)
+         WHERE state IN ('pending', 'running') RETURNING *`,
         {
+          kind: slot.kind,
+          idx: slot.index,
           state: result.state,
           exitCode: result.exitCode,
           duration: result.durationMs,
@@ -201,32 +208,23 @@ export class SqliteJobStore implements JobStore {
     return entry;
   }
 
+  /** Why an entry that exists could not be started or finished: it already ended. */
   private entryProblem(ref: AttemptRef, key: string): Error {
     const row = this.db.get<{ state: string }>("SELECT state FROM entries WHERE job_id = $id AND attempt = $attempt AND key = $key", {
       id: ref.jobId,
       attempt: ref.attempt,
       key,
     });
-    return row ? new ConflictError(`log entry "${key}" already ended (${row.state})`) : new NotFoundError(`job ${ref.jobId} has no log entry "${key}"`);
+    return new ConflictError(`log entry "${key}" already ended (${row?.state ?? "unknown"})`);
   }
 
   async finishAttempt(ref: AttemptRef, outcome: AttemptOutcome, message: string | null, now: number): Promise<JobRecord> {
     const job = this.db.write(() => {
       const { cancelRequested } = this.assertLive(ref);
-      const row = this.db.get<{ attempt: number; max_attempts: number }>("SELECT attempt, max_attempts FROM jobs WHERE id = $id", { id: ref.jobId });
-      const retry = outcome === "errored" && !cancelRequested && Number(row?.attempt) < Number(row?.max_attempts);
+      const row = this.db.get<JobRow>("SELECT * FROM jobs WHERE id = $id", { id: ref.jobId }) as JobRow;
+      const retry = outcome === "errored" && !cancelRequested && Number(row.attempt) < Number(row.max_attempts);
       const state: JobState = cancelRequested ? "canceled" : retry ? "queued" : outcome;
-      this.db.run("UPDATE attempts SET finished_at = $now, outcome = $outcome, message = $message WHERE job_id = $id AND attempt = $attempt", {
-        now,
-        outcome,
-        message,
-        id: ref.jobId,
-        attempt: ref.attempt,
-      });
-      this.db.run(
-        "UPDATE entries SET state = 'skipped' WHERE job_id = $id AND attempt = $attempt AND state = 'pending'",
-        { id: ref.jobId, attempt: ref.attempt },
-      );
+      this.recordAttempt(row, outcome, message, now);
       return this.endAttempt(ref.jobId, state, cancelRequested ? (message ?? "canceled") : message, now);
     });
     this.emit({ kind: "job", jobId: ref.jobId });
@@ -234,10 +232,19 @@ export class SqliteJobStore implements JobStore {
     return job;
   }
 
+  /** Writes the attempts row of the processing job `row`'s attempt, which is ending. */
+  private recordAttempt(row: JobRow, outcome: AttemptOutcome, message: string | null, now: number): void {
+    this.db.run(
+      `INSERT INTO attempts (job_id, attempt, executor_name, token_hash, started_at, finished_at, outcome, message)
+       VALUES ($id, $attempt, $executor, $token, $startedAt, $now, $outcome, $message)`,
+      { id: row.id, attempt: row.attempt, executor: row.executor_name, token: row.token_hash ?? null, startedAt: row.started_at, now, outcome, message },
+    );
+  }
+
   /** Moves a processing job out of its attempt: to a terminal state, or back to the queue. */
   private endAttempt(jobId: number, state: JobState, message: string | null, now: number): JobRecord {
     const row = this.db.get<JobRow>(
-      `UPDATE jobs SET state = $state, failure_message = $message, token_hash = NULL, lease_expires_at = NULL,
+      `UPDATE jobs SET state = $state, failure_message = $message, lease_expires_at = NULL,
          finished_at = CASE WHEN $state = 'queued' THEN NULL ELSE $now END,
          queued_at = CASE WHEN $state = 'queued' THEN $now ELSE queued_at END,
          executor_name = CASE WHEN $state = 'queued' THEN NULL ELSE executor_name END
@@ -276,12 +283,7 @@ export class SqliteJobStore implements JobStore {
       return rows.map((row) => {
         const job = toJob(row);
         const message = leaseExpiredMessages(job);
-        this.db.run("UPDATE attempts SET finished_at = $now, outcome = 'errored', message = $message WHERE job_id = $id AND attempt = $attempt", {
-          now,
-          message: message.attempt,
-          id: job.id,
-          attempt: job.attempt,
-        });
+        this.recordAttempt(row, "errored", message.attempt, now);
         const state: JobState = job.cancelRequested ? "canceled" : job.attempt < job.maxAttempts ? "queued" : "errored";
         return this.endAttempt(job.id, state, message.job, now);
       });
@@ -297,7 +299,8 @@ export class SqliteJobStore implements JobStore {
     const row = this.db.get<JobRow>("SELECT * FROM jobs WHERE id = $id", { id });
     if (!row) return undefined;
     const job = toJob(row);
-    const entries = this.db.all<EntryRow>("SELECT * FROM entries WHERE job_id = $id AND attempt = $attempt ORDER BY idx", { id, attempt: job.attempt }).map(toEntry);
+    const stored = this.db.all<EntryRow>("SELECT * FROM entries WHERE job_id = $id AND attempt = $attempt ORDER BY idx", { id, attempt: job.attempt }).map(toEntry);
+    const entries = currentEntries(job, stored);
     const artifacts = this.db
       .all<{ name: string; size: number; sha256: string; created_at: number }>(
         "SELECT name, size, sha256, created_at FROM artifacts WHERE job_id = $id AND attempt = $attempt ORDER BY name",

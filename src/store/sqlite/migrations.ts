@@ -107,4 +107,26 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     last_heartbeat_at INTEGER NOT NULL
   );
   `,
+  /* 2: fewer rows written per claim and end of an attempt (as in the Postgres schema) */ `
+  -- The live attempt is on the job row only; its attempts row is written once, when it ends, and
+  -- is only ever looked up by token. A job keeps its latest token after the attempt ended: only a
+  -- processing job's token is live.
+  CREATE TABLE attempts_by_token (
+    token_hash TEXT PRIMARY KEY,
+    job_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    executor_name TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    outcome TEXT,
+    message TEXT
+  );
+  INSERT INTO attempts_by_token (token_hash, job_id, attempt, executor_name, started_at, finished_at, outcome, message)
+    SELECT token_hash, job_id, attempt, executor_name, started_at, finished_at, outcome, message FROM attempts a
+    WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = a.job_id AND j.attempt = a.attempt AND j.state = 'processing');
+  DROP TABLE attempts;
+  ALTER TABLE attempts_by_token RENAME TO attempts;
+  DROP INDEX jobs_by_token;
+  CREATE UNIQUE INDEX jobs_live_token ON jobs (token_hash) WHERE state = 'processing';
+  `,
 ];

@@ -3,7 +3,8 @@
  *
  * Logs: each append is one row [start_offset, end_offset) of an entry; `entries.size` is the
  * entry's length. An append is checked against that size inside one write transaction, which is
- * what makes a retried append idempotent. Artifacts: 1 MiB chunks written as they stream in,
+ * what makes a retried append idempotent. An append before its step started makes the entry's row
+ * (entries are made when first used). Artifacts: 1 MiB chunks written as they stream in,
  * made visible only by the final `artifacts` row, which is written only if the attempt is live.
  */
 import { createHash } from "node:crypto";
@@ -29,11 +30,13 @@ export class SqliteOutputStore implements OutputStore {
   async appendLog(ref: AttemptRef, key: string, offset: number, data: Uint8Array, _now: number): Promise<{ size: number; cancel: boolean }> {
     const result = this.db.write(() => {
       const { cancelRequested } = this.jobs.assertLive(ref);
-      const entry = this.db.get<{ size: number }>("SELECT size FROM entries WHERE job_id = $id AND attempt = $attempt AND key = $key", {
-        id: ref.jobId,
-        attempt: ref.attempt,
-        key,
-      });
+      const where = { id: ref.jobId, attempt: ref.attempt, key };
+      let entry = this.db.get<{ size: number }>("SELECT size FROM entries WHERE job_id = $id AND attempt = $attempt AND key = $key", where);
+      if (!entry) {
+        // Entries are made when first used; an append may come before its step's start.
+        this.jobs.ensureEntry(ref, key);
+        entry = this.db.get<{ size: number }>("SELECT size FROM entries WHERE job_id = $id AND attempt = $attempt AND key = $key", where);
+      }
       if (!entry) throw new NotFoundError(`job ${ref.jobId} has no log entry "${key}"`);
       const size = Number(entry.size);
       if (offset > size) throw new ConflictError(`log entry "${key}" has ${size} bytes; an append at ${offset} would leave a gap`);

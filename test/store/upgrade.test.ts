@@ -1,0 +1,108 @@
+/**
+ * Upgrading a store made by schema version 1 (log entries and the attempts row written at claim,
+ * a job's token cleared when its attempt ended) to the current schema keeps every job working:
+ * a live attempt's token stays live, an ended one stays known and dead, ending the live attempt
+ * records it, and the entries it never touched show as skipped. On both backends.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import pg from "pg";
+import type { Store } from "../../src/store/index.ts";
+import { openPostgresStore } from "../../src/store/postgres/index.ts";
+import { POSTGRES_MIGRATIONS } from "../../src/store/postgres/migrations.ts";
+import { SqliteDatabase } from "../../src/store/sqlite/database.ts";
+import { createSqliteStore } from "../../src/store/sqlite/index.ts";
+import { SQLITE_MIGRATIONS } from "../../src/store/sqlite/migrations.ts";
+import { ADMIN_URL, NO_POSTGRES } from "../helpers/postgres.ts";
+
+const T0 = Date.UTC(2026, 0, 1);
+const SPEC = JSON.stringify({ queue: "default", isolation: "none", maxAttempts: 1, steps: [{ key: "one", commands: ["true"], dir: ".", env: {} }] });
+
+/** Rows as version 1 wrote them: job 1 processing (prepare done, step "one" pending), job 2 completed. */
+const VERSION_1_ROWS = [
+  "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)",
+  `INSERT INTO schema_migrations (version, applied_at) VALUES (1, ${T0})`,
+  `INSERT INTO jobs (id, queue, spec, state, attempt, max_attempts, isolation, isolation_rank, executor_name, token_hash, created_at, queued_at, started_at, lease_expires_at)
+   VALUES (1, 'default', '${SPEC}', 'processing', 1, 1, 'none', 0, 'exec-a', 'live-token', ${T0}, ${T0}, ${T0 + 10}, ${T0 + 60_000})`,
+  `INSERT INTO jobs (id, queue, spec, state, attempt, max_attempts, isolation, isolation_rank, executor_name, created_at, queued_at, started_at, finished_at)
+   VALUES (2, 'default', '${SPEC}', 'completed', 1, 1, 'none', 0, 'exec-b', ${T0}, ${T0}, ${T0 + 10}, ${T0 + 20})`,
+  `INSERT INTO attempts (job_id, attempt, executor_name, token_hash, started_at) VALUES (1, 1, 'exec-a', 'live-token', ${T0 + 10})`,
+  `INSERT INTO attempts (job_id, attempt, executor_name, token_hash, started_at, finished_at, outcome) VALUES (2, 1, 'exec-b', 'ended-token', ${T0 + 10}, ${T0 + 20}, 'completed')`,
+  `INSERT INTO entries (job_id, attempt, key, kind, idx, state, started_at, finished_at) VALUES (1, 1, 'prepare', 'prepare', 0, 'completed', ${T0 + 11}, ${T0 + 12})`,
+  "INSERT INTO entries (job_id, attempt, key, kind, idx, state) VALUES (1, 1, 'one', 'step', 1, 'pending')",
+];
+
+async function checkUpgraded(store: Store): Promise<void> {
+  await store.migrate();
+  const ref = { jobId: 1, attempt: 1, repository: null, executorName: "exec-a" };
+  assert.deepEqual(await store.jobs.findAttempt("live-token"), { ...ref, live: true });
+  assert.deepEqual(await store.jobs.findAttempt("ended-token"), { jobId: 2, attempt: 1, repository: null, executorName: "exec-b", live: false });
+  const entries = async () => (await store.jobs.getJob(1))?.entries.map((entry) => [entry.key, entry.state]);
+  assert.deepEqual(await entries(), [["prepare", "completed"], ["one", "pending"]]);
+  assert.equal((await store.outputs.appendLog(ref, "one", 0, Buffer.from("still here"), T0 + 30)).size, 10);
+  const ended = await store.jobs.finishAttempt(ref, "failed", "gave up", T0 + 40);
+  assert.equal(ended.state, "failed");
+  assert.equal((await store.jobs.findAttempt("live-token"))?.live, false);
+  assert.deepEqual(await entries(), [["prepare", "completed"], ["one", "skipped"]]);
+}
+
+describe("store upgrade from schema version 1", () => {
+  it("sqlite", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "airlock-upgrade-"));
+    try {
+      const path = join(dir, "airlock.db");
+      const old = new SqliteDatabase(path);
+      old.db.exec(SQLITE_MIGRATIONS[0] as string);
+      for (const sql of VERSION_1_ROWS) old.db.exec(sql);
+      old.close();
+      const store = createSqliteStore(path);
+      try {
+        await checkUpgraded(store);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  const name = `airlock_upgrade_${process.pid}`;
+  const admin = async (sql: string) => {
+    const client = new pg.Client({ connectionString: ADMIN_URL });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  after(async () => {
+    if (!NO_POSTGRES) await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  });
+
+  it("postgres", async (t) => {
+    if (NO_POSTGRES) return t.skip(NO_POSTGRES);
+    await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin(`CREATE DATABASE ${name}`);
+    const url = new URL(ADMIN_URL as string);
+    url.pathname = `/${name}`;
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    try {
+      await client.query(POSTGRES_MIGRATIONS[0] as string);
+      for (const sql of VERSION_1_ROWS) await client.query(sql);
+      await client.query("SELECT setval('jobs_id_seq', 2)");
+    } finally {
+      await client.end();
+    }
+    const store = await openPostgresStore(url.toString(), { poolSize: 2 });
+    try {
+      await checkUpgraded(store);
+    } finally {
+      await store.close();
+    }
+  });
+});
