@@ -21,13 +21,14 @@ import { cpioArchive, type CpioEntry } from "./cpio.ts";
 import { decompressKernel, elfHasInterpreter, hasPvhEntry, kernelVersion } from "./kernel-image.ts";
 
 /**
- * Modules the agent loads before it says hello (the port, the boot disks, their file systems),
- * and those it loads in the background after (SCSI, for hot-plugged image disks); their
- * dependencies are added from modules.dep.
+ * The modules the agent loads, in three lists (their dependencies added from modules.dep): the
+ * port's, before its hello; then, in a child it starts right after, the boot disks' and the
+ * image disks' (SCSI, for disks hot-plugged later). A module in two lists is loaded once.
  */
-export const BOOT_MODULES = ["virtio_mmio", "virtio_console", "virtio_blk", "crc32c_generic", "ext4", "overlay"];
+export const PORT_MODULES = ["virtio_mmio", "virtio_console"];
+export const DISK_MODULES = ["crc32c_generic", "ext4", "overlay", "virtio_blk"];
 export const LATER_MODULES = ["virtio_scsi", "sd_mod"];
-const FORMAT = "airlock-guest-5";
+const FORMAT = "airlock-guest-6";
 const BUSYBOX = "/bin/busybox";
 
 export interface Guest {
@@ -145,7 +146,7 @@ async function moduleBytes(path: string): Promise<Buffer> {
 }
 
 async function fingerprintOf(kernel: string, agent: string[]): Promise<string> {
-  const hash = createHash("sha256").update(FORMAT).update([...BOOT_MODULES, "|", ...LATER_MODULES].join(","));
+  const hash = createHash("sha256").update(FORMAT).update([...PORT_MODULES, "|", ...DISK_MODULES, "|", ...LATER_MODULES].join(","));
   const info = await stat(kernel);
   hash.update(`${kernel}\0${info.size}\0${info.mtimeMs}\0`);
   for (const file of agent) hash.update(await readFile(file));
@@ -178,8 +179,9 @@ export async function installGuest(options: InstallOptions): Promise<{ guest: Gu
   const image = await readFile(kernel);
   const version = kernelVersion(image) ?? basename(kernel).replace(/^vmlinuz-/, "");
   const modulesDir = join("/lib/modules", version);
-  const bootOrder = await moduleOrder(modulesDir, BOOT_MODULES);
-  const laterOrder = await moduleOrder(modulesDir, LATER_MODULES, bootOrder);
+  const portOrder = await moduleOrder(modulesDir, PORT_MODULES);
+  const diskOrder = await moduleOrder(modulesDir, DISK_MODULES);
+  const laterOrder = await moduleOrder(modulesDir, LATER_MODULES, [...portOrder, ...diskOrder]);
   const config = await readFile(join("/boot", `config-${version}`), "utf8").catch(() => "");
   const forceSigned = /^CONFIG_MODULE_SIG_FORCE=y/m.test(config);
   const dir = join(root, fingerprint);
@@ -200,16 +202,17 @@ export async function installGuest(options: InstallOptions): Promise<{ guest: Gu
     { name: "bin/poweroff", mode: 0o120777, data: Buffer.from("busybox") },
   ];
   const names: string[] = [];
-  for (const [list, order] of [["modules.boot", bootOrder], ["modules.later", laterOrder]] as const) {
+  for (const [list, order] of [["modules.port", portOrder], ["modules.disk", diskOrder], ["modules.later", laterOrder]] as const) {
     const listed: string[] = [];
     for (const path of order) {
       const name = basename(path).replace(/\.ko(\.xz|\.zst|\.gz)?$/, ".ko");
       listed.push(name);
+      if (names.includes(name)) continue;
+      names.push(name);
       const bytes = await moduleBytes(join(modulesDir, path));
       entries.push({ name: `modules/${name}`, mode: 0o100644, data: forceSigned ? bytes : withoutSignature(bytes) });
     }
     entries.push({ name: list, mode: 0o100644, data: Buffer.from(`${listed.join("\n")}\n`) });
-    names.push(...listed);
   }
   await writeFile(join(temp, "initrd.cpio"), cpioArchive(entries));
   let bootFormat: Guest["bootFormat"] = "bzimage";

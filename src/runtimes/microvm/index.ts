@@ -30,6 +30,8 @@ export interface MicroVmRuntimeOptions {
   logger: Logger;
   /** How long a VM may take to boot (TCG on a busy host is slow). */
   bootTimeoutMs?: number | undefined;
+  /** Guests print their boot stages on their console (airlock.debug): for the benchmark. */
+  debugBoot?: boolean | undefined;
 }
 
 const MARKER_PREFIX = "microvm-";
@@ -91,6 +93,7 @@ export class MicroVmRuntime implements Runtime {
         hostPath: this.options.path,
         cpuLimit: availableParallelism(),
         bootTimeoutMs: this.options.bootTimeoutMs ?? 180_000,
+        debugBoot: this.options.debugBoot,
       },
       signal,
     );

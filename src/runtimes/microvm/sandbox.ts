@@ -1,12 +1,15 @@
 /**
  * One job's microVM. `create` makes the job's disks (the workspace, copied in with
  * mkfs.ext4 -d; an empty scratch disk for what steps write outside it; a blank return disk),
- * boots the VM and waits for its agent. Each `exec` hot-plugs the step's image disk (once per
+ * boots the VM and returns once its agent is up (said hello) and the host has written the disks'
+ * file systems (which overlaps the boot). The guest then loads the disk drivers and mounts the
+ * disks while the host gets the first step ready: `disksReady`, which every `exec` awaits (and
+ * `processes`, the agent answering one request at a time). Each `exec` hot-plugs the step's image disk (once per
  * image per VM) and has the agent run the step; `destroy` has the agent write the workspace as a
  * tar onto the return disk, reads that back as a plain byte stream (never mounted), unpacks it
  * beside the host workspace with path checks and swaps it in, then kills QEMU.
  *
- * States: READY -> RUNNING(step) -> READY ... -> RETURNING (tar) -> GONE. One step at a time
+ * States: UP -> (disks mounted) READY -> RUNNING(step) -> READY ... -> RETURNING (tar) -> GONE. One step at a time
  * (the job runner awaits each). When a step's signal aborts, the agent is told to kill the step
  * (its cgroup, at once); if it does not confirm within KILL_GRACE_MS the VM is killed. A job
  * whose step was stopped gets no workspace back: it failed or was canceled, and the VM is killed
@@ -48,6 +51,8 @@ export interface MicroVmDeps {
   hostPath: string;
   cpuLimit: number;
   bootTimeoutMs: number;
+  /** Boot with airlock.debug: the guest prints its boot stages on its console (`vm.consoleText`). */
+  debugBoot?: boolean | undefined;
 }
 
 class Stopped extends Error {}
@@ -56,6 +61,8 @@ export class MicroVmSandbox implements Sandbox {
   readonly id: string;
   readonly vm: Vm;
   readonly accelerator: AcceleratorChoice;
+  /** Resolves with the ms from `create`'s start until the guest had mounted its disks. */
+  readonly disksReady: Promise<number>;
   private readonly spec: SandboxSpec;
   private readonly deps: MicroVmDeps;
   private readonly disks: string[];
@@ -67,7 +74,7 @@ export class MicroVmSandbox implements Sandbox {
   private stepsRun = 0;
   private stepStopped = false;
 
-  private constructor(id: string, vm: Vm, spec: SandboxSpec, deps: MicroVmDeps, disks: string[], returnDisk: string) {
+  private constructor(id: string, vm: Vm, spec: SandboxSpec, deps: MicroVmDeps, disks: string[], returnDisk: string, started: number) {
     this.id = id;
     this.returnDisk = returnDisk;
     this.vm = vm;
@@ -75,9 +82,27 @@ export class MicroVmSandbox implements Sandbox {
     this.deps = deps;
     this.disks = disks;
     this.accelerator = deps.accelerator;
+    this.disksReady = this.mountDisks(started);
+    // Awaited by exec; a failure nobody waits for (the job was destroyed first) is no error.
+    this.disksReady.catch(() => undefined);
+  }
+
+  /** Has the agent mount the workspace and scratch disks once their modules are loaded. */
+  private async mountDisks(started: number): Promise<number> {
+    let mounted = "";
+    await this.vm.channel.request("M", "", (frame) => {
+      if (frame.type !== "M") throw new SandboxError(`the guest agent sent "${frame.type}" while mounting its disks`);
+      mounted = frame.payload.toString("utf8");
+      return true;
+    });
+    if (mounted !== "ok") throw new SandboxError(`the VM could not mount its disks: ${mounted.replace(/^error=/, "")}`);
+    const ms = performance.now() - started;
+    this.spec.logger.info("microVM disks mounted", { sandbox: this.id, ms: Math.round(ms) });
+    return ms;
   }
 
   static async create(spec: SandboxSpec, deps: MicroVmDeps, signal: AbortSignal): Promise<MicroVmSandbox> {
+    const started = performance.now();
     const info = await stat(spec.workspace).catch(() => undefined);
     if (!info?.isDirectory()) throw new SandboxError(`workspace ${spec.workspace} is not a directory`);
     const id = `microvm-${spec.jobId}-${spec.attempt}-${randomBytes(3).toString("hex")}-${deps.accelerator.accelerator}`;
@@ -122,18 +147,12 @@ export class MicroVmSandbox implements Sandbox {
             AIRLOCK_JOB: String(spec.jobId),
             AIRLOCK_ATTEMPT: String(spec.attempt),
           },
+          extraCmdline: deps.debugBoot ? "airlock.debug" : undefined,
         },
         AbortSignal.any([signal, fillFailed.signal]),
         deps.bootTimeoutMs,
       );
       await filled;
-      let mounted = "";
-      await vm.channel.request("M", "", (frame) => {
-        if (frame.type !== "M") throw new SandboxError(`the guest agent sent "${frame.type}" while mounting its disks`);
-        mounted = frame.payload.toString("utf8");
-        return true;
-      });
-      if (mounted !== "ok") throw new SandboxError(`the VM could not mount its disks: ${mounted.replace(/^error=/, "")}`);
     } catch (caught) {
       await vm?.kill();
       await filled.catch(() => undefined);
@@ -143,7 +162,7 @@ export class MicroVmSandbox implements Sandbox {
       throw error;
     }
     spec.logger.info("microVM booted", { sandbox: id, accelerator: deps.accelerator.accelerator, bootMs: vm.bootMs, cpus, memoryMiB: Math.ceil(memoryBytes / 1024 ** 2) });
-    return new MicroVmSandbox(id, vm, spec, deps, disks, returnDisk);
+    return new MicroVmSandbox(id, vm, spec, deps, disks, returnDisk, started);
   }
 
   exec(run: StepRun, io: StepIO, signal: AbortSignal): Promise<StepOutcome> {
@@ -161,9 +180,11 @@ export class MicroVmSandbox implements Sandbox {
     let lun: number;
     let env: string[];
     try {
-      const disk = await until(this.deps.images.disk(image, note), stop);
-      env = disk.env;
-      lun = await until(this.attach(disk.path, disk.digest), stop);
+      // The image disk is found (or built) and hot-plugged while the guest mounts its own disks.
+      const attached = this.deps.images.disk(image, note).then(async (disk) => ({ env: disk.env, lun: await this.attach(disk.path, disk.digest) }));
+      attached.catch(() => undefined);
+      await until(this.disksReady, stop);
+      ({ env, lun } = await until(attached, stop));
     } catch (error) {
       if (error instanceof Stopped) return { exitCode: null, limit: "killed" };
       throw error;
@@ -246,6 +267,7 @@ export class MicroVmSandbox implements Sandbox {
 
   /** Processes running in the guest besides the agent ("pid command" lines): for tests and test-vm. */
   async processes(): Promise<string[]> {
+    await this.disksReady.catch(() => undefined);
     if (!this.vm.alive) return [];
     let text = "";
     await this.vm.channel.request("P", "", (frame) => {

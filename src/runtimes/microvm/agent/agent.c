@@ -1,7 +1,9 @@
 /*
- * The Airlock guest agent: PID 1 of every microVM. It loads the kernel modules the VM needs,
- * moves itself onto a tmpfs root (so steps can pivot_root), mounts the workspace and scratch
- * disks, then serves the host over the virtio-serial port named "airlock".
+ * The Airlock guest agent: PID 1 of every microVM. It loads the kernel modules of its port and
+ * says hello over the virtio-serial port named "airlock": the VM is up. Then it starts a child
+ * that loads the disks' modules, moves itself onto a tmpfs root (so steps can pivot_root), and
+ * serves the host, first mounting the workspace and scratch disks once the host says their file
+ * systems are complete and their modules are in.
  *
  * Wire format, both ways: 1 byte type, 4 bytes big-endian length, payload (at most 1 MiB).
  *   host -> guest: 'M' mount the boot disks (their file systems are complete now),
@@ -11,12 +13,13 @@
  *                  pids=N" or "error=..."), 'Z' tar ended ("status=N size=N"), 'P' process list,
  *                  'F' a request failed (message).
  *
- * States: BOOTING -> WAITING FOR DISKS -> IDLE <-> RUNNING (one step at a time) | TARRING. The agent is single
- * threaded: one poll loop over the port and the pipes of the current child. A step runs in its
- * own cgroup (memory.max, pids.max; killed at once with cgroup.kill), pid and mount namespaces,
- * on an overlay of its image's read-only disk with upper dirs on the scratch disk, the workspace
- * bind-mounted at /work, and a reduced capability bounding set (no SYS_ADMIN, SYS_MODULE, MKNOD:
- * it cannot mount the disks or reach the agent's port).
+ * States: BOOTING -> UP (hello sent) -> IDLE (disks mounted, on 'M') <-> RUNNING (one step at a
+ * time) | TARRING. The agent is single threaded: one poll loop over the port and the pipes of the
+ * current child; 'M' blocks it until the module loader (a child of its own) has the disk modules
+ * in. A step runs in its own cgroup (memory.max, pids.max; killed at once with cgroup.kill), pid
+ * and mount namespaces, on an overlay of its image's read-only disk with upper dirs on the scratch
+ * disk, the workspace bind-mounted at /work, and a reduced capability bounding set (no SYS_ADMIN,
+ * SYS_MODULE, MKNOD: it cannot mount the disks or reach the agent's port).
  */
 #define _GNU_SOURCE
 #include "agent.h"
@@ -139,6 +142,8 @@ int main(void) {
   umount2("/proc", MNT_DETACH);
   boot();
   send_text('H', "ready");
+  start_module_loader();
+  settle();
   for (;;) {
     struct pollfd fds[4] = {{port, POLLIN, 0}, {current.out, POLLIN, 0}, {current.err, POLLIN, 0}, {current.status, POLLIN, 0}};
     if (poll(fds, 4, 1000) < 0 && errno != EINTR) die("poll");
@@ -153,6 +158,8 @@ int main(void) {
       if (reaped == current.pid) {
         current.reaped = 1;
         current.reaped_status = ws;
+      } else if (reaped == loader_pid) {
+        loader_pid = 0;
       }
     }
   }

@@ -66,7 +66,10 @@ void stage(const char *what);
 void sleep_ms(long ms);
 
 /* boot.c */
+extern pid_t loader_pid; /* the module loader child, while it runs */
+void start_module_loader(void);
 void boot(void);
+void settle(void);
 void mount_disks(void);
 int scsi_disk(int lun, char *dev, size_t size, long timeout_ms);
 int virtio_disk(const char *serial, char *dev, size_t size, long timeout_ms);

@@ -245,7 +245,7 @@ void list_processes(void) {
   DIR *d = opendir("/proc");
   struct dirent *e;
   while (d && (e = readdir(d))) {
-    if (e->d_name[0] < '1' || e->d_name[0] > '9' || strcmp(e->d_name, "1") == 0) continue;
+    if (e->d_name[0] < '1' || e->d_name[0] > '9' || strcmp(e->d_name, "1") == 0 || (loader_pid && atoi(e->d_name) == loader_pid)) continue;
     char path[300], cmd[200] = {0};
     snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
