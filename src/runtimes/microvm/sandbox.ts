@@ -19,11 +19,12 @@ import { basename, dirname, join } from "node:path";
 import { coerceError, formatSize, SandboxError, StepFailedError } from "../../protocol/index.ts";
 import { LABEL } from "../labels.ts";
 import type { Sandbox, SandboxSpec, StepIO, StepOutcome, StepRun } from "../runtime.ts";
+import { StepAborted, until } from "../until.ts";
 import type { AcceleratorChoice } from "./accel.ts";
 import { MAX_FRAME } from "./channel.ts";
 import { createSparse, DiskTooSmall, makeExt4 } from "./disks.ts";
 import type { Guest } from "./guest.ts";
-import type { ImageDisks } from "./images/disks.ts";
+import type { ImageDisks } from "./image-disks.ts";
 import { extractTar } from "./untar.ts";
 import { Vm } from "./vm.ts";
 
@@ -49,8 +50,6 @@ export interface MicroVmDeps {
   cpuLimit: number;
   bootTimeoutMs: number;
 }
-
-class Stopped extends Error {}
 
 export class MicroVmSandbox implements Sandbox {
   readonly id: string;
@@ -165,7 +164,7 @@ export class MicroVmSandbox implements Sandbox {
       env = disk.env;
       lun = await until(this.attach(disk.path, disk.digest), stop);
     } catch (error) {
-      if (error instanceof Stopped) return { exitCode: null, limit: "killed" };
+      if (error instanceof StepAborted) return { exitCode: null, limit: "killed" };
       throw error;
     }
     const fields = [`lun=${lun}`, `dir=${run.step.dir}`, `mem=${this.spec.resources.memoryBytes ?? DEFAULT_MEMORY_BYTES}`, `pids=${this.spec.resources.pids ?? DEFAULT_PIDS_LIMIT}`, "hostname=airlock"];
@@ -294,7 +293,7 @@ export class MicroVmSandbox implements Sandbox {
     await mkdir(fresh, { mode: (await stat(workspace)).mode & 0o777 });
     let skipped = 0;
     try {
-      await extractTar(createReadStream(this.returnDisk, { start: 0, end: size - 1, highWaterMark: 1024 * 1024 }), fresh, { whiteouts: false, preserveOwners: false, onSkip: () => (skipped += 1) });
+      await extractTar(createReadStream(this.returnDisk, { start: 0, end: size - 1, highWaterMark: 1024 * 1024 }), fresh, { onSkip: () => (skipped += 1) });
       const old = `${fresh}.old`;
       await rename(workspace, old);
       await rename(fresh, workspace);
@@ -305,23 +304,4 @@ export class MicroVmSandbox implements Sandbox {
       throw new SandboxError(`could not bring the workspace back from the VM: ${coerceError(error).message}`, { cause: error });
     }
   }
-}
-
-/** Resolves with `promise`, or rejects with Stopped as soon as `signal` aborts. */
-function until<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(new Stopped());
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new Stopped());
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(coerceError(error));
-      },
-    );
-  });
 }
