@@ -2,7 +2,7 @@
  * The bwrap runtime (isolation `namespace`): each step runs in a bubblewrap sandbox on the
  * root filesystem of its image, with no network, no capabilities, a seccomp filter, and the
  * job's limits enforced by a cgroup. No daemon is needed: images come from OCI layouts and
- * archives, or from a local Docker daemon when one answers (see images/store.ts).
+ * archives, or from a local Docker daemon when one answers (see ../images/store.ts).
  *
  * The cgroup setup and the seccomp filter file are prepared once, on first use (`ready`), and
  * shared by every sandbox; probe() tries a real sandbox.
@@ -21,12 +21,14 @@ import type { ProbeResult, Runtime, Sandbox, SandboxSpec } from "../runtime.ts";
 import { namespaceArgs } from "./args.ts";
 import { detectCgroups } from "./cgroup-detect.ts";
 import { Cgroups, groupExecutorPid, groupName, type CgroupLimits } from "./cgroups.ts";
-import { ImageStore } from "./images/store.ts";
+import { ImageStore } from "../images/store.ts";
 import { BwrapSandbox, type SandboxContext } from "./sandbox.ts";
 import { buildSeccompFilter, seccompSupported } from "./seccomp.ts";
 
 /** Processes a job may run at once when it names no pids limit: enough for builds, not for a fork bomb. */
 export const DEFAULT_PIDS_LIMIT = 4096;
+/** Mount points bwrap needs in every root filesystem (it cannot create them in a read-only one). */
+export const MOUNT_POINTS = ["proc", "dev", "tmp", "work"] as const;
 /** Processes of the runtime's own in a job's cgroup: the launcher and bwrap's monitor. */
 const RUNTIME_PROCESSES = 2;
 
@@ -64,7 +66,13 @@ export class BwrapRuntime implements Runtime {
     this.options = options;
     this.cacheDir = join(options.dataDir, "bwrap");
     this.logger = options.logger.child({ runtime: "bwrap" });
-    this.images = new ImageStore({ cacheDir: this.cacheDir, sources: options.images, dockerSocket: socketPathOf(options.dockerHost ?? DEFAULT_DOCKER_HOST), logger: this.logger });
+    this.images = new ImageStore({
+      cacheDir: this.cacheDir,
+      sources: options.images,
+      dockerSocket: socketPathOf(options.dockerHost ?? DEFAULT_DOCKER_HOST),
+      mountPoints: MOUNT_POINTS,
+      logger: this.logger,
+    });
   }
 
   /** The shared parts every sandbox needs, made once; a failure is retried at the next call. */

@@ -17,7 +17,7 @@ import { coerceError, formatSize } from "../../protocol/index.ts";
 import type { Sandbox, SandboxSpec, StepIO, StepOutcome, StepRun } from "../runtime.ts";
 import { bwrapArgs, stepEnvironment, WORKSPACE_MOUNT } from "./args.ts";
 import type { CgroupCounters, CgroupLimits, Cgroups } from "./cgroups.ts";
-import type { ImageStore, ResolvedImage } from "./images/store.ts";
+import type { ImageStore, ResolvedImage } from "../images/store.ts";
 import { Launcher } from "./launcher.ts";
 
 export interface SandboxContext {

@@ -19,6 +19,7 @@ import type { Duplex } from "node:stream";
 import { coerceError, formatSize, SandboxError, UnavailableError } from "../../protocol/index.ts";
 import { LABEL } from "../labels.ts";
 import type { Sandbox, SandboxSpec, StepIO, StepOutcome, StepRun } from "../runtime.ts";
+import { StepAborted, until } from "../until.ts";
 import { DockerApiError, type DockerClient } from "./client.ts";
 import { containerConfig, DEFAULT_PIDS_LIMIT } from "./container-config.ts";
 import { Demuxer } from "./demux.ts";
@@ -37,31 +38,6 @@ export interface DockerSandboxOptions {
   defaultImage: string;
   /** "docker" or "gvisor": for ids and messages. */
   runtimeName: string;
-}
-
-class StepAborted extends SandboxError {
-  constructor() {
-    super("the step was stopped");
-  }
-}
-
-/** Resolves with `promise`, or rejects with StepAborted as soon as `signal` aborts. */
-function until<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(new StepAborted());
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new StepAborted());
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(coerceError(error));
-      },
-    );
-  });
 }
 
 export class DockerSandbox implements Sandbox {

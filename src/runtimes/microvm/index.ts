@@ -14,7 +14,7 @@ import { findMarked } from "../shell/process-tree.ts";
 import { chooseAccelerator } from "./accel.ts";
 import { MKFS } from "./disks.ts";
 import { loadGuest } from "./guest.ts";
-import { ImageDisks } from "./images/disks.ts";
+import { ImageDisks } from "./image-disks.ts";
 import { MicroVmSandbox } from "./sandbox.ts";
 import { QEMU } from "./vm.ts";
 
@@ -99,7 +99,7 @@ export class MicroVmRuntime implements Runtime {
     );
   }
 
-  /** Kills the VMs that executors of this host left running when they died. */
+  /** Kills the VMs that executors of this host left running when they died, and removes their half-unpacked images. */
   async reapLeftovers(): Promise<number> {
     const pids = vmProcesses((_marker, environ) => isLeftover(labelsFromEnviron(environ)));
     for (const pid of pids) {
@@ -110,6 +110,6 @@ export class MicroVmRuntime implements Runtime {
         // already gone
       }
     }
-    return pids.length;
+    return pids.length + (await this.images.reapTemporary());
   }
 }

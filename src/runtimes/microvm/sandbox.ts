@@ -22,11 +22,12 @@ import { basename, dirname, join } from "node:path";
 import { coerceError, formatSize, SandboxError, StepFailedError } from "../../protocol/index.ts";
 import { LABEL } from "../labels.ts";
 import type { Sandbox, SandboxSpec, StepIO, StepOutcome, StepRun } from "../runtime.ts";
+import { StepAborted, until } from "../until.ts";
 import type { AcceleratorChoice } from "./accel.ts";
 import { MAX_FRAME } from "./channel.ts";
 import { createSparse, DiskTooSmall, makeExt4 } from "./disks.ts";
 import type { Guest } from "./guest.ts";
-import type { ImageDisks } from "./images/disks.ts";
+import type { ImageDisks } from "./image-disks.ts";
 import { extractTar } from "./untar.ts";
 import { Vm } from "./vm.ts";
 
@@ -54,8 +55,6 @@ export interface MicroVmDeps {
   /** Boot with airlock.debug: the guest prints its boot stages on its console (`vm.consoleText`). */
   debugBoot?: boolean | undefined;
 }
-
-class Stopped extends Error {}
 
 export class MicroVmSandbox implements Sandbox {
   readonly id: string;
@@ -186,7 +185,7 @@ export class MicroVmSandbox implements Sandbox {
       await until(this.disksReady, stop);
       ({ env, lun } = await until(attached, stop));
     } catch (error) {
-      if (error instanceof Stopped) return { exitCode: null, limit: "killed" };
+      if (error instanceof StepAborted) return { exitCode: null, limit: "killed" };
       throw error;
     }
     const fields = [`lun=${lun}`, `dir=${run.step.dir}`, `mem=${this.spec.resources.memoryBytes ?? DEFAULT_MEMORY_BYTES}`, `pids=${this.spec.resources.pids ?? DEFAULT_PIDS_LIMIT}`, "hostname=airlock"];
@@ -316,7 +315,7 @@ export class MicroVmSandbox implements Sandbox {
     await mkdir(fresh, { mode: (await stat(workspace)).mode & 0o777 });
     let skipped = 0;
     try {
-      await extractTar(createReadStream(this.returnDisk, { start: 0, end: size - 1, highWaterMark: 1024 * 1024 }), fresh, { whiteouts: false, preserveOwners: false, onSkip: () => (skipped += 1) });
+      await extractTar(createReadStream(this.returnDisk, { start: 0, end: size - 1, highWaterMark: 1024 * 1024 }), fresh, { onSkip: () => (skipped += 1) });
       const old = `${fresh}.old`;
       await rename(workspace, old);
       await rename(fresh, workspace);
@@ -327,23 +326,4 @@ export class MicroVmSandbox implements Sandbox {
       throw new SandboxError(`could not bring the workspace back from the VM: ${coerceError(error).message}`, { cause: error });
     }
   }
-}
-
-/** Resolves with `promise`, or rejects with Stopped as soon as `signal` aborts. */
-function until<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(new Stopped());
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new Stopped());
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(coerceError(error));
-      },
-    );
-  });
 }

@@ -1,11 +1,11 @@
 /**
- * Unpacking tar streams that come from untrusted places (a VM's workspace, an image's layers)
- * into a directory only we write to. Every path is checked: absolute paths and `..` are refused,
+ * Unpacking tar streams that come from an untrusted place (the workspace a VM sends back) into a
+ * directory only we write to. Every path is checked: absolute paths and `..` are refused,
  * nothing is written through a symlink (each parent must be a real directory we made), hard
  * links must point at regular files inside, device nodes and FIFOs are skipped. Symlinks are
  * created as they are, whatever they point at: they are never followed here.
  */
-import { chmod, lchown, link, lstat, mkdir, open, readdir, rm, symlink, unlink } from "node:fs/promises";
+import { chmod, link, lstat, mkdir, open, rm, symlink, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -15,10 +15,6 @@ import { SandboxError } from "../../protocol/index.ts";
 export class UnsafeArchive extends SandboxError {}
 
 export interface ExtractPolicy {
-  /** Apply OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`): image layers. */
-  whiteouts: boolean;
-  /** Keep owners (lchown, when running as root) and setuid/setgid/sticky bits: image layers. */
-  preserveOwners: boolean;
   /** Told about each entry that was skipped, and why. */
   onSkip?: (name: string, why: string) => void;
 }
@@ -47,11 +43,8 @@ async function writeNew(path: string, data: AsyncIterable<Uint8Array>): Promise<
 }
 
 export async function extractTar(source: Readable, dest: string, policy: ExtractPolicy): Promise<{ entries: number }> {
-  const asRoot = process.getuid?.() === 0;
   const dirs = new Set<string>([dest]);
   const dirModes: [string, number][] = [];
-  /** Paths this archive created (whiteouts of a layer remove only what lower layers made). */
-  const created = new Set<string>();
   let entries = 0;
 
   /** Makes sure every parent of `parts` is a real directory, creating the missing ones. */
@@ -96,16 +89,8 @@ export async function extractTar(source: Readable, dest: string, policy: Extract
     const parent = await parentOf(parts, name);
     const base = parts[parts.length - 1] as string;
     const path = join(parent, base);
-    const mode = (header.mode ?? 0o644) & (policy.preserveOwners ? 0o7777 : 0o777);
-    if (policy.whiteouts && base.startsWith(".wh.")) {
-      await drain(entry);
-      if (base === ".wh..wh..opq") {
-        for (const child of await readdir(parent)) if (!created.has(join(parent, child))) await rm(join(parent, child), { recursive: true, force: true });
-      } else {
-        await rm(join(parent, base.slice(4)), { recursive: true, force: true });
-      }
-      continue;
-    }
+    // Owners and set-id bits stay behind: the files are the job's, on the host.
+    const mode = (header.mode ?? 0o644) & 0o777;
     switch (header.type) {
       case "directory":
         await drain(entry);
@@ -145,8 +130,6 @@ export async function extractTar(source: Readable, dest: string, policy: Extract
         policy.onSkip?.(name, `a ${header.type ?? "special file"} (not unpacked)`);
         continue;
     }
-    created.add(path);
-    if (policy.preserveOwners && asRoot && header.uid !== undefined && header.gid !== undefined) await lchown(path, header.uid, header.gid);
   }
   await done;
   // Directory modes last, so that a read-only directory could still be filled.

@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import { readdir, realpath, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
-import type { Logger } from "../../../common/logger.ts";
+import type { Logger } from "../../common/logger.ts";
 import type { BuildOnceDirs } from "./cache.ts";
 import { extractTarFile } from "./extract.ts";
 import { readLayout, type LayoutImage } from "./layout.ts";

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { basename, join, normalize } from "node:path";
 import { z } from "zod";
-import { SandboxError } from "../../../protocol/index.ts";
+import { SandboxError } from "../../protocol/index.ts";
 import { isFullReference, normalizeName } from "./reference.ts";
 
 const INDEX_TYPES = new Set(["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"]);

@@ -6,7 +6,7 @@
  * Names are normalized the way Docker shows them: "busybox" and "docker.io/library/busybox:latest"
  * are the same image, "busybox:latest".
  */
-import { ValidationError } from "../../../protocol/index.ts";
+import { ValidationError } from "../../protocol/index.ts";
 
 export type ImageReference =
   | { kind: "name"; name: string; digest?: string | undefined }

@@ -3,23 +3,25 @@
  * layouts and archives the operator offers (`--images`, or an explicit `oci:`/`oci-archive:`
  * reference inside them), else from a local Docker daemon when one answers (exported once).
  * Each image is unpacked once per config digest (the image id) into
- * `<cache>/rootfs/<hex>/{rootfs,config.json}` and reused by every later step and job; see
- * cache.ts for how concurrent unpacks of one image stay safe.
+ * `<cache>/rootfs/<hex>/{rootfs,config.json}` and reused by every later step and job. Runtimes
+ * share it: bwrap runs steps on that rootfs, microvm makes its ext4 disk from it.
+ *
+ * Concurrency: the unpacked trees and extracted archives are BuildOnceDirs (cache.ts): a tree
+ * appears whole by rename(2) or not at all; concurrent resolves of one image in a process share
+ * one unpack; two processes may both unpack and the first rename wins. `configs` and
+ * `manifestIds` only memoize what a published tree already holds, so they need no lock.
  */
 import { existsSync } from "node:fs";
 import { lstat, mkdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
 import { join, sep } from "node:path";
-import type { Logger } from "../../../common/logger.ts";
-import { SandboxError, ValidationError } from "../../../protocol/index.ts";
+import type { Logger } from "../../common/logger.ts";
+import { SandboxError, ValidationError } from "../../protocol/index.ts";
 import { BuildOnceDirs } from "./cache.ts";
 import { archiveLabel, ImageCatalog } from "./catalog.ts";
 import { DockerImageSource, DockerUnavailableError } from "./docker.ts";
 import { extractTarFile, extractTarStream, resolveInRoot } from "./extract.ts";
 import { blobPath, readDockerSave, readImageConfig, readLayout, readManifest, type ImageConfig, type LayoutImage } from "./layout.ts";
 import { parseImageReference } from "./reference.ts";
-
-/** Mount points bwrap needs in every root filesystem (it cannot create them in a read-only one). */
-export const MOUNT_POINTS = ["proc", "dev", "tmp", "work"] as const;
 
 export interface ResolvedImage {
   rootfs: string;
@@ -37,7 +39,10 @@ export interface ImageStoreOptions {
   cacheDir: string;
   /** OCI layouts, OCI archives, or directories holding layouts. */
   sources: readonly string[];
-  dockerSocket: string;
+  /** A Docker daemon to export images from when no OCI source has them; none when undefined. */
+  dockerSocket?: string | undefined;
+  /** Directories the runtime mounts over in every rootfs, made before the tree is published. */
+  mountPoints?: readonly string[] | undefined;
   logger: Logger;
 }
 
@@ -46,11 +51,12 @@ export class ImageNotFoundError extends ValidationError {}
 
 export class ImageStore {
   readonly catalog: ImageCatalog;
-  readonly docker: DockerImageSource;
+  readonly docker: DockerImageSource | undefined;
   private readonly roots: BuildOnceDirs;
   private readonly archives: BuildOnceDirs;
   private readonly sources: readonly string[];
   private readonly logger: Logger;
+  private readonly mountPoints: readonly string[];
   private readonly preserveOwner = process.getuid?.() === 0;
   private readonly configs = new Map<string, ImageConfig>();
   /** layout + manifest digest -> image id, so a known image costs no manifest read. */
@@ -62,7 +68,8 @@ export class ImageStore {
     this.roots = new BuildOnceDirs(join(options.cacheDir, "rootfs"));
     this.archives = new BuildOnceDirs(join(options.cacheDir, "archives"));
     this.catalog = new ImageCatalog({ sources: options.sources, archives: this.archives, logger: options.logger });
-    this.docker = new DockerImageSource(options.dockerSocket);
+    this.mountPoints = options.mountPoints ?? [];
+    this.docker = options.dockerSocket === undefined ? undefined : new DockerImageSource(options.dockerSocket);
   }
 
   async resolve(reference: string, signal?: AbortSignal): Promise<ResolvedImage> {
@@ -86,7 +93,7 @@ export class ImageStore {
   }
 
   async close(): Promise<void> {
-    await this.docker.close();
+    await this.docker?.close();
   }
 
   /** Explicit paths must lie inside what the operator offered: a job may not read arbitrary host dirs. */
@@ -132,20 +139,22 @@ export class ImageStore {
   }
 
   private async fromDocker(name: string, reference: string, signal?: AbortSignal): Promise<ResolvedImage> {
+    const docker = this.docker;
+    if (!docker) throw new ImageNotFoundError(`image "${reference}" not found: it is not among the OCI images this executor offers (${await this.catalog.describe()}), and no Docker daemon is configured`);
     let found: Awaited<ReturnType<DockerImageSource["inspect"]>>;
     try {
-      found = await this.docker.inspect(name, signal);
+      found = await docker.inspect(name, signal);
     } catch (error) {
       if (!(error instanceof DockerUnavailableError)) throw error;
       throw new ImageNotFoundError(`image "${reference}" not found: it is not among the OCI images this executor offers (${await this.catalog.describe()}), and ${error.message}`);
     }
-    if (!found) throw new ImageNotFoundError(`image "${reference}" not found: it is not among the OCI images this executor offers (${await this.catalog.describe()}), nor in the Docker daemon at ${this.docker.socketPath}`);
+    if (!found) throw new ImageNotFoundError(`image "${reference}" not found: it is not among the OCI images this executor offers (${await this.catalog.describe()}), nor in the Docker daemon at ${docker.socketPath}`);
     const id = found.id;
     const unpacked = await this.roots.ensure(this.key(id), async (temp) => {
       this.logger.info("exporting image from Docker", { name, id });
       const exported = join(temp, "export");
       await mkdir(exported, { mode: 0o700 });
-      await extractTarStream([await this.docker.export(name, signal)], exported, { layer: false, preserveOwner: false, signal });
+      await extractTarStream([await docker.export(name, signal)], exported, { layer: false, preserveOwner: false, signal });
       const { configFile, layerFiles } = await readDockerSave(exported);
       const rootfs = join(temp, "rootfs");
       await mkdir(rootfs, { mode: 0o755 });
@@ -154,17 +163,17 @@ export class ImageStore {
       await rm(exported, { recursive: true, force: true });
       await this.finish(temp, config);
     });
-    return { rootfs: join(this.roots.pathOf(this.key(id)), "rootfs"), config: await this.config(id), id, source: `Docker daemon at ${this.docker.socketPath}`, unpacked };
+    return { rootfs: join(this.roots.pathOf(this.key(id)), "rootfs"), config: await this.config(id), id, source: `Docker daemon at ${docker.socketPath}`, unpacked };
   }
 
   private key(id: string): string {
     return id.replace(/^sha256:/, "");
   }
 
-  /** Creates the mount points bwrap needs and records the config, before the tree is published. */
+  /** Creates the runtime's mount points and records the config, before the tree is published. */
   private async finish(temp: string, config: ImageConfig): Promise<void> {
     const rootfs = join(temp, "rootfs");
-    for (const point of MOUNT_POINTS) {
+    for (const point of this.mountPoints) {
       const path = await resolveInRoot(rootfs, point, false);
       const info = await lstat(path).catch(() => undefined);
       if (!info) await mkdir(path, { mode: 0o755 });

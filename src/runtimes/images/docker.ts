@@ -5,7 +5,7 @@
  */
 import { stat } from "node:fs/promises";
 import { Agent, request, type Dispatcher } from "undici";
-import { SandboxError } from "../../../protocol/index.ts";
+import { SandboxError } from "../../protocol/index.ts";
 
 export class DockerUnavailableError extends SandboxError {}
 

@@ -5,7 +5,7 @@
  * and OCI whiteouts (`.wh.NAME` deletes NAME from lower layers, `.wh..wh..opq` empties its
  * directory of lower-layer content) are applied when `layer` is set.
  * Entries are applied one at a time, in archive order (tar-stream hands over the next entry only
- * when the previous one is done). Device nodes and FIFOs are skipped: bwrap provides /dev.
+ * when the previous one is done). Device nodes and FIFOs are skipped: every sandbox provides /dev.
  * Set-uid and set-gid bits are dropped, and so are extended attributes (file capabilities).
  */
 import { createHash, type Hash } from "node:crypto";
@@ -16,7 +16,7 @@ import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip, createZstdDecompress } from "node:zlib";
 import tarStream, { type Header } from "tar-stream";
-import { SandboxError } from "../../../protocol/index.ts";
+import { SandboxError } from "../../protocol/index.ts";
 
 const WHITEOUT = ".wh.";
 const OPAQUE = ".wh..wh..opq";
@@ -181,7 +181,7 @@ class LayerWriter {
         break;
       }
       default:
-        return; // devices, FIFOs: bwrap provides /dev, the rest has no use in a root filesystem
+        return; // devices, FIFOs: the sandbox provides /dev, the rest has no use in a root filesystem
     }
     this.remember(target);
     await this.setAttributes(target, header, mode);
