@@ -26,9 +26,10 @@ import { BwrapRuntime } from "../src/runtimes/bwrap/index.ts";
 import { sandboxLabels, stepScript } from "../src/runtimes/index.ts";
 import { TEST_IMAGES, testImagesMissing } from "../test/helpers/bwrap.ts";
 import { unavailable as dockerUnavailable } from "../test/helpers/docker-api.ts";
-import { makeRepo, startCluster, waitForJob } from "../test/helpers/cluster.ts";
+import { startCluster } from "../test/helpers/cluster.ts";
 import { DockerRuntime } from "../src/runtimes/docker/index.ts";
 import { median, percentile, printTable } from "./lib.ts";
+import { timeWholeJobs } from "./whole-job.ts";
 
 const IMAGE = "airlock-test/busybox";
 const RUNS = Number(process.env.BENCH_RUNS ?? 40);
@@ -169,30 +170,7 @@ async function main(): Promise<void> {
 async function wholeJob(): Promise<void> {
   const cluster = await startCluster({ runtime: "bwrap", executorArgs: ["--images", TEST_IMAGES] });
   try {
-    const repo = await makeRepo(join(cluster.dir, "repo"), { "README.md": "# bench\n", "src/a.txt": "foo bar\n", "src/b.txt": "foo baz\n" });
-    await cluster.api.addRepository("bench/small", repo);
-    const spec = {
-      repository: "bench/small",
-      isolation: "namespace" as const,
-      steps: [
-        { key: "rewrite", image: IMAGE, commands: ["sed -i s/foo/qux/ src/a.txt src/b.txt"] },
-        { key: "check", image: IMAGE, commands: ["grep -r qux src"] },
-        { key: "count", image: IMAGE, commands: ["wc -l src/a.txt src/b.txt > counts.txt"] },
-      ],
-      outputs: { diff: true },
-    };
-    const jobs: number[] = [];
-    const steps: number[] = [];
-    for (let run = 0; run < JOB_RUNS + 1; run += 1) {
-      const started = performance.now();
-      const submitted = await cluster.api.submit(spec);
-      const job = await waitForJob(cluster.api, submitted.id, undefined, 120_000);
-      const elapsed = performance.now() - started;
-      if (job.state !== "completed") throw new Error(`bench job ${job.id} ended ${job.state}: ${job.failureMessage ?? ""}`);
-      if (run === 0) continue; // warm-up: the executor unpacks the image
-      jobs.push(elapsed);
-      steps.push(job.steps.filter((entry) => !["prepare", "finalize"].includes(entry.key)).reduce((sum, entry) => sum + (entry.durationMs ?? 0), 0));
-    }
+    const { jobs, steps } = await timeWholeJobs(cluster, "namespace", IMAGE, JOB_RUNS);
     console.log(`\nWhole job: 3 steps (sed, grep, wc) on a 3-file repository, submit -> completed, ${JOB_RUNS} runs (ms)\n`);
     printTable(["runtime", "job median", "job min", "steps median (sum of the 3 step durations)"], [["bwrap", median(jobs), Math.min(...jobs), median(steps)]]);
   } finally {

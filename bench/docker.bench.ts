@@ -17,7 +17,9 @@ import { DockerClient } from "../src/runtimes/docker/client.ts";
 import { DockerRuntime } from "../src/runtimes/docker/index.ts";
 import { GvisorRuntime } from "../src/runtimes/gvisor/index.ts";
 import { sandboxLabels, stepScript, type Runtime } from "../src/runtimes/index.ts";
-import { makeRepo, startCluster, waitForJob } from "../test/helpers/cluster.ts";
+import { startCluster } from "../test/helpers/cluster.ts";
+import { median, percentile } from "./lib.ts";
+import { timeWholeJobs } from "./whole-job.ts";
 
 const IMAGE = "airlock-test/busybox";
 const SOCKET = (process.env.DOCKER_HOST ?? "/var/run/docker.sock").replace(/^unix:\/\//, "");
@@ -26,17 +28,6 @@ const JOB_RUNS = Number(process.env.BENCH_JOB_RUNS ?? 5);
 const RUNSC = process.env.AIRLOCK_GVISOR_RUNTIME ?? "runsc";
 // Debian's client matches the daemon it ships with; any `docker` on PATH otherwise.
 const DOCKER_CLI = existsSync("/usr/bin/docker") ? "/usr/bin/docker" : "docker";
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[middle] ?? 0) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-}
 
 async function timed(action: () => Promise<void>): Promise<number> {
   const started = performance.now();
@@ -144,30 +135,7 @@ async function wholeJob(): Promise<void> {
   ] as const) {
     const cluster = await startCluster({ runtime, executorArgs: ["--docker-host", SOCKET, "--gvisor-runtime", RUNSC] });
     try {
-      const repo = await makeRepo(join(cluster.dir, "repo"), { "README.md": "# bench\n", "src/a.txt": "foo bar\n", "src/b.txt": "foo baz\n" });
-      await cluster.api.addRepository("bench/small", repo);
-      const spec = {
-        repository: "bench/small",
-        isolation: runtime === "docker" ? "container" : "gvisor",
-        steps: [
-          { key: "rewrite", image: IMAGE, commands: ["sed -i s/foo/qux/ src/a.txt src/b.txt"] },
-          { key: "check", image: IMAGE, commands: ["grep -r qux src"] },
-          { key: "count", image: IMAGE, commands: ["wc -l src/a.txt src/b.txt > counts.txt"] },
-        ],
-        outputs: { diff: true },
-      };
-      const jobs: number[] = [];
-      const steps: number[] = [];
-      for (let run = 0; run < JOB_RUNS + 1; run += 1) {
-        const started = performance.now();
-        const submitted = await cluster.api.submit(spec);
-        const job = await waitForJob(cluster.api, submitted.id, undefined, 120_000);
-        const elapsed = performance.now() - started;
-        if (job.state !== "completed") throw new Error(`bench job ${job.id} ended ${job.state}: ${job.failureMessage ?? ""}`);
-        if (run === 0) continue; // warm-up
-        jobs.push(elapsed);
-        steps.push(job.steps.filter((step) => !["prepare", "finalize"].includes(step.key)).reduce((sum, step) => sum + (step.durationMs ?? 0), 0));
-      }
+      const { jobs, steps } = await timeWholeJobs(cluster, runtime === "docker" ? "container" : "gvisor", IMAGE, JOB_RUNS);
       const bare: number[] = [];
       for (let run = 0; run < JOB_RUNS; run += 1) {
         bare.push(await timed(async () => {
