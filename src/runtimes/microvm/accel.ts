@@ -28,9 +28,9 @@ async function bootId(): Promise<string> {
 }
 
 /** Boots the guest to a shell with `accelerator`; resolves with the ms it took, or an error text. */
-export function probeBoot(guest: Pick<Guest, "kernel" | "initrd">, accelerator: Accelerator, timeoutMs = PROBE_TIMEOUT_MS): Promise<{ ok: true; ms: number } | { ok: false; why: string }> {
+export function probeBoot(guest: Pick<Guest, "kernel" | "initrd">, accelerator: Accelerator, timeoutMs = PROBE_TIMEOUT_MS, memoryMiB = 256): Promise<{ ok: true; ms: number } | { ok: false; why: string }> {
   const args = qemuArgs(
-    { guest, accelerator, memoryMiB: 256, cpus: 1, disks: [], env: {}, extraCmdline: `rdinit=/bin/sh -- -c "echo ${MARKER};poweroff -f"` },
+    { guest, accelerator, memoryMiB, cpus: 1, disks: [], env: {}, extraCmdline: `rdinit=/bin/sh -- -c "echo ${MARKER};poweroff -f"` },
     { console: "stdio" },
   );
   const [command, argv] = qemuCommand(args);
