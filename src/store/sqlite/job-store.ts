@@ -1,5 +1,5 @@
 /**
- * Jobs, attempts, entries and executors in SQLite.
+ * Jobs, attempts and entries in SQLite (executors: executors.ts).
  *
  * State machine (per job row): queued -(claim)-> processing -(finishAttempt | reap)-> terminal,
  * or back to queued when an errored/lapsed attempt has attempts left. `attempt` counts claims;
@@ -27,17 +27,8 @@ import type {
 } from "../store.ts";
 import { currentEntries, leaseExpiredMessages, plannedEntry, toEntry, toJob, type EntryRow, type JobRow } from "../rows.ts";
 import type { SqliteDatabase } from "./database.ts";
+import { listExecutors, upsertExecutor } from "./executors.ts";
 
-interface ExecutorRow {
-  name: string;
-  hostname: string;
-  version: string;
-  runtime: string;
-  isolation: string;
-  queues: string;
-  first_seen_at: number;
-  last_heartbeat_at: number;
-}
 
 export class SqliteJobStore implements JobStore {
   private readonly db: SqliteDatabase;
@@ -73,7 +64,7 @@ export class SqliteJobStore implements JobStore {
     const { executor } = request;
     const maxRank = Math.max(...executor.isolation.map(isolationRank));
     const claimed = this.db.write(() => {
-      this.upsertExecutor(executor, now);
+      upsertExecutor(this.db, executor, now);
       const candidate = this.pickCandidate(request.preference ? [...request.preference] : [executor.queues], maxRank);
       if (!candidate) return undefined;
       const row = this.db.get<JobRow>(
@@ -103,7 +94,7 @@ export class SqliteJobStore implements JobStore {
 
   async heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<{ knownIds: number[]; cancelIds: number[] }> {
     return this.db.write(() => {
-      this.upsertExecutor(executor, now);
+      upsertExecutor(this.db, executor, now);
       const rows = this.db.all<{ id: number; cancel_requested: number }>(
         `UPDATE jobs SET lease_expires_at = $lease
          WHERE id IN (SELECT value FROM json_each($ids)) AND state = 'processing' AND executor_name = $executor
@@ -328,21 +319,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   async listExecutors(): Promise<ExecutorRecord[]> {
-    const running = new Map<string, number[]>();
-    for (const row of this.db.all<{ id: number; executor_name: string }>("SELECT id, executor_name FROM jobs WHERE state = 'processing' ORDER BY id")) {
-      running.set(row.executor_name, [...(running.get(row.executor_name) ?? []), Number(row.id)]);
-    }
-    return this.db.all<ExecutorRow>("SELECT * FROM executors ORDER BY last_heartbeat_at DESC").map((row) => ({
-      executorName: row.name,
-      hostname: row.hostname,
-      version: row.version,
-      runtime: row.runtime,
-      isolation: JSON.parse(row.isolation) as ExecutorRecord["isolation"],
-      queues: JSON.parse(row.queues) as string[],
-      firstSeenAt: Number(row.first_seen_at),
-      lastHeartbeatAt: Number(row.last_heartbeat_at),
-      runningJobIds: running.get(row.name) ?? [],
-    }));
+    return listExecutors(this.db);
   }
 
   async queueStats(): Promise<QueueStats[]> {
@@ -353,23 +330,5 @@ export class SqliteJobStore implements JobStore {
          FROM jobs WHERE state IN ('queued', 'processing') GROUP BY queue ORDER BY queue`,
       )
       .map((row) => ({ name: row.queue, queued: Number(row.queued), processing: Number(row.processing), oldestQueuedAt: row.oldest === null ? null : Number(row.oldest) }));
-  }
-
-  private upsertExecutor(executor: ExecutorIdentity, now: number): void {
-    this.db.run(
-      `INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at)
-       VALUES ($name, $hostname, $version, $runtime, $isolation, $queues, $now, $now)
-       ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, runtime = excluded.runtime,
-         isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = excluded.last_heartbeat_at`,
-      {
-        name: executor.executorName,
-        hostname: executor.hostname,
-        version: executor.version,
-        runtime: executor.runtime,
-        isolation: JSON.stringify(executor.isolation),
-        queues: JSON.stringify(executor.queues),
-        now,
-      },
-    );
   }
 }
