@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { after, before, describe, it } from "node:test";
@@ -108,6 +108,7 @@ describe("serving the web UI", { concurrency: false }, () => {
       await api.close();
     } finally {
       await coordinator?.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
