@@ -69,16 +69,7 @@ export function parseSize(input: string | number): number | undefined {
   return Math.floor(Number(match[1]) * unit);
 }
 
-export function formatSize(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let index = 0;
-  while (value >= 1024 && index < units.length - 1) {
-    value /= 1024;
-    index += 1;
-  }
-  return `${index === 0 ? value : value.toFixed(1)}${units[index]}`;
-}
+export { formatSize } from "./format-size.ts";
 
 /** A duration field: accepts "10m" or seconds, yields milliseconds. */
 export const DurationMs = z.union([z.string(), z.number()]).transform((value, ctx) => {

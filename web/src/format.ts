@@ -1,4 +1,5 @@
 /** Durations, ages, sizes and times as the UI shows them. */
+import { formatSize as formatSizeWith } from "../../src/protocol/format-size.ts";
 
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms < 0) return "–";
@@ -20,14 +21,7 @@ export function formatAge(iso: string | null, now: number): string {
 }
 
 export function formatSize(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let index = 0;
-  while (value >= 1024 && index < units.length - 1) {
-    value /= 1024;
-    index += 1;
-  }
-  return index === 0 ? `${value} B` : `${value.toFixed(1)} ${units[index]}`;
+  return formatSizeWith(bytes, " ");
 }
 
 export function formatTime(iso: string | null): string {
