@@ -2,7 +2,9 @@
  * The guest every microVM boots: a kernel (Debian's linux-image by default) and a small
  * initramfs holding the agent (agent/agent.c, compiled static here), busybox-static (the steps'
  * `tar` for the workspace's way back, and `/bin/sh` for the bare-boot benchmark) and the kernel
- * modules the VM needs, loaded by the agent in dependency order.
+ * modules the VM needs, loaded by the agent in dependency order. Beside it, net.cpio: the network
+ * driver's modules, appended (with the egress forwarder, see net.ts) to the initramfs of VMs
+ * whose job has a network, so that VMs without one unpack and load nothing of it.
  *
  * `installGuest` builds it into <data>/microvm/guest/ and records it in guest.json; it does
  * nothing when the inputs (kernel, agent source, busybox, module list) did not change. When the
@@ -16,6 +18,7 @@ import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/p
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "../../common/logger.ts";
+import { compileStatic } from "../../common/compile.ts";
 import { coerceError, UnavailableError } from "../../protocol/index.ts";
 import { cpioArchive, type CpioEntry } from "./cpio.ts";
 import { decompressKernel, elfHasInterpreter, hasPvhEntry, kernelVersion } from "./kernel-image.ts";
@@ -28,13 +31,17 @@ import { decompressKernel, elfHasInterpreter, hasPvhEntry, kernelVersion } from 
 export const PORT_MODULES = ["virtio_mmio", "virtio_console"];
 export const DISK_MODULES = ["crc32c_generic", "ext4", "overlay", "virtio_blk"];
 export const LATER_MODULES = ["virtio_scsi", "sd_mod"];
-const FORMAT = "airlock-guest-6";
+/** Loaded last, only with airlock.net on the kernel command line; shipped in net.cpio. */
+export const NET_MODULES = ["virtio_net"];
+const FORMAT = "airlock-guest-7";
 const BUSYBOX = "/bin/busybox";
 
 export interface Guest {
   /** What QEMU's -kernel gets: the PVH ELF when there is one, else the compressed image. */
   kernel: string;
   initrd: string;
+  /** The cpio archive appended to `initrd` for VMs with a network: the network driver's modules. */
+  netModules: string;
   kernelVersion: string;
   bootFormat: "pvh-elf" | "bzimage";
   /** The kernel image it was built from. */
@@ -57,8 +64,9 @@ export async function loadGuest(dataDir: string): Promise<Guest> {
   } catch {
     throw new UnavailableError(`no microVM guest in ${guestDir(dataDir)}: run \`airlock executor install microvm --data ${dataDir}\``);
   }
-  for (const path of [guest.kernel, guest.initrd]) {
-    if (!existsSync(path)) throw new UnavailableError(`the microVM guest's ${path} is missing: run \`airlock executor install microvm --data ${dataDir}\` again`);
+  for (const path of [guest.kernel, guest.initrd, guest.netModules]) {
+    // A guest.json older than this code has no netModules: install again.
+    if (!path || !existsSync(path)) throw new UnavailableError(`the microVM guest's ${path || "network driver archive"} is missing: run \`airlock executor install microvm --data ${dataDir}\` again`);
   }
   return guest;
 }
@@ -78,16 +86,6 @@ export async function agentSources(): Promise<string[]> {
   const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => /\.[ch]$/.test(name)).sort();
   if (!names.includes("agent.c")) throw new UnavailableError(`the agent's sources are missing from ${dir}`);
   return names.map((name) => join(dir, name));
-}
-
-function compileAgent(sources: string[], output: string): string {
-  const errors: string[] = [];
-  for (const compiler of ["musl-gcc", "cc", "gcc"]) {
-    const result = spawnSync(compiler, ["-static", "-Os", "-s", "-o", output, ...sources.filter((file) => file.endsWith(".c"))], { encoding: "utf8" });
-    if (result.status === 0) return compiler;
-    errors.push(`${compiler}: ${result.error ? result.error.message : result.stderr.trim().split("\n").slice(-2).join(" / ")}`);
-  }
-  throw new UnavailableError(`could not compile the guest agent (install musl-tools, or gcc and libc6-dev): ${errors.join("; ")}`);
 }
 
 async function moduleOrder(modulesDir: string, wanted: readonly string[], already: readonly string[] = []): Promise<string[]> {
@@ -146,7 +144,7 @@ async function moduleBytes(path: string): Promise<Buffer> {
 }
 
 async function fingerprintOf(kernel: string, agent: string[]): Promise<string> {
-  const hash = createHash("sha256").update(FORMAT).update([...PORT_MODULES, "|", ...DISK_MODULES, "|", ...LATER_MODULES].join(","));
+  const hash = createHash("sha256").update(FORMAT).update([...PORT_MODULES, "|", ...DISK_MODULES, "|", ...LATER_MODULES, "|", ...NET_MODULES].join(","));
   const info = await stat(kernel);
   hash.update(`${kernel}\0${info.size}\0${info.mtimeMs}\0`);
   for (const file of agent) hash.update(await readFile(file));
@@ -182,13 +180,14 @@ export async function installGuest(options: InstallOptions): Promise<{ guest: Gu
   const portOrder = await moduleOrder(modulesDir, PORT_MODULES);
   const diskOrder = await moduleOrder(modulesDir, DISK_MODULES);
   const laterOrder = await moduleOrder(modulesDir, LATER_MODULES, [...portOrder, ...diskOrder]);
+  const netOrder = await moduleOrder(modulesDir, NET_MODULES, [...portOrder, ...diskOrder, ...laterOrder]);
   const config = await readFile(join("/boot", `config-${version}`), "utf8").catch(() => "");
   const forceSigned = /^CONFIG_MODULE_SIG_FORCE=y/m.test(config);
   const dir = join(root, fingerprint);
   const temp = `${dir}.tmp-${process.pid}`;
   await rm(temp, { recursive: true, force: true });
   await mkdir(temp, { recursive: true });
-  const compiler = compileAgent(agent, join(temp, "agent"));
+  const compiler = await compileStatic("the guest agent", agent, join(temp, "agent"));
   const entries: CpioEntry[] = [
     { name: "bin", mode: 0o40755 },
     { name: "dev", mode: 0o40755 },
@@ -201,8 +200,10 @@ export async function installGuest(options: InstallOptions): Promise<{ guest: Gu
     { name: "bin/sh", mode: 0o120777, data: Buffer.from("busybox") },
     { name: "bin/poweroff", mode: 0o120777, data: Buffer.from("busybox") },
   ];
+  const netEntries: CpioEntry[] = [];
   const names: string[] = [];
-  for (const [list, order] of [["modules.port", portOrder], ["modules.disk", diskOrder], ["modules.later", laterOrder]] as const) {
+  const lists = [["modules.port", portOrder, entries], ["modules.disk", diskOrder, entries], ["modules.later", laterOrder, entries], ["modules.net", netOrder, netEntries]] as const;
+  for (const [list, order, archive] of lists) {
     const listed: string[] = [];
     for (const path of order) {
       const name = basename(path).replace(/\.ko(\.xz|\.zst|\.gz)?$/, ".ko");
@@ -210,11 +211,12 @@ export async function installGuest(options: InstallOptions): Promise<{ guest: Gu
       if (names.includes(name)) continue;
       names.push(name);
       const bytes = await moduleBytes(join(modulesDir, path));
-      entries.push({ name: `modules/${name}`, mode: 0o100644, data: forceSigned ? bytes : withoutSignature(bytes) });
+      archive.push({ name: `modules/${name}`, mode: 0o100644, data: forceSigned ? bytes : withoutSignature(bytes) });
     }
-    entries.push({ name: list, mode: 0o100644, data: Buffer.from(`${listed.join("\n")}\n`) });
+    archive.push({ name: list, mode: 0o100644, data: Buffer.from(`${listed.join("\n")}\n`) });
   }
   await writeFile(join(temp, "initrd.cpio"), cpioArchive(entries));
+  await writeFile(join(temp, "net.cpio"), cpioArchive(netEntries));
   let bootFormat: Guest["bootFormat"] = "bzimage";
   let kernelFile = join(dir, "vmlinuz");
   const elf = decompressKernel(image);
@@ -232,6 +234,7 @@ export async function installGuest(options: InstallOptions): Promise<{ guest: Gu
   const guest: Guest = {
     kernel: kernelFile,
     initrd: join(dir, "initrd.cpio"),
+    netModules: join(dir, "net.cpio"),
     kernelVersion: version,
     bootFormat,
     source: kernel,

@@ -1,8 +1,9 @@
 /**
  * The microvm runtime (isolation `vm`): every job in a fresh QEMU `microvm` virtual machine,
  * booted before its first step and killed after its last, with KVM when a probe VM boots with
- * it and TCG otherwise. No network device; the VM sees only its own disks. See sandbox.ts for a
- * job's life, agent/agent.c for the guest, guest.ts for how the guest is built.
+ * it and TCG otherwise. The VM sees only its own disks; a job with a network also gets one network
+ * device whose only way out is the job's egress gateway (net.ts). See sandbox.ts for a job's
+ * life, agent/agent.c for the guest, guest.ts for how the guest is built.
  */
 import { spawnSync } from "node:child_process";
 import { availableParallelism } from "node:os";

@@ -7,7 +7,8 @@
  * `processes`, the agent answering one request at a time). Each `exec` hot-plugs the step's image disk (once per
  * image per VM) and has the agent run the step; `destroy` has the agent write the workspace as a
  * tar onto the return disk, reads that back as a plain byte stream (never mounted), unpacks it
- * beside the host workspace with path checks and swaps it in, then kills QEMU.
+ * beside the host workspace with path checks and swaps it in, then kills QEMU. A job with a
+ * network gets a VM with one network device whose only way out is its egress gateway (net.ts).
  *
  * States: UP -> (disks mounted) READY -> RUNNING(step) -> READY ... -> RETURNING (tar) -> GONE. One step at a time
  * (the job runner awaits each). When a step's signal aborts, the agent is told to kill the step
@@ -28,6 +29,7 @@ import { MAX_FRAME } from "./channel.ts";
 import { createSparse, DiskTooSmall, makeExt4 } from "./disks.ts";
 import type { Guest } from "./guest.ts";
 import type { ImageDisks } from "./image-disks.ts";
+import { GATEWAY, networkInitrd } from "./net.ts";
 import { extractTar } from "./untar.ts";
 import { Vm } from "./vm.ts";
 
@@ -127,9 +129,11 @@ export class MicroVmSandbox implements Sandbox {
     const cpus = Math.max(1, Math.min(Math.ceil(spec.resources.cpus ?? 1), deps.cpuLimit));
     let vm: Vm | undefined;
     try {
+      const initrd = spec.network ? await networkInitrd(deps.guest, spec.network.forwarder) : deps.guest.initrd;
       vm = await Vm.boot(
         {
-          guest: deps.guest,
+          guest: { kernel: deps.guest.kernel, initrd },
+          network: spec.network,
           accelerator: deps.accelerator.accelerator,
           memoryMiB: Math.ceil(memoryBytes / 1024 ** 2) + GUEST_OVERHEAD_MIB,
           cpus,
@@ -189,6 +193,7 @@ export class MicroVmSandbox implements Sandbox {
       throw error;
     }
     const fields = [`lun=${lun}`, `dir=${run.step.dir}`, `mem=${this.spec.resources.memoryBytes ?? DEFAULT_MEMORY_BYTES}`, `pids=${this.spec.resources.pids ?? DEFAULT_PIDS_LIMIT}`, "hostname=airlock"];
+    if (this.spec.network) fields.push(`net=${GATEWAY}`);
     const variables = new Map<string, string>([
       ["PATH", DEFAULT_PATH],
       ["HOME", "/root"],

@@ -1,7 +1,8 @@
 /**
  * One QEMU microvm process: its command line, its two sockets (the agent's virtio-serial port
  * and QMP, both served by us in a private 0700 directory, QEMU connecting as the client), its
- * serial console (a file, for the error message when a boot fails) and its end.
+ * serial console (a file, for the error message when a boot fails) and its end. A VM has a
+ * network device only when its job has a network (net.ts).
  *
  * States: SPAWNED -> CONNECTED (QEMU dialled both sockets) -> READY (the agent said hello) ->
  * GONE (killed, or exited by itself). `boot` resolves at READY or rejects, having killed QEMU,
@@ -16,8 +17,10 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SandboxError } from "../../protocol/index.ts";
+import type { SandboxNetwork } from "../runtime.ts";
 import { AgentChannel } from "./channel.ts";
 import type { Guest } from "./guest.ts";
+import { networkArgs } from "./net.ts";
 import { QmpClient } from "./qmp.ts";
 
 export type Accelerator = "kvm" | "tcg";
@@ -70,6 +73,8 @@ export interface VmOptions {
   env: Record<string, string>;
   /** Extra kernel command line (the benchmark's bare boot and the KVM probe replace the agent with rdinit=). */
   extraCmdline?: string | undefined;
+  /** A virtio-net device whose only way out is the gateway (the guest's initrd must then be networkInitrd's). */
+  network?: SandboxNetwork | undefined;
 }
 
 function escapeOption(value: string): string {
@@ -89,8 +94,9 @@ export function qemuArgs(options: VmOptions, sockets: { agent?: string; qmp?: st
     "-serial", sockets.console === "stdio" ? "stdio" : `file:${sockets.console}`,
     "-kernel", options.guest.kernel,
     "-initrd", options.guest.initrd,
-    "-append", `${kernelCmdline(options.accelerator)}${options.extraCmdline ? ` ${options.extraCmdline}` : ""}`,
+    "-append", `${kernelCmdline(options.accelerator)}${options.network ? " airlock.net" : ""}${options.extraCmdline ? ` ${options.extraCmdline}` : ""}`,
   ];
+  if (options.network) args.push(...networkArgs(options.network));
   if (sockets.agent) {
     // Two ports, not the default 31: the guest's driver sets up far fewer queues (about 25 ms under
     // TCG). Port 0 is kept for a console; the agent's is 1.

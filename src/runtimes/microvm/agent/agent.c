@@ -3,7 +3,9 @@
  * says hello over the virtio-serial port named "airlock": the VM is up. Then it starts a child
  * that loads the disks' modules, moves itself onto a tmpfs root (so steps can pivot_root), and
  * serves the host, first mounting the workspace and scratch disks once the host says their file
- * systems are complete and their modules are in.
+ * systems are complete and their modules are in. With airlock.net on the kernel command line,
+ * that child also loads the network driver and configures lo and eth0 (steps with a network then
+ * run under the egress forwarder; see step.c and ../net.ts).
  *
  * Wire format, both ways: 1 byte type, 4 bytes big-endian length, payload (at most 1 MiB).
  *   host -> guest: 'M' mount the boot disks (their file systems are complete now),
@@ -40,6 +42,7 @@ static void handle(char type, char *payload, uint32_t len) {
       else if (!strcmp(field, "mem")) req.mem = value;
       else if (!strcmp(field, "pids")) req.pids = value;
       else if (!strcmp(field, "hostname")) req.hostname = value;
+      else if (!strcmp(field, "net")) req.net = value;
       else if (!strcmp(field, "env") && req.envc < 1023) req.env[req.envc++] = value;
     }
     if (!req.lun) { send_text('X', "error=no image given"); return; }
@@ -137,7 +140,10 @@ int main(void) {
     fd = open("/proc/cmdline", O_RDONLY);
   }
   char cmdline[2048] = {0};
-  if (fd >= 0 && read(fd, cmdline, sizeof cmdline - 1) > 0) debug = strstr(cmdline, "airlock.debug") != NULL;
+  if (fd >= 0 && read(fd, cmdline, sizeof cmdline - 1) > 0) {
+    debug = strstr(cmdline, "airlock.debug") != NULL;
+    network = strstr(cmdline, "airlock.net") != NULL;
+  }
   if (fd >= 0) close(fd);
   umount2("/proc", MNT_DETACH);
   boot();

@@ -23,6 +23,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #define MAX_FRAME (1 << 20)
 #define CHUNK 65536
@@ -32,6 +36,10 @@
 /* The host's port, and whether boot stages are printed (airlock.debug on the kernel command line). */
 extern int port;
 extern int debug;
+/* Whether the VM has a network device to configure (airlock.net on the kernel command line). */
+extern int network;
+/* The egress forwarder, in the initramfs of VMs with a network (see net.ts). */
+#define FORWARDER "/bin/airlock-forwarder"
 
 struct child {
   pid_t pid;
@@ -50,6 +58,7 @@ extern struct child current;
 
 struct run_request {
   char *lun, *dir, *script, *mem, *pids, *hostname;
+  char *net; /* the gateway's HOST:PORT when the step has a network */
   char *env[1024];
   int envc;
 };
@@ -71,6 +80,7 @@ void start_module_loader(void);
 void boot(void);
 void settle(void);
 void mount_disks(void);
+int network_ready(void);
 int scsi_disk(int lun, char *dev, size_t size, long timeout_ms);
 int virtio_disk(const char *serial, char *dev, size_t size, long timeout_ms);
 

@@ -1,9 +1,13 @@
-/* Boot: modules, the tmpfs root, the host port, the boot disks. */
+/* Boot: modules, the tmpfs root, the host port, the boot disks, the network. */
 #define _GNU_SOURCE
 #include "agent.h"
 
 pid_t loader_pid;
-/* Read end of a pipe the module loader writes one byte to once the boot disks' modules are in. */
+int network;
+/*
+ * Read end of a pipe the module loader writes to: 'D' once the boot disks' modules are in; then,
+ * with a network, 'N' once lo and eth0 are up ('n' when they could not be).
+ */
 static int loader_ready = -1;
 
 /*
@@ -33,7 +37,8 @@ static void load_modules(const char *list) {
 
 /*
  * The initramfs root cannot be pivoted away from; a tmpfs moved over it can. busybox (the tar of
- * the workspace's way back) is bind-mounted into it, not copied; /dev and /sys move along.
+ * the workspace's way back) and the egress forwarder, when there is one, are bind-mounted into
+ * it, not copied; /dev and /sys move along.
  */
 static void switch_to_tmpfs(void) {
   mkdir("/newroot", 0755);
@@ -44,6 +49,13 @@ static void switch_to_tmpfs(void) {
   if (fd < 0) die("/newroot/bin/busybox");
   close(fd);
   if (mount("/bin/busybox", "/newroot/bin/busybox", NULL, MS_BIND, NULL) != 0) die("bind busybox");
+  struct stat st;
+  if (stat(FORWARDER, &st) == 0) {
+    fd = open("/newroot" FORWARDER, O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+    if (fd < 0) die("/newroot" FORWARDER);
+    close(fd);
+    if (mount(FORWARDER, "/newroot" FORWARDER, NULL, MS_BIND, NULL) != 0) die("bind the forwarder");
+  }
   if (mount("/dev", "/newroot/dev", NULL, MS_MOVE, NULL) != 0) die("move /dev");
   if (mount("/sys", "/newroot/sys", NULL, MS_MOVE, NULL) != 0) die("move /sys");
   if (chdir("/newroot") != 0) die("chdir /newroot");
@@ -133,6 +145,42 @@ static void open_port(void) {
   die("no virtio port named airlock");
 }
 
+/* Sets an interface's IPv4 address and netmask (when given) and brings it up. */
+static int interface_up(int s, const char *name, const char *address, const char *netmask) {
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
+  struct sockaddr_in *in = (struct sockaddr_in *)&ifr.ifr_addr;
+  if (address) {
+    in->sin_family = AF_INET;
+    inet_pton(AF_INET, address, &in->sin_addr);
+    if (ioctl(s, SIOCSIFADDR, &ifr) != 0) return -1;
+    inet_pton(AF_INET, netmask, &in->sin_addr);
+    if (ioctl(s, SIOCSIFNETMASK, &ifr) != 0) return -1;
+  }
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) return -1;
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  return ioctl(s, SIOCSIFFLAGS, &ifr);
+}
+
+/*
+ * lo, and eth0 at QEMU user networking's guest address (10.0.2.15/24, slirp's default). No
+ * default route: the one address the guest may reach, the guestfwd rule's, is on that subnet.
+ * 1 when both are up.
+ */
+static int configure_network(void) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) { console("network: socket: %s", strerror(errno)); return 0; }
+  int ok = interface_up(s, "lo", NULL, NULL) == 0;
+  if (!ok) console("network: lo: %s", strerror(errno));
+  int rc = -1;
+  /* The driver registers eth0 as it loads; wait a little should it not have yet. */
+  for (int i = 0; i < 1000 && (rc = interface_up(s, "eth0", "10.0.2.15", "255.255.255.0")) != 0 && errno == ENODEV; i++) sleep_ms(2);
+  if (rc != 0) console("network: eth0: %s", strerror(errno));
+  close(s);
+  return ok && rc == 0;
+}
+
 /*
  * The modules of the boot disks (virtio_blk, ext4, overlay), then those of the image disks (SCSI,
  * hot-plugged), load in a child started right after the hello, at idle priority, so that the
@@ -156,6 +204,12 @@ void start_module_loader(void) {
     if (write(ready[1], "D", 1) != 1) _exit(1);
     load_modules("/modules.later");
     stage("image disk modules loaded");
+    if (network) {
+      load_modules("/modules.net");
+      int up = configure_network();
+      stage(up ? "network up" : "network failed");
+      if (write(ready[1], up ? "N" : "n", 1) != 1) _exit(1);
+    }
     _exit(0);
   }
   close(ready[1]);
@@ -219,4 +273,16 @@ void mount_disks(void) {
   if (mount(dev, "/scratch", "ext4", MS_NOATIME, "noinit_itable") != 0) { send_text('M', "error=could not mount the scratch disk: %s", strerror(errno)); return; }
   stage("disks mounted");
   send_text('M', "ok");
+}
+
+/* Waits for the module loader's word on the network: 1 when lo and eth0 are up. */
+int network_ready(void) {
+  static int state = -1;
+  if (state >= 0) return state;
+  if (!network || !disk_modules_loaded()) return state = 0;
+  char byte;
+  ssize_t n;
+  while ((n = read(loader_ready, &byte, 1)) < 0 && errno == EINTR) {}
+  state = n == 1 && byte == 'N';
+  return state;
 }

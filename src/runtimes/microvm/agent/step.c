@@ -2,7 +2,9 @@
  * Steps: each in its own cgroup (memory.max, pids.max; killed at once with cgroup.kill), pid,
  * mount, IPC and UTS namespaces, on an overlay of its image with upper dirs on the scratch disk,
  * the workspace bind-mounted at /work, pivoted into that root, with a reduced capability set.
- * Also the workspace's tar and the process list.
+ * A step with a network runs under the egress forwarder (its pid 1; it serves the proxy and DNS
+ * ports on loopback, relays to the gateway's guestfwd address, and exits with the shell's
+ * status), with /etc/resolv.conf naming 127.0.0.1. Also the workspace's tar and the process list.
  */
 #define _GNU_SOURCE
 #include "agent.h"
@@ -112,9 +114,26 @@ static int mount_image(const char *lun, char *where, size_t size) {
   return 0;
 }
 
+/* In the step's root (after pivot_root: an image's symlinks stay inside it), the forwarder's DNS. */
+static void write_resolv_conf(int status_fd) {
+  static const char text[] = "nameserver 127.0.0.1\n";
+  mkdir("/etc", 0755);
+  unlink("/etc/resolv.conf");
+  int fd = open("/etc/resolv.conf", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0 || write(fd, text, sizeof text - 1) != (ssize_t)(sizeof text - 1)) fail_child(status_fd, "write /etc/resolv.conf: %s", strerror(errno));
+  close(fd);
+}
+
 void start_step(struct run_request *req) {
   char image[64];
-  if (mount_image(req->lun, image, sizeof image) != 0) return;
+  int forwarder = -1;
+  if (req->net && *req->net) {
+    if (!network_ready()) { send_text('X', "error=the VM's network did not come up (its console says why)"); return; }
+    /* Opened here, run after pivot_root: the step's root need not hold it. */
+    forwarder = open(FORWARDER, O_RDONLY | O_CLOEXEC);
+    if (forwarder < 0) { send_text('X', "error=the egress forwarder is missing from the VM: %s", strerror(errno)); return; }
+  }
+  if (mount_image(req->lun, image, sizeof image) != 0) { if (forwarder >= 0) close(forwarder); return; }
   long serial = ++step_serial;
   char cgroup[64], upper[128], work[256], root[128], value[64];
   snprintf(cgroup, sizeof cgroup, CG "/step%ld", serial);
@@ -139,6 +158,7 @@ void start_step(struct run_request *req) {
   snprintf(options, sizeof options, "lowerdir=%s,upperdir=%s,workdir=%s", image, upper, work);
   if (mount("overlay", root, "overlay", 0, options) != 0) {
     send_text('X', "error=could not mount the step's root filesystem: %s", strerror(errno));
+    if (forwarder >= 0) close(forwarder);
     return;
   }
   int out[2], err[2], status[2];
@@ -157,6 +177,7 @@ void start_step(struct run_request *req) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       sethostname(req->hostname ? req->hostname : "airlock", strlen(req->hostname ? req->hostname : "airlock"));
       enter_root(root, req->dir ? req->dir : ".", status[1]);
+      if (forwarder >= 0) write_resolv_conf(status[1]);
       dup2(out[1], 1);
       dup2(err[1], 2);
       int devnull = open("/dev/null", O_RDONLY);
@@ -164,7 +185,13 @@ void start_step(struct run_request *req) {
       setsid();
       drop_caps();
       req->env[req->envc] = NULL;
-      char *argv[] = {"sh", "-c", req->script ? req->script : "", NULL};
+      char *script = req->script ? req->script : "";
+      if (forwarder >= 0) {
+        char *argv[] = {"airlock-forwarder", "--tcp", req->net, "--", "/bin/sh", "-c", script, NULL};
+        syscall(SYS_execveat, forwarder, "", argv, req->env, AT_EMPTY_PATH);
+        fail_child(status[1], "could not run the egress forwarder: %s", strerror(errno));
+      }
+      char *argv[] = {"sh", "-c", script, NULL};
       execve("/bin/sh", argv, req->env);
       fail_child(status[1], "could not run /bin/sh in the step's image: %s", strerror(errno));
     }
@@ -180,6 +207,7 @@ void start_step(struct run_request *req) {
   close(out[1]);
   close(err[1]);
   close(status[1]);
+  if (forwarder >= 0) close(forwarder);
   current = (struct child){.pid = pid, .out = out[0], .err = err[0], .status = status[0], .kind = 'S', .serial = serial};
 }
 
