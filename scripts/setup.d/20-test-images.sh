@@ -6,6 +6,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 case ${1:-} in
   install)
     apt_install busybox-static
+    # airlock-test/net copies the host's curl and CA certificates.
+    [ "${2:-}" != test ] || apt_install curl ca-certificates
     "$root/scripts/test-images.sh" "$root/.test-images"
     ;;
   start | start-demo)
