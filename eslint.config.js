@@ -43,9 +43,10 @@ export default tseslint.config(
   },
   layer("store", ["coordinator", "executor", "runtimes", "cli"], "the store depends only on protocol and common"),
   layer("runtimes", ["store", "coordinator", "executor", "cli"], "runtimes depend only on protocol and common"),
-  layer("coordinator", ["runtimes", "executor", "cli", "web"], "the coordinator never imports runtimes, the executor or web/ code (it serves the built UI from disk)"),
+  layer("coordinator", ["runtimes", "executor", "egress", "cli", "web"], "the coordinator never imports runtimes, the executor or web/ code (it serves the built UI from disk)"),
   layer("executor", ["store", "coordinator", "cli"], "the executor speaks only the protocol: never store or coordinator"),
-  layer("common", ["store", "coordinator", "executor", "runtimes", "cli"], "common is shared by everyone and depends on no component"),
+  layer("common", ["store", "coordinator", "executor", "runtimes", "cli", "egress"], "common is shared by everyone and depends on no component"),
+  layer("egress", ["store", "coordinator", "executor", "runtimes", "cli"], "the egress gateway depends only on protocol and common; the executor owns it"),
   {
     // The browser UI: DOM globals come from its own tsconfig (web/src/tsconfig.json); of Airlock
     // it may use the protocol only (the coordinator serves the built files, never imports them).

@@ -6,12 +6,13 @@ import { describe, it } from "node:test";
 import { ROOT } from "./helpers/cluster.ts";
 
 const FORBIDDEN: Record<string, string[]> = {
-  protocol: ["common", "store", "coordinator", "executor", "runtimes", "cli"],
-  common: ["store", "coordinator", "executor", "runtimes", "cli"],
+  protocol: ["common", "store", "coordinator", "executor", "runtimes", "egress", "cli"],
+  common: ["store", "coordinator", "executor", "runtimes", "egress", "cli"],
   store: ["coordinator", "executor", "runtimes", "cli"],
   runtimes: ["store", "coordinator", "executor", "cli"],
-  coordinator: ["runtimes", "executor", "cli"],
+  coordinator: ["runtimes", "executor", "egress", "cli"],
   executor: ["store", "coordinator", "cli"],
+  egress: ["store", "coordinator", "executor", "runtimes", "cli"],
 };
 
 function files(dir: string): string[] {

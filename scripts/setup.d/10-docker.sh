@@ -1,8 +1,9 @@
 #!/bin/sh
 # Docker Engine and gVisor (runsc) for the `docker` and `gvisor` runtimes.
 #   install demo|test   apt-get install docker.io and runsc where missing; register runsc (with
-#                       --network=none, which runsc needs here) in /etc/docker/daemon.json,
-#                       merged with what the file already holds
+#                       --network=none, which runsc needs here, and --host-uds=open, so a step
+#                       can reach the egress gateway's unix socket bound into its container) in
+#                       /etc/docker/daemon.json, merged with what the file already holds
 #   start               start dockerd when `docker info` fails, wait for it, and note in
 #                       $AIRLOCK_TEST_STATE that we started it (so `stop` may stop it)
 #   stop                stop dockerd, by its pid, only if `start` started it
@@ -42,8 +43,9 @@ if (fs.existsSync(file)) {
   }
 }
 const current = config.runtimes?.[name];
-if (current?.path && (current.runtimeArgs ?? []).includes("--network=none")) process.exit(0);
-config.runtimes = { ...config.runtimes, [name]: { ...current, path: current?.path ?? path, runtimeArgs: [...new Set([...(current?.runtimeArgs ?? []), "--network=none"])] } };
+const needed = ["--network=none", "--host-uds=open"];
+if (current?.path && needed.every((arg) => (current.runtimeArgs ?? []).includes(arg))) process.exit(0);
+config.runtimes = { ...config.runtimes, [name]: { ...current, path: current?.path ?? path, runtimeArgs: [...new Set([...(current?.runtimeArgs ?? []), ...needed])] } };
 fs.writeFileSync(`${file}.airlock-tmp`, JSON.stringify(config, null, 2) + "\n");
 fs.renameSync(`${file}.airlock-tmp`, file);
 console.log("changed");
@@ -55,12 +57,14 @@ dockerd_pid() {
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
-# Makes a running dockerd pick up runsc from daemon.json (runtimes reload on SIGHUP).
+# Makes a running dockerd pick up runsc from daemon.json (runtimes reload on SIGHUP); $1 = "changed"
+# when daemon.json changed, so a registered runsc's arguments are reloaded too.
 reload_runtimes() {
-  runsc_registered && return 0
+  [ "${1:-}" != changed ] && runsc_registered && return 0
   pid=$(dockerd_pid) || { say "dockerd answers but its pid is unknown; restart it to register $runsc_name"; return 0; }
   say "registering $runsc_name with the running dockerd (SIGHUP $pid)"
   kill -HUP "$pid"
+  sleep 0.2
   for _ in $(seq 1 50); do runsc_registered && return 0; sleep 0.1; done
   say "dockerd did not register $runsc_name after SIGHUP; check $daemon_json"
 }
@@ -75,8 +79,8 @@ start_daemon() { # $1 = file to record the pid in, or empty
   record=$1
   if daemon_answers; then
     changed=$(ensure_runsc_config)
-    [ -n "$changed" ] && say "registered $runsc_name (--network=none) in $daemon_json"
-    if [ "$(id -u)" = 0 ] && command -v runsc >/dev/null 2>&1; then reload_runtimes; fi
+    [ -n "$changed" ] && say "registered $runsc_name (--network=none --host-uds=open) in $daemon_json"
+    if [ "$(id -u)" = 0 ] && command -v runsc >/dev/null 2>&1; then reload_runtimes "$changed"; fi
     return 0
   fi
   if ! command -v dockerd >/dev/null 2>&1; then
@@ -106,8 +110,8 @@ case ${1:-} in
   install)
     apt_install docker.io runsc
     changed=$(ensure_runsc_config)
-    [ -n "$changed" ] && say "registered $runsc_name (--network=none) in $daemon_json"
-    if [ "$(id -u)" = 0 ] && daemon_answers; then reload_runtimes; fi
+    [ -n "$changed" ] && say "registered $runsc_name (--network=none --host-uds=open) in $daemon_json"
+    if [ "$(id -u)" = 0 ] && daemon_answers; then reload_runtimes "$changed"; fi
     ;;
   start)
     start_daemon "${AIRLOCK_TEST_STATE:+$AIRLOCK_TEST_STATE/dockerd.pid}"

@@ -89,6 +89,10 @@ const executorOptions = (command: Command): Command =>
     .option("--docker-host <socket>", "Docker Engine socket for the docker and gvisor runtimes (env DOCKER_HOST; default unix:///var/run/docker.sock)")
     .option("--gvisor-runtime <name>", "name runsc is registered under in dockerd (env AIRLOCK_GVISOR_RUNTIME; default runsc)")
     .option("--default-image <image>", "image for steps that name none, docker and gvisor runtimes (env AIRLOCK_DEFAULT_IMAGE; default alpine:3)")
+    .addOption(new Option("--network <mode>", "network given to jobs: internet (public addresses, through the egress gateway; takes every job) or none (takes only jobs with network: none) (env AIRLOCK_NETWORK; default internet)").choices(["internet", "none"]))
+    .option("--egress-allow <rules>", "comma-separated CIDRs, addresses, hosts or host:port the gateway lets through although private, e.g. 10.1.2.3/32,mirror.internal:443 (env AIRLOCK_EGRESS_ALLOW)")
+    .option("--egress-deny <rules>", "comma-separated CIDRs, addresses, hosts or host:port refused although public (env AIRLOCK_EGRESS_DENY)")
+    .option("--egress-max-connections <n>", "gateway connections open at once per job (env AIRLOCK_EGRESS_MAX_CONNECTIONS; default 64)")
     .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
     .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]));
 executorOptions(executor.command("run").description("pull jobs and run them"))

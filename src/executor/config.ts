@@ -4,7 +4,7 @@ import { resolve } from "node:path";
 import { ConfigSource, type Env, type Flags } from "../common/config-source.ts";
 import type { LogLevel } from "../common/logger.ts";
 import { readTokenFile } from "../common/token-files.ts";
-import { QueueName, ValidationError } from "../protocol/index.ts";
+import { EgressRuleText, NETWORK_MODES, QueueName, ValidationError, type NetworkMode } from "../protocol/index.ts";
 import { DEFAULT_DOCKER_HOST, DEFAULT_GVISOR_RUNTIME, DEFAULT_STEP_IMAGE } from "../runtimes/index.ts";
 
 export interface ExecutorConfig {
@@ -37,6 +37,14 @@ export interface ExecutorConfig {
   gvisorRuntime: string;
   /** Image for steps that name none (docker and gvisor runtimes). */
   defaultImage: string;
+  /** What network the executor gives jobs: `internet` through its egress gateway, or `none`. */
+  network: NetworkMode;
+  /** Destinations let through although the gateway would refuse them (a private mirror); see docs/network.md. */
+  egressAllow: string[];
+  /** Destinations refused although public. */
+  egressDeny: string[];
+  /** Gateway connections open at once per job, unless the job asks for fewer. */
+  egressMaxConnections: number;
 }
 
 /** A name suffix, not a secret (Math.random keeps OpenSSL out of the executor's memory). */
@@ -114,5 +122,17 @@ export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<Executor
     dockerHost,
     gvisorRuntime: source.string("gvisorRuntime", "AIRLOCK_GVISOR_RUNTIME", DEFAULT_GVISOR_RUNTIME),
     defaultImage: source.string("defaultImage", "AIRLOCK_DEFAULT_IMAGE", DEFAULT_STEP_IMAGE),
+    network: source.oneOf("network", "AIRLOCK_NETWORK", NETWORK_MODES, "internet"),
+    egressAllow: egressRules(source.list("egressAllow", "AIRLOCK_EGRESS_ALLOW", []), "egress-allow"),
+    egressDeny: egressRules(source.list("egressDeny", "AIRLOCK_EGRESS_DENY", []), "egress-deny"),
+    egressMaxConnections: source.integer("egressMaxConnections", "AIRLOCK_EGRESS_MAX_CONNECTIONS", 64, 1, 4096),
   });
+}
+
+/** Syntax only; the egress policy reads each entry (and names one it cannot) when the executor starts. */
+function egressRules(entries: string[], flag: string): string[] {
+  for (const entry of entries) {
+    if (!EgressRuleText.safeParse(entry).success) throw new ValidationError(`--${flag}: "${entry}" is not a CIDR, an address, a host or host:port`, { field: flag });
+  }
+  return entries;
 }

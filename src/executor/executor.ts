@@ -20,6 +20,7 @@ import { AIRLOCK_VERSION, ISOLATION_LEVELS, isolationRank, type ExecutorIdentity
 import { processAlive, type Runtime } from "../runtimes/index.ts";
 import type { CoordinatorClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
+import { EgressHost } from "./egress.ts";
 import { JobRun } from "./job-runner.ts";
 import { OWNER_FILE } from "./workspace.ts";
 
@@ -38,6 +39,7 @@ export class Executor {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private loop: Promise<void> | undefined;
   readonly identity: ExecutorIdentity;
+  private egress: EgressHost | undefined;
 
   constructor(options: { config: Readonly<ExecutorConfig>; client: CoordinatorClient; runtime: Runtime; logger: Logger; clock: Clock }) {
     this.config = options.config;
@@ -52,6 +54,7 @@ export class Executor {
       version: AIRLOCK_VERSION,
       runtime: this.runtime.name,
       isolation: offered,
+      network: this.config.network,
       queues: this.config.queues,
     };
   }
@@ -63,6 +66,7 @@ export class Executor {
   /** Cleans up after dead executors of this host, then starts heartbeating and dequeuing. */
   async start(): Promise<void> {
     await this.reapLeftovers();
+    this.egress = await EgressHost.create(this.config, this.runtime, this.logger);
     await this.heartbeat();
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeatIntervalMs);
     this.loop = this.pollLoop();
@@ -110,7 +114,7 @@ export class Executor {
   }
 
   private launch(job: JobRun["job"]): void {
-    const run = new JobRun(job, { client: this.client, runtime: this.runtime, config: this.config, logger: this.logger });
+    const run = new JobRun(job, { client: this.client, runtime: this.runtime, config: this.config, logger: this.logger, egress: this.egress });
     this.running.set(job.id, run);
     void run
       .run()

@@ -12,10 +12,11 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../common/logger.ts";
-import { AirlockError, coerceError, formatDuration, formatSize, LeaseLostError, SandboxError, StepFailedError, UnavailableError, type AttemptOutcome, type JobPayload, type StepSpec } from "../protocol/index.ts";
-import { sandboxLabels, stepScript, type Runtime, type Sandbox, type StepOutcome } from "../runtimes/index.ts";
+import { AirlockError, coerceError, formatDuration, formatSize, LeaseLostError, SandboxError, StepFailedError, UnavailableError, ValidationError, type AttemptOutcome, type JobPayload, type StepSpec } from "../protocol/index.ts";
+import { SANDBOX_PROXY, sandboxLabels, stepScript, type Runtime, type Sandbox, type StepOutcome } from "../runtimes/index.ts";
 import type { CoordinatorClient, JobClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
+import { EGRESS_ARTIFACT, proxyEnvironment, type EgressHost, type JobEgress } from "./egress.ts";
 import { LogShipper, type EntryStream } from "./log-shipper.ts";
 import { watchDiskUsage } from "./disk-watch.ts";
 import { collectOutputs } from "./outputs.ts";
@@ -30,6 +31,8 @@ export interface JobRunDeps {
   runtime: Runtime;
   config: Readonly<ExecutorConfig>;
   logger: Logger;
+  /** Present when the executor gives jobs the internet through its egress gateway. */
+  egress?: EgressHost | undefined;
 }
 
 /** Retries a control call (step start/finish, final report) through coordinator outages. */
@@ -58,6 +61,9 @@ export class JobRun {
   private readonly shipper: LogShipper;
   private readonly secrets: string[];
   private workspace = "";
+  private egress: JobEgress | undefined;
+  /** The log of the step running now, for the gateway's refusals. */
+  private stepLog: EntryStream | undefined;
 
   constructor(job: JobPayload, deps: JobRunDeps) {
     this.job = job;
@@ -100,6 +106,7 @@ export class JobRun {
     try {
       await this.entry("prepare", async (log) => {
         await prepareWorkspace(this.job, dirs, this.jobClient, log, { hostPath: config.hostPath, caPath: config.caPath, signal: this.abort.signal });
+        await this.openEgress(dirs, log);
         sandbox = await this.createSandbox(dirs, log);
       });
       const failure = await this.runSteps(sandbox as Sandbox);
@@ -119,6 +126,7 @@ export class JobRun {
     } finally {
       clearTimeout(timer);
       await sandbox?.destroy().catch((error: unknown) => this.logger.error("sandbox destroy failed", { error: String(error) }));
+      await this.closeEgress();
       await this.shipper.closeAll();
       await rm(dirs.root, { recursive: true, force: true }).catch((error: unknown) => this.logger.warn("workspace cleanup failed", { error: String(error) }));
     }
@@ -138,6 +146,7 @@ export class JobRun {
         resources: this.job.spec.resources,
         labels: sandboxLabels(config.name, this.job.id, this.job.attempt),
         registryAuth: this.job.spec.registryAuth,
+        network: this.egress?.network,
         logger: this.logger,
       },
       this.abort.signal,
@@ -178,9 +187,11 @@ export class JobRun {
       AIRLOCK_JOB_ID: String(this.job.id),
       AIRLOCK_ATTEMPT: String(this.job.attempt),
       AIRLOCK_STEP: step.key,
+      ...(this.egress ? proxyEnvironment() : {}),
       ...step.env,
       ...this.job.spec.secrets,
     };
+    this.stepLog = log;
     let outcome: StepOutcome;
     try {
       outcome = await sandbox.exec({ step, env, script: stepScript(step.commands) }, { write: (chunk) => log.write(chunk) }, stepAbort.signal);
@@ -197,7 +208,10 @@ export class JobRun {
       clearTimeout(timer);
       diskWatch?.stop();
       this.abort.signal.removeEventListener("abort", forward);
+      this.stepLog = undefined;
     }
+    const egress = this.egress?.stepSummary();
+    if (egress) log.write(`\n[airlock] ${egress}\n`);
     const durationMs = Date.now() - started;
     const ok = outcome.exitCode === 0 && !stepAbort.signal.aborted;
     const message = ok ? undefined : this.describeStepEnd(step, outcome, stepAbort.signal.reason as StopReason | StepLimit | undefined);
@@ -224,6 +238,42 @@ export class JobRun {
     if (reason?.kind === "lease-lost") return `this attempt lost its lease; step ${step.key} was killed`;
     if (outcome.message) return `step ${step.key}: ${outcome.message}`;
     return `step ${step.key} exited with code ${outcome.exitCode ?? "(none)"}`;
+  }
+
+  /**
+   * The job's gateway, when it asked for the internet and the executor gives it; a runtime with
+   * the host's network (shell) gets none and says so.
+   */
+  private async openEgress(dirs: JobDirs, log: EntryStream): Promise<void> {
+    const { config, runtime, egress } = this.deps;
+    if (this.job.spec.network.mode === "none") return;
+    if (config.network === "none") throw new StepFailedError("prepare", undefined, "the job asks for network: internet, but this executor gives jobs no network (--network none)");
+    if (!egress) {
+      log.write(`network: runtime ${runtime.name} runs steps as host processes, with the host's network (trusted jobs only; no egress gateway)\n`);
+      return;
+    }
+    try {
+      this.egress = await egress.open(this.job, join(dirs.root, "net"), this.logger, (line) => this.stepLog?.write(`\n[airlock] ${line}\n`));
+    } catch (error) {
+      // A job allow entry the policy cannot read is the spec's fault: fail, do not retry.
+      if (error instanceof ValidationError) throw new StepFailedError("prepare", undefined, error.message);
+      throw error;
+    }
+    const allow = this.job.spec.network.allow;
+    log.write(`network: internet through the egress gateway${allow ? ` (only ${allow.join(", ")})` : ""}; proxy ${SANDBOX_PROXY.http}\n`);
+  }
+
+  /** Closes the gateway and keeps its record as the artifact egress.json (not for a lost lease). */
+  private async closeEgress(): Promise<void> {
+    const egress = this.egress;
+    if (!egress) return;
+    this.egress = undefined;
+    await egress.close().catch((error: unknown) => this.logger.warn("egress gateway close failed", { error: String(error) }));
+    if (this.stopReason?.kind === "lease-lost") return;
+    const body = Buffer.from(JSON.stringify(egress.record(), null, 2));
+    await persist(() => this.jobClient.uploadArtifact(EGRESS_ARTIFACT, (async function* () { yield body; })()), this.logger, "egress record upload").catch((error: unknown) =>
+      this.logger.warn("egress record not uploaded", { error: String(error) }),
+    );
   }
 
   /** Runs one executor-owned log entry (prepare, finalize) with start/finish reports around it. */

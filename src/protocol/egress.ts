@@ -95,3 +95,6 @@ export function summarizeEgress(record: EgressRecord): string {
   if (record.limitHit) lines.push(`  limit: ${record.limitHit}`);
   return lines.join("\n");
 }
+
+/** The artifact holding a job's egress record. */
+export const EGRESS_ARTIFACT = "egress.json";

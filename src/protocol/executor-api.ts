@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import type { AttemptOutcome } from "./job.ts";
-import { Isolation, JobSpec, QueueName, RepositoryName } from "./job-spec.ts";
+import { Isolation, JobSpec, NetworkMode, QueueName, RepositoryName } from "./job-spec.ts";
 
 export const EXECUTOR_AUTH_SCHEME = "token-executor";
 
@@ -16,6 +16,8 @@ export const ExecutorIdentity = z.object({
   runtime: z.string().max(64),
   /** Every isolation level this executor can give a job. */
   isolation: z.array(Isolation).min(1),
+  /** What network it can give a job: `internet` (through its egress gateway) takes every job; `none` only jobs without network. */
+  network: NetworkMode.default("none"),
   queues: z.array(QueueName).min(1).max(64),
 });
 export type ExecutorIdentity = z.infer<typeof ExecutorIdentity>;

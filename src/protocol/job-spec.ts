@@ -65,8 +65,44 @@ export const ResourceLimits = z.strictObject({
   memoryBytes: z.number().int().positive().optional(),
   pids: z.number().int().min(8).max(1_000_000).optional(),
   diskBytes: z.number().int().positive().optional(),
+  /** Bytes through the egress gateway, both ways, for the whole job. */
+  egressBytes: z.number().int().positive().optional(),
+  /** Gateway connections open at once. */
+  connections: z.number().int().min(1).max(4096).optional(),
 });
 export type ResourceLimits = z.infer<typeof ResourceLimits>;
+
+/**
+ * Network a job asks for: none at all, or the public internet through the executor's egress
+ * gateway, optionally narrowed to `allow` (CIDRs, addresses, `host` or `host:port`; see
+ * docs/network.md). The executor parses the entries and fails the job on one it cannot read.
+ */
+export const NETWORK_MODES = ["none", "internet"] as const;
+export const NetworkMode = z.enum(NETWORK_MODES);
+export type NetworkMode = z.infer<typeof NetworkMode>;
+
+export function networkRank(mode: NetworkMode): number {
+  return NETWORK_MODES.indexOf(mode);
+}
+
+export const EgressRuleText = z
+  .string()
+  .min(1)
+  .max(300)
+  .regex(/^[A-Za-z0-9.:/[\]*_%-]+$/, "must be a CIDR, an address, a host name or host:port");
+
+export const NetworkSpec = z.strictObject({
+  mode: NetworkMode,
+  /** Only these destinations (within what the executor allows); absent: all the executor allows. */
+  allow: z.array(EgressRuleText).min(1).max(200).optional(),
+});
+export type NetworkSpec = z.infer<typeof NetworkSpec>;
+
+const NetworkInput = z.union([NetworkMode, z.strictObject({ allow: z.array(EgressRuleText).min(1, "allow needs at least one entry").max(200) })]);
+
+function normalizeNetwork(input: z.infer<typeof NetworkInput>): NetworkSpec {
+  return typeof input === "string" ? { mode: input } : { mode: "internet", allow: input.allow };
+}
 
 export const RegistryAuth = z.strictObject({
   username: z.string(),
@@ -97,6 +133,8 @@ export const JobSpec = z.strictObject({
   resources: ResourceLimits,
   timeoutMs: z.number().int().positive(),
   isolation: Isolation,
+  /** Specs stored before jobs had a network had none. */
+  network: NetworkSpec.default({ mode: "none" }),
   outputs: z.strictObject({ diff: z.boolean(), paths: z.array(WorkspaceFilePath).max(100) }),
   maxAttempts: z.number().int().min(1).max(10),
   /** Registry credentials by registry host, for runtimes that pull images. */
@@ -134,11 +172,14 @@ export const JobSpecInput = z
         memory: SizeBytes.optional(),
         pids: z.number().int().min(8).max(1_000_000).optional(),
         disk: SizeBytes.optional(),
+        egress: SizeBytes.optional(),
+        connections: z.number().int().min(1).max(4096).optional(),
       })
       .default({}),
     // zod applies defaults to the output: milliseconds.
     timeout: DurationMs.default(30 * 60_000),
     isolation: Isolation.default("namespace"),
+    network: NetworkInput.default("internet"),
     outputs: z
       .strictObject({ diff: z.boolean().default(false), paths: z.array(WorkspaceFilePath).max(100).default([]) })
       .default({ diff: false, paths: [] }),
@@ -185,9 +226,12 @@ export const JobSpecInput = z
         ...(spec.resources.memory !== undefined ? { memoryBytes: spec.resources.memory } : {}),
         ...(spec.resources.pids !== undefined ? { pids: spec.resources.pids } : {}),
         ...(spec.resources.disk !== undefined ? { diskBytes: spec.resources.disk } : {}),
+        ...(spec.resources.egress !== undefined ? { egressBytes: spec.resources.egress } : {}),
+        ...(spec.resources.connections !== undefined ? { connections: spec.resources.connections } : {}),
       },
       timeoutMs: spec.timeout,
       isolation: spec.isolation,
+      network: normalizeNetwork(spec.network),
       outputs: spec.outputs,
       maxAttempts: spec.maxAttempts,
       ...(spec.registryAuth ? { registryAuth: spec.registryAuth } : {}),

@@ -29,8 +29,28 @@ export interface SandboxSpec {
   /** Stamped on everything the runtime creates: containers, cgroups, processes, VMs. */
   labels: Record<string, string>;
   registryAuth?: Record<string, { username: string; password: string }> | undefined;
+  /** The job's only way out (network: internet); undefined: no network at all. */
+  network?: SandboxNetwork | undefined;
   logger: Logger;
 }
+
+/**
+ * Egress for a sandbox: the executor's per-job gateway listens on a unix socket; the runtime
+ * bridges only that socket into the sandbox, where the forwarder (a static binary) serves the
+ * proxy ports on the sandbox's own loopback (SANDBOX_PROXY) and relays to the socket.
+ */
+export interface SandboxNetwork {
+  /** Host path of the gateway's unix socket. */
+  gatewaySocket: string;
+  /** Host path of the static forwarder binary (src/egress/forwarder). */
+  forwarder: string;
+}
+
+/** Beside the gateway's socket: the /etc/resolv.conf for sandboxes (the forwarder answers DNS on loopback). */
+export const RESOLV_CONF = "resolv.conf";
+
+/** What steps with a network see inside the sandbox: proxies on the sandbox's loopback. */
+export const SANDBOX_PROXY = { http: "http://127.0.0.1:3128", socks: "socks5h://127.0.0.1:1080", dns: "127.0.0.1" } as const;
 
 /** Where a step's output goes; called as output arrives. */
 export interface StepIO {

@@ -8,7 +8,7 @@
  * attempt rewrites none. `plannedEntry` says where a key sits in a job; `currentEntries` fills in
  * the entries an attempt never touched, as pending while it may still run them, else skipped.
  */
-import type { JobSpec, JobState } from "../protocol/index.ts";
+import { NETWORK_MODES, type JobSpec, type JobState } from "../protocol/index.ts";
 import type { EntryRecord, JobRecord } from "./store.ts";
 
 type Int = number | bigint | string;
@@ -24,6 +24,7 @@ export interface JobRow {
   attempt: Int;
   max_attempts: Int;
   isolation: string;
+  network_rank: Int;
   executor_name: string | null;
   failure_message: string | null;
   cancel_requested: Int | boolean;
@@ -57,6 +58,11 @@ export function toBoolean(value: Int | boolean): boolean {
   return typeof value === "boolean" ? value : Number(value) === 1;
 }
 
+/** Specs stored before jobs had a network asked for none (JobSpec's default, without a parse). */
+function withNetwork(spec: JobSpec): JobSpec {
+  return (spec as Partial<JobSpec>).network ? spec : { ...spec, network: { mode: "none" } };
+}
+
 export function toJob(row: JobRow): JobRecord {
   return {
     id: Number(row.id),
@@ -65,11 +71,12 @@ export function toJob(row: JobRow): JobRecord {
     ref: row.ref,
     commit: row.commit_sha,
     // Written by enqueue() after validation; parsing it with zod on every read would cost more than it guards.
-    spec: (typeof row.spec === "string" ? JSON.parse(row.spec) : row.spec) as JobSpec,
+    spec: withNetwork((typeof row.spec === "string" ? JSON.parse(row.spec) : row.spec) as JobSpec),
     state: row.state as JobState,
     attempt: Number(row.attempt),
     maxAttempts: Number(row.max_attempts),
     isolation: row.isolation as JobRecord["isolation"],
+    network: NETWORK_MODES[Number(row.network_rank)] ?? "none",
     executorName: row.executor_name,
     failureMessage: row.failure_message,
     cancelRequested: toBoolean(row.cancel_requested),

@@ -7,7 +7,7 @@
  * Fencing: every write on behalf of an attempt takes an AttemptRef and is refused with
  * LeaseLostError unless that attempt is still the job's current, processing attempt.
  */
-import type { AttemptOutcome, EntryState, ExecutorIdentity, Isolation, JobSpec, JobState } from "../protocol/index.ts";
+import type { AttemptOutcome, EntryState, ExecutorIdentity, Isolation, JobSpec, JobState, NetworkMode } from "../protocol/index.ts";
 
 export interface JobRecord {
   id: number;
@@ -21,6 +21,7 @@ export interface JobRecord {
   attempt: number;
   maxAttempts: number;
   isolation: Isolation;
+  network: NetworkMode;
   executorName: string | null;
   failureMessage: string | null;
   cancelRequested: boolean;
@@ -96,7 +97,8 @@ export interface ClaimRequest {
   preference?: readonly string[] | undefined;
 }
 
-export interface ExecutorRecord extends ExecutorIdentity {
+/** An executor as last heard from (what network it offers is not kept: it matters only to its claims). */
+export interface ExecutorRecord extends Omit<ExecutorIdentity, "network"> {
   firstSeenAt: number;
   lastHeartbeatAt: number;
   runningJobIds: number[];
@@ -182,8 +184,8 @@ export interface StoreCapabilities {
   crossProcessNotifications: boolean;
 }
 
-/** `queued`: a job became claimable (new, or requeued), needing at least `isolation`. */
-export type StoreChange = { kind: "queued"; queue: string; isolation: Isolation } | { kind: "job"; jobId: number };
+/** `queued`: a job became claimable (new, or requeued), needing at least `isolation` and `network` (unknown: any). */
+export type StoreChange = { kind: "queued"; queue: string; isolation: Isolation; network?: NetworkMode | undefined } | { kind: "job"; jobId: number };
 
 export interface Store {
   readonly jobs: JobStore;

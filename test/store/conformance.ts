@@ -18,7 +18,7 @@ const T0 = Date.UTC(2026, 0, 1);
 const LEASE = 20_000;
 
 export function executor(name: string, overrides: Partial<ExecutorIdentity> = {}): ExecutorIdentity {
-  return { executorName: name, hostname: "host", version: "test", runtime: "shell", isolation: ["none"], queues: ["default"], ...overrides };
+  return { executorName: name, hostname: "host", version: "test", runtime: "shell", isolation: ["none"], network: "internet", queues: ["default"], ...overrides };
 }
 
 export function spec(overrides: Partial<SpecInput> = {}) {
@@ -97,6 +97,21 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       assert.equal(await take(["b", "c", "a"]), a1.id, "b is empty now");
       assert.equal(await take(["b", "a"]), undefined);
       assert.equal((await store.jobs.getJob(vmInC.id))?.job.state, "queued");
+    });
+
+    it("never gives a job more network than it asked for, nor an executor offering less a job that needs it", async () => {
+      const online = await enqueue({}, T0);
+      const offline = await enqueue({ network: "none" }, T0 + 1);
+      assert.equal(online.network, "internet", "jobs ask for the internet by default");
+      assert.equal(offline.network, "none");
+      const none = await claim("exec-offline", T0 + 10, { network: "none" });
+      assert.equal(none?.ref.jobId, offline.id, "an executor without network skips the older job that needs it");
+      assert.equal(await claim("exec-offline-2", T0 + 11, { network: "none" }), undefined);
+      const internet = await claim("exec-online", T0 + 12, { network: "internet" });
+      assert.equal(internet?.ref.jobId, online.id);
+      const later = await enqueue({ network: "none" }, T0 + 13);
+      assert.equal((await claim("exec-online", T0 + 14, { network: "internet" }))?.ref.jobId, later.id, "an executor with network runs jobs without it (giving them none)");
+      assert.deepEqual((await store.jobs.getJob(offline.id))?.job.spec.network, { mode: "none" });
     });
 
     it("claims the oldest job of the executor's queues that it can isolate, once", async () => {

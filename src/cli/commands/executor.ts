@@ -8,6 +8,7 @@ import { Executor } from "../../executor/executor.ts";
 import { coerceError } from "../../protocol/index.ts";
 import { allRuntimes, selectRuntime, type RuntimeHost } from "../../runtimes/index.ts";
 import { println, table, type CliIO } from "../context.ts";
+import { checkEgress } from "./egress-check.ts";
 import { waitForSignal } from "../signals.ts";
 
 function runtimeHost(config: Readonly<ExecutorConfig>, logger: Logger): RuntimeHost {
@@ -78,6 +79,9 @@ export async function executorValidateCommand(flags: Record<string, unknown>, io
     rows.push([`--runtime ${config.runtime}`, "FAIL", coerceError(error).message]);
   }
   if (usable === 0) ok = false;
+  const egress = await checkEgress(config, logger);
+  if (!egress.ok) ok = false;
+  rows.push(["egress (--network)", egress.ok ? "ok" : "FAIL", egress.detail]);
   println(io.stdout, table(rows));
   println(io.stdout, ok ? "\nAll checks passed." : "\nSome checks failed.");
   return ok ? 0 : 1;

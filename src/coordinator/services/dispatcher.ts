@@ -8,7 +8,7 @@
  * runs at once.
  *
  * One wake per queued job: a queued change wakes one waiter that could take that job (its queues
- * and isolation match), preferring one that is asleep, longest-waiting first; a thundering herd of
+ * isolation and network match), preferring one that is asleep, longest-waiting first; a thundering herd of
  * claims for one job is avoided. A wake is *consumed* by the claim that starts after it; a waiter
  * that leaves holding an unconsumed wake (it got another job, timed out, was aborted, or its claim
  * failed) passes it to another matching waiter. A wake finding every matching waiter already
@@ -21,17 +21,20 @@
 import type { Clock } from "../../common/clock.ts";
 import type { Logger } from "../../common/logger.ts";
 import { sha256Hex, newToken } from "../../common/tokens.ts";
-import { isolationRank, type DequeueRequest, type Isolation } from "../../protocol/index.ts";
+import { isolationRank, networkRank, type DequeueRequest, type Isolation, type NetworkMode } from "../../protocol/index.ts";
 import type { JobRecord, Store } from "../../store/index.ts";
 
 interface Wake {
   queue: string;
   isolation: Isolation;
+  /** Unknown (an announcement without it): any waiter may take the wake. */
+  network: NetworkMode | undefined;
 }
 
 interface Waiter {
   queues: ReadonlySet<string>;
   maxRank: number;
+  maxNetworkRank: number;
   asleep: boolean;
   /** A wake not yet consumed by a claim. */
   wake: Wake | undefined;
@@ -70,7 +73,7 @@ export class Dispatcher {
     this.leaseMs = options.leaseMs;
     this.weights = options.queueWeights ?? {};
     this.unsubscribe = this.store.onChange((change) => {
-      if (change.kind === "queued") this.wakeOne({ queue: change.queue, isolation: change.isolation }, undefined);
+      if (change.kind === "queued") this.wakeOne({ queue: change.queue, isolation: change.isolation, network: change.network }, undefined);
     });
   }
 
@@ -83,6 +86,7 @@ export class Dispatcher {
     const waiter: Waiter = {
       queues: new Set(request.queues),
       maxRank: Math.max(...request.isolation.map(isolationRank)),
+      maxNetworkRank: networkRank(request.network),
       asleep: false,
       wake: undefined,
       rouse: () => undefined,
@@ -137,9 +141,10 @@ export class Dispatcher {
   /** Hands a wake to one waiter that could take the job: asleep first, longest-waiting first. */
   private wakeOne(wake: Wake, except: Waiter | undefined): void {
     const rank = isolationRank(wake.isolation);
+    const network = wake.network === undefined ? 0 : networkRank(wake.network);
     let busy: Waiter | undefined;
     for (const waiter of this.waiters) {
-      if (waiter === except || waiter.wake || !waiter.queues.has(wake.queue) || waiter.maxRank < rank) continue;
+      if (waiter === except || waiter.wake || !waiter.queues.has(wake.queue) || waiter.maxRank < rank || waiter.maxNetworkRank < network) continue;
       if (waiter.asleep) {
         waiter.wake = wake;
         waiter.rouse();

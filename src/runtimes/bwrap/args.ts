@@ -4,7 +4,11 @@
  * root filesystem read-only; a fresh /proc, read-only as a whole (root in the sandbox maps to the
  * executor's user, who owns /proc/sys: the mount flag is what stops writes there); a minimal
  * /dev; a private /tmp; the workspace at /work, the only writable host path.
- * The network namespace has loopback only: nothing of the host, its loopback included.
+ * The network namespace has loopback only: nothing of the host, its loopback included. With a
+ * network (egress), the gateway's unix socket and the forwarder are bound in at /dev/airlock and
+ * the forwarder wraps the step's shell, serving the proxy ports on the sandbox's own loopback;
+ * it keeps CAP_NET_BIND_SERVICE (in the sandbox's own user and network namespaces only) to bind
+ * port 53 there.
  * No `--disable-userns`: the seccomp filter already refuses every way to make a namespace
  * (unshare, setns, clone with namespace flags, clone3), and the flag costs bwrap a nested user
  * namespace per step.
@@ -24,9 +28,20 @@ export interface StepMounts {
   cwd: string;
   /** Size of the private /tmp (tmpfs pages also count against the memory limit). */
   tmpBytes?: number | undefined;
+  network?: StepNetwork | undefined;
 }
 
-export function namespaceArgs(): string[] {
+export interface StepNetwork {
+  gatewaySocket: string;
+  forwarder: string;
+  /** A host file to show as /etc/resolv.conf (only when the image has one to mount over). */
+  resolvConf?: string | undefined;
+}
+
+/** Where the egress socket and forwarder appear inside the sandbox. */
+export const EGRESS_MOUNT = "/dev/airlock";
+
+export function namespaceArgs(network = false): string[] {
   return [
     "--unshare-user",
     "--unshare-pid",
@@ -36,6 +51,7 @@ export function namespaceArgs(): string[] {
     "--unshare-cgroup",
     "--cap-drop",
     "ALL",
+    ...(network ? ["--cap-add", "CAP_NET_BIND_SERVICE"] : []),
     "--die-with-parent",
     "--new-session",
     "--hostname",
@@ -44,8 +60,21 @@ export function namespaceArgs(): string[] {
 }
 
 export function bwrapArgs(mounts: StepMounts, script: string): string[] {
+  const network = mounts.network;
+  const egress = network
+    ? [
+        "--ro-bind",
+        network.gatewaySocket,
+        `${EGRESS_MOUNT}/gateway.sock`,
+        "--ro-bind",
+        network.forwarder,
+        `${EGRESS_MOUNT}/forwarder`,
+        ...(network.resolvConf ? ["--ro-bind", network.resolvConf, "/etc/resolv.conf"] : []),
+      ]
+    : [];
+  const wrapper = network ? [`${EGRESS_MOUNT}/forwarder`, "--unix", `${EGRESS_MOUNT}/gateway.sock`, "--"] : [];
   return [
-    ...namespaceArgs(),
+    ...namespaceArgs(network !== undefined),
     "--ro-bind",
     mounts.rootfs,
     "/",
@@ -63,6 +92,7 @@ export function bwrapArgs(mounts: StepMounts, script: string): string[] {
     "--bind",
     mounts.workspace,
     WORKSPACE_MOUNT,
+    ...egress,
     "--chdir",
     mounts.cwd,
     // The sandbox's pid (to kill it) and its exit code, as JSON lines.
@@ -71,6 +101,7 @@ export function bwrapArgs(mounts: StepMounts, script: string): string[] {
     "--seccomp",
     String(FD.seccomp),
     "--",
+    ...wrapper,
     "/bin/sh",
     "-c",
     script,

@@ -11,11 +11,11 @@
  * Abort (timeout, cancel): SIGKILL the sandbox's init and everything in the cgroup but the launcher.
  * States: READY -> (exec)* -> DESTROYED; `exec` calls are sequential (the job runner awaits each).
  */
-import { realpathSync, statSync } from "node:fs";
-import { join, relative, resolve, sep } from "node:path";
+import { existsSync, lstatSync, realpathSync, statSync } from "node:fs";
+import { dirname, join, relative, resolve, sep } from "node:path";
 import { coerceError, formatSize } from "../../protocol/index.ts";
-import type { Sandbox, SandboxSpec, StepIO, StepOutcome, StepRun } from "../runtime.ts";
-import { bwrapArgs, stepEnvironment, WORKSPACE_MOUNT } from "./args.ts";
+import { RESOLV_CONF, type Sandbox, type SandboxSpec, type StepIO, type StepOutcome, type StepRun } from "../runtime.ts";
+import { bwrapArgs, stepEnvironment, WORKSPACE_MOUNT, type StepNetwork } from "./args.ts";
 import type { CgroupCounters, CgroupLimits, Cgroups } from "./cgroups.ts";
 import type { ImageStore, ResolvedImage } from "../images/store.ts";
 import { Launcher } from "./launcher.ts";
@@ -35,6 +35,18 @@ interface BwrapEnd {
   /** False when bwrap failed before the step's shell started. */
   started: boolean;
   problem?: string | undefined;
+}
+
+/**
+ * The egress mounts of a step, if the job has a network. /etc/resolv.conf can only be mounted
+ * over a regular file the image has (the rootfs is read-only); without one, names resolve
+ * through the proxy only.
+ */
+function stepNetwork(spec: SandboxSpec, rootfs: string): StepNetwork | undefined {
+  if (!spec.network) return undefined;
+  const resolv = lstatSync(join(rootfs, "etc", "resolv.conf"), { throwIfNoEntry: false });
+  const resolvConf = join(dirname(spec.network.gatewaySocket), RESOLV_CONF);
+  return { ...spec.network, ...(resolv?.isFile() && existsSync(resolvConf) ? { resolvConf } : {}) };
 }
 
 function signalPid(pid: number | undefined): void {
@@ -129,7 +141,7 @@ export class BwrapSandbox implements Sandbox {
   }
 
   private async runBwrap(run: StepRun, io: StepIO, signal: AbortSignal, image: ResolvedImage, cwd: string): Promise<BwrapEnd> {
-    const args = bwrapArgs({ rootfs: image.rootfs, workspace: this.spec.workspace, cwd, tmpBytes: this.spec.resources.diskBytes }, run.script);
+    const args = bwrapArgs({ rootfs: image.rootfs, workspace: this.spec.workspace, cwd, tmpBytes: this.spec.resources.diskBytes, network: stepNetwork(this.spec, image.rootfs) }, run.script);
     let launcher: Launcher;
     try {
       launcher = await this.launcher();

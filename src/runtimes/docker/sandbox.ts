@@ -68,7 +68,15 @@ export class DockerSandbox implements Sandbox {
     if (problem) return { exitCode: null, message: problem };
     const image = run.step.image ?? this.options.defaultImage;
     if (!run.step.image) io.write(Buffer.from(`[airlock] step ${run.step.key} names no image; using the executor's default image ${image}\n`), "stderr");
-    const config = containerConfig({ image, run, workspace: this.spec.workspace, resources: this.spec.resources, labels: this.spec.labels, ociRuntime: this.options.ociRuntime });
+    const config = containerConfig({
+      image,
+      run,
+      workspace: this.spec.workspace,
+      resources: this.spec.resources,
+      labels: this.spec.labels,
+      ociRuntime: this.options.ociRuntime,
+      network: this.spec.network,
+    });
     let id: string | undefined;
     let socket: Duplex | undefined;
     let watch: PidsWatch | undefined;

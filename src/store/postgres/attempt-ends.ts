@@ -72,7 +72,7 @@ export class AttemptEnds {
   private answer(row: JobRow | undefined): Outcome<JobRecord> {
     if (!row) return { error: new LeaseLostError() };
     const job = toJob(row);
-    this.announce.committed(job.state === "queued" ? [{ kind: "job", jobId: job.id }, { kind: "queued", queue: job.queue, isolation: job.isolation }] : [{ kind: "job", jobId: job.id }]);
+    this.announce.committed(job.state === "queued" ? [{ kind: "job", jobId: job.id }, { kind: "queued", queue: job.queue, isolation: job.isolation, network: job.network }] : [{ kind: "job", jobId: job.id }]);
     return { value: job };
   }
 }

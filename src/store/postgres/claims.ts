@@ -9,7 +9,7 @@
  * remembers when it last recorded each one, and the recording statement itself skips the write
  * when another coordinator did it within the second.
  */
-import { isolationRank, type ExecutorIdentity } from "../../protocol/index.ts";
+import { isolationRank, networkRank, type ExecutorIdentity } from "../../protocol/index.ts";
 import { toJob, type JobRow } from "../rows.ts";
 import type { ClaimRequest, JobRecord } from "../store.ts";
 import type { PostgresDatabase } from "./database.ts";
@@ -30,7 +30,7 @@ const LANES = 2;
 
 /** What an executor's record says besides its name and last contact. */
 export function identityOf(executor: ExecutorIdentity): string {
-  return JSON.stringify([executor.hostname, executor.version, executor.runtime, executor.isolation, executor.queues]);
+  return JSON.stringify([executor.hostname, executor.version, executor.runtime, executor.isolation, executor.network, executor.queues]);
 }
 
 export class Claims {
@@ -49,12 +49,13 @@ export class Claims {
   async claim(request: ClaimRequest, now: number): Promise<JobRecord | undefined> {
     const { executor } = request;
     const maxRank = Math.max(...executor.isolation.map(isolationRank));
+    const maxNetworkRank = networkRank(executor.network);
     const identity = identityOf(executor);
     const last = this.recorded.get(executor.executorName);
     const record = last === undefined || last.identity !== identity || now - last.at >= RECORD_EVERY_MS || now < last.at;
     const queue = request.preference?.length === 1 ? request.preference[0] : undefined;
     if (!record && queue !== undefined) {
-      return this.groupFor(queue, maxRank).submit({ executor: executor.executorName, tokenHash: request.tokenHash, leaseMs: request.leaseMs, now });
+      return this.groupFor(queue, maxRank, maxNetworkRank).submit({ executor: executor.executorName, tokenHash: request.tokenHash, leaseMs: request.leaseMs, now });
     }
     const statement = claimStatement(request.preference !== undefined, record);
     const params: unknown[] = [
@@ -64,6 +65,7 @@ export class Claims {
       request.tokenHash,
       now,
       request.leaseMs,
+      maxNetworkRank,
     ];
     if (record) params.push(executor.hostname, executor.version, executor.runtime, JSON.stringify(executor.isolation), JSON.stringify(executor.queues));
     const rows = await this.db.query<JobRow>(statement.text, params, statement.name);
@@ -79,21 +81,21 @@ export class Claims {
     this.recorded.set(name, { identity, at: now });
   }
 
-  private groupFor(queue: string, maxRank: number): StatementGroups<Claim, JobRecord | undefined> {
-    const key = `${maxRank}/${queue}`;
+  private groupFor(queue: string, maxRank: number, maxNetworkRank: number): StatementGroups<Claim, JobRecord | undefined> {
+    const key = `${maxRank}/${maxNetworkRank}/${queue}`;
     let group = this.groups.get(key);
     if (!group) {
-      group = new StatementGroups(LANES, (claims) => this.claimGroup(queue, maxRank, claims));
+      group = new StatementGroups(LANES, (claims) => this.claimGroup(queue, maxRank, maxNetworkRank, claims));
       this.groups.set(key, group);
     }
     return group;
   }
 
-  private async claimGroup(queue: string, maxRank: number, claims: Claim[]): Promise<Outcome<JobRecord | undefined>[]> {
+  private async claimGroup(queue: string, maxRank: number, maxNetworkRank: number, claims: Claim[]): Promise<Outcome<JobRecord | undefined>[]> {
     const only = claims.length === 1 ? claims[0] : undefined;
     if (only) {
       const statement = claimStatement(true, false);
-      const rows = await this.db.query<JobRow>(statement.text, [[queue], maxRank, only.executor, only.tokenHash, only.now, only.leaseMs], statement.name);
+      const rows = await this.db.query<JobRow>(statement.text, [[queue], maxRank, only.executor, only.tokenHash, only.now, only.leaseMs, maxNetworkRank], statement.name);
       return [{ value: this.answer(rows[0]) }];
     }
     const rows = await this.db.query<JobRow & { request: number }>(
@@ -106,6 +108,7 @@ export class Claims {
         claims.map((claim) => claim.now),
         claims.map((claim) => claim.leaseMs),
         claims.length,
+        maxNetworkRank,
       ],
       CLAIM_GROUP.name,
     );

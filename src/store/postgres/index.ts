@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "../../common/logger.ts";
-import { UnavailableError, type Isolation } from "../../protocol/index.ts";
+import { NETWORK_MODES, UnavailableError, type Isolation } from "../../protocol/index.ts";
 import type { Store, StoreChange } from "../store.ts";
 import { PostgresDatabase, type Queryable } from "./database.ts";
 import { PostgresJobStore } from "./job-store.ts";
@@ -53,10 +53,10 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     logger: options.logger,
     // Notifications sent while nobody listened are lost: announce everything that may have moved.
     onResync: async (since) => {
-      const queued = await db.query<{ queue: string; isolation: Isolation }>(
-        "SELECT DISTINCT queue, isolation FROM jobs WHERE state = 'queued'",
+      const queued = await db.query<{ queue: string; isolation: Isolation; network_rank: number }>(
+        "SELECT DISTINCT queue, isolation, network_rank FROM jobs WHERE state = 'queued'",
       );
-      for (const row of queued) emit({ kind: "queued", queue: row.queue, isolation: row.isolation });
+      for (const row of queued) emit({ kind: "queued", queue: row.queue, isolation: row.isolation, network: NETWORK_MODES[Number(row.network_rank)] });
       const touched = await db.query<{ id: number }>("SELECT id FROM jobs WHERE state = 'processing' OR finished_at >= $1", [since - 1000]);
       for (const row of touched) emit({ kind: "job", jobId: row.id });
     },
@@ -67,7 +67,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     channel: NOTIFY_CHANNEL,
     origin: listener.origin,
     async queuedInTx(client, list) {
-      const payloads = list.flatMap((change) => (change.kind === "queued" ? [queuedPayload(listener.origin, change.queue, change.isolation)] : []));
+      const payloads = list.flatMap((change) => (change.kind === "queued" ? [queuedPayload(listener.origin, change.queue, change.isolation, change.network)] : []));
       if (payloads.length > 0) await notify(client, payloads);
     },
     committed(list) {

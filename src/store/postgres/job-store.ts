@@ -21,7 +21,7 @@
  * Changes are announced through the Announcer (index.ts): claimable jobs inside the transaction,
  * everything to this process right after commit, other job changes to other processes batched.
  */
-import { ConflictError, isolationRank, LeaseLostError, NotFoundError } from "../../protocol/index.ts";
+import { ConflictError, isolationRank, LeaseLostError, networkRank, NotFoundError } from "../../protocol/index.ts";
 import type { AttemptOutcome, ExecutorIdentity, JobSpec, JobState } from "../../protocol/index.ts";
 import { currentEntries, leaseExpiredMessages, plannedEntry, toEntry, toJob, type EntryRow, type JobRow } from "../rows.ts";
 import type {
@@ -36,6 +36,7 @@ import type {
   JobStore,
   NewJob,
   QueueStats,
+  StoreChange,
   TokenLookup,
 } from "../store.ts";
 import type { PostgresDatabase, Queryable } from "./database.ts";
@@ -113,10 +114,10 @@ export class PostgresJobStore implements JobStore {
   async enqueue(job: NewJob, now: number): Promise<JobRecord> {
     const rows = await this.db.query<JobRow>(
       `WITH inserted AS (
-         INSERT INTO jobs (queue, repository, ref, commit_sha, spec, state, max_attempts, isolation, isolation_rank, created_at, queued_at)
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9) RETURNING *
+         INSERT INTO jobs (queue, repository, ref, commit_sha, spec, state, max_attempts, isolation, isolation_rank, network_rank, created_at, queued_at)
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $12, $9, $9) RETURNING *
        )
-       SELECT inserted.*, pg_notify($10, json_build_object('o', $11::text, 'q', queue, 'i', isolation)::text) FROM inserted`,
+       SELECT inserted.*, pg_notify($10, json_build_object('o', $11::text, 'q', queue, 'i', isolation, 'n', network_rank)::text) FROM inserted`,
       [
         job.spec.queue,
         job.spec.repository ?? null,
@@ -129,11 +130,12 @@ export class PostgresJobStore implements JobStore {
         now,
         this.announce.channel,
         this.announce.origin,
+        networkRank(job.spec.network.mode),
       ],
       "airlock_enqueue",
     );
     const record = toJob(rows[0] as JobRow);
-    this.announce.committed([{ kind: "queued", queue: record.queue, isolation: record.isolation }]);
+    this.announce.committed([{ kind: "queued", queue: record.queue, isolation: record.isolation, network: record.network }]);
     return record;
   }
 
@@ -333,6 +335,6 @@ export class PostgresJobStore implements JobStore {
 }
 
 /** What ending an attempt announces: the job changed, and it is claimable again if requeued. */
-function jobChanges(job: JobRecord): ({ kind: "job"; jobId: number } | { kind: "queued"; queue: string; isolation: JobRecord["isolation"] })[] {
-  return job.state === "queued" ? [{ kind: "job", jobId: job.id }, { kind: "queued", queue: job.queue, isolation: job.isolation }] : [{ kind: "job", jobId: job.id }];
+function jobChanges(job: JobRecord): StoreChange[] {
+  return job.state === "queued" ? [{ kind: "job", jobId: job.id }, { kind: "queued", queue: job.queue, isolation: job.isolation, network: job.network }] : [{ kind: "job", jobId: job.id }];
 }

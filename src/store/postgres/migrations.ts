@@ -266,4 +266,7 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   DROP FUNCTION airlock_claim(text[], boolean, integer, text, text, text, text, jsonb, jsonb, text, bigint, bigint);
   DROP FUNCTION airlock_finish_attempt(bigint, integer, text, text, bigint, text);
   `,
+  /* 3: jobs ask for a network (0 none, 1 internet); jobs from before asked for none */ `
+  ALTER TABLE jobs ADD COLUMN network_rank smallint NOT NULL DEFAULT 0;
+  `,
 ];

@@ -12,7 +12,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import type { Logger } from "../../common/logger.ts";
-import { Isolation } from "../../protocol/index.ts";
+import { Isolation, NETWORK_MODES, networkRank, type NetworkMode } from "../../protocol/index.ts";
 import type { StoreChange } from "../store.ts";
 import { NOTIFY_CHANNEL } from "./migrations.ts";
 
@@ -110,7 +110,7 @@ export class ChangeListener {
 
   private receive(payload: string | undefined): void {
     if (!payload) return;
-    let message: { o?: unknown; q?: unknown; i?: unknown; j?: unknown };
+    let message: { o?: unknown; q?: unknown; i?: unknown; n?: unknown; j?: unknown };
     try {
       message = JSON.parse(payload) as typeof message;
     } catch {
@@ -122,7 +122,8 @@ export class ChangeListener {
     } else if (typeof message.j === "number") this.options.emit({ kind: "job", jobId: message.j });
     else if (typeof message.q === "string") {
       const isolation = Isolation.safeParse(message.i);
-      if (isolation.success) this.options.emit({ kind: "queued", queue: message.q, isolation: isolation.data });
+      const network = typeof message.n === "number" ? NETWORK_MODES[message.n] : undefined;
+      if (isolation.success) this.options.emit({ kind: "queued", queue: message.q, isolation: isolation.data, network });
     }
   }
 
@@ -146,8 +147,8 @@ export class ChangeListener {
 }
 
 /** A notification payload announcing that `queue` has a claimable job (see migrations.ts). */
-export function queuedPayload(origin: string, queue: string, isolation: Isolation): string {
-  return JSON.stringify({ o: origin, q: queue, i: isolation });
+export function queuedPayload(origin: string, queue: string, isolation: Isolation, network?: NetworkMode): string {
+  return JSON.stringify({ o: origin, q: queue, i: isolation, ...(network ? { n: networkRank(network) } : {}) });
 }
 
 /**

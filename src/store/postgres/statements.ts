@@ -6,8 +6,8 @@
  * a part it will not run (setting up each part of a plan costs about as much as running it).
  *
  * Claim (params: $1 queues text[], $2 max isolation rank, $3 executor, $4 token hash, $5 now,
- * $6 lease ms; recording also $7 hostname, $8 version, $9 runtime, $10 isolation jsonb, $11
- * queues jsonb):
+ * $6 lease ms, $7 max network rank; recording also $8 hostname, $9 version, $10 runtime,
+ * $11 isolation jsonb, $12 queues jsonb):
  * - `seen` (when recording) records the executor, unless it was recorded within the last second
  *   with the same identity (by any coordinator): an executor claiming in a tight loop costs at
  *   most a read per claim, not a row write. The store leaves it out altogether when it recorded
@@ -21,9 +21,9 @@
  */
 const RECORD_EXECUTOR = `seen AS (
     INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at)
-    SELECT $3::text, $7::text, $8::text, $9::text, $10::jsonb, $11::jsonb, $5::bigint, $5::bigint
+    SELECT $3::text, $8::text, $9::text, $10::text, $11::jsonb, $12::jsonb, $5::bigint, $5::bigint
     WHERE NOT EXISTS (SELECT 1 FROM executors WHERE name = $3 AND last_heartbeat_at >= $5 - 1000
-      AND queues = $11 AND isolation = $10 AND runtime = $9 AND version = $8 AND hostname = $7)
+      AND queues = $12 AND isolation = $11 AND runtime = $10 AND version = $9 AND hostname = $8)
     ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, runtime = excluded.runtime,
       isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = excluded.last_heartbeat_at
   ), `;
@@ -31,14 +31,14 @@ const RECORD_EXECUTOR = `seen AS (
 const PICK_IN_ORDER = `picked AS (
     SELECT job.id FROM unnest($1::text[]) WITH ORDINALITY AS q (name, ord)
     CROSS JOIN LATERAL (
-      SELECT id FROM jobs WHERE state = 'queued' AND queue = q.name AND isolation_rank <= $2::integer
+      SELECT id FROM jobs WHERE state = 'queued' AND queue = q.name AND isolation_rank <= $2::integer AND network_rank <= $7::integer
       ORDER BY queued_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
     ) job
     LIMIT 1
   )`;
 
 const PICK_OLDEST = `picked AS (
-    SELECT id FROM jobs WHERE state = 'queued' AND queue = ANY ($1::text[]) AND isolation_rank <= $2::integer
+    SELECT id FROM jobs WHERE state = 'queued' AND queue = ANY ($1::text[]) AND isolation_rank <= $2::integer AND network_rank <= $7::integer
     ORDER BY queued_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
   )`;
 
@@ -61,7 +61,8 @@ export function claimStatement(inOrder: boolean, record: boolean): { name: strin
 
 /**
  * Claims of one queue arriving together (params: $1 queue, $2 max isolation rank, $3 executors
- * text[], $4 token hashes text[], $5 times bigint[], $6 lease ms bigint[], $7 how many): locks up
+ * text[], $4 token hashes text[], $5 times bigint[], $6 lease ms bigint[], $7 how many, $8 max
+ * network rank): locks up
  * to that many of the queue's oldest claimable jobs and starts the n-th oldest for the n-th
  * claim, as that many claims one after the other would. Rows carry `request`, the claim's
  * ordinal (1-based); a claim without a row got no job.
@@ -72,7 +73,7 @@ export const CLAIM_GROUP = {
     SELECT * FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[]) WITH ORDINALITY AS r (executor, token, at, lease, n)
   ), picked AS (
     SELECT id, row_number() OVER (ORDER BY queued_at, id) AS n FROM (
-      SELECT id, queued_at FROM jobs WHERE state = 'queued' AND queue = $1::text AND isolation_rank <= $2::integer
+      SELECT id, queued_at FROM jobs WHERE state = 'queued' AND queue = $1::text AND isolation_rank <= $2::integer AND network_rank <= $8::integer
       ORDER BY queued_at, id LIMIT $7::integer FOR UPDATE SKIP LOCKED
     ) oldest
   )
@@ -111,7 +112,7 @@ function finishAttempt(mayRequeue: boolean): string {
     INSERT INTO attempts (token_hash, job_id, attempt, executor_name, started_at, finished_at, outcome, message)
     SELECT token_hash, id, attempt, ${mayRequeue ? "coalesce(executor_name, (SELECT executor_name FROM old))" : "executor_name"}, started_at, $5, $3, $4 FROM done
   )
-  SELECT done.*, CASE WHEN done.state = 'queued' THEN pg_notify($6, json_build_object('o', $7::text, 'q', done.queue, 'i', done.isolation)::text) END AS notified
+  SELECT done.*, CASE WHEN done.state = 'queued' THEN pg_notify($6, json_build_object('o', $7::text, 'q', done.queue, 'i', done.isolation, 'n', done.network_rank)::text) END AS notified
   FROM done`;
 }
 
@@ -150,7 +151,7 @@ export const FINISH_GROUP = {
     SELECT d.token_hash, d.id, d.attempt, coalesce(d.executor_name, o.executor_name), d.started_at, d.ended_at, d.ended_outcome, d.ended_message
     FROM done d LEFT JOIN old o ON o.id = d.id
   )
-  SELECT done.*, CASE WHEN done.state = 'queued' THEN pg_notify($6, json_build_object('o', $7::text, 'q', done.queue, 'i', done.isolation)::text) END AS notified
+  SELECT done.*, CASE WHEN done.state = 'queued' THEN pg_notify($6, json_build_object('o', $7::text, 'q', done.queue, 'i', done.isolation, 'n', done.network_rank)::text) END AS notified
   FROM done`,
 };
 

@@ -8,7 +8,7 @@
  * where `findAttempt` finds the token afterwards. Log entries are made when first used (see
  * rows.ts). Each transition is one `write()` transaction.
  */
-import { ConflictError, isolationRank, LeaseLostError, NotFoundError } from "../../protocol/index.ts";
+import { ConflictError, isolationRank, LeaseLostError, networkRank, NotFoundError } from "../../protocol/index.ts";
 import type { AttemptOutcome, ExecutorIdentity, JobSpec, JobState } from "../../protocol/index.ts";
 import type {
   AttemptRef,
@@ -41,8 +41,8 @@ export class SqliteJobStore implements JobStore {
 
   async enqueue(job: NewJob, now: number): Promise<JobRecord> {
     const row = this.db.get<JobRow>(
-      `INSERT INTO jobs (queue, repository, ref, commit_sha, spec, state, max_attempts, isolation, isolation_rank, created_at, queued_at)
-       VALUES ($queue, $repository, $ref, $commit, $spec, 'queued', $maxAttempts, $isolation, $rank, $now, $now) RETURNING *`,
+      `INSERT INTO jobs (queue, repository, ref, commit_sha, spec, state, max_attempts, isolation, isolation_rank, network_rank, created_at, queued_at)
+       VALUES ($queue, $repository, $ref, $commit, $spec, 'queued', $maxAttempts, $isolation, $rank, $networkRank, $now, $now) RETURNING *`,
       {
         queue: job.spec.queue,
         repository: job.spec.repository ?? null,
@@ -52,11 +52,12 @@ export class SqliteJobStore implements JobStore {
         maxAttempts: job.spec.maxAttempts,
         isolation: job.spec.isolation,
         rank: isolationRank(job.spec.isolation),
+        networkRank: networkRank(job.spec.network.mode),
         now,
       },
     );
     const record = toJob(row as JobRow);
-    this.emit({ kind: "queued", queue: record.queue, isolation: record.isolation });
+    this.emit({ kind: "queued", queue: record.queue, isolation: record.isolation, network: record.network });
     return record;
   }
 
@@ -65,7 +66,7 @@ export class SqliteJobStore implements JobStore {
     const maxRank = Math.max(...executor.isolation.map(isolationRank));
     const claimed = this.db.write(() => {
       upsertExecutor(this.db, executor, now);
-      const candidate = this.pickCandidate(request.preference ? [...request.preference] : [executor.queues], maxRank);
+      const candidate = this.pickCandidate(request.preference ? [...request.preference] : [executor.queues], maxRank, networkRank(executor.network));
       if (!candidate) return undefined;
       const row = this.db.get<JobRow>(
         `UPDATE jobs SET state = 'processing', attempt = attempt + 1, executor_name = $executor, token_hash = $token,
@@ -80,12 +81,12 @@ export class SqliteJobStore implements JobStore {
   }
 
   /** The oldest claimable job of the first queue group that has one (see ClaimRequest.preference). */
-  private pickCandidate(groups: (string | readonly string[])[], maxRank: number): { id: number } | undefined {
+  private pickCandidate(groups: (string | readonly string[])[], maxRank: number, maxNetworkRank: number): { id: number } | undefined {
     for (const group of groups) {
       const candidate = this.db.get<{ id: number }>(
         `SELECT id FROM jobs WHERE state = 'queued' AND queue IN (SELECT value FROM json_each($queues))
-           AND isolation_rank <= $maxRank ORDER BY queued_at, id LIMIT 1`,
-        { queues: JSON.stringify(typeof group === "string" ? [group] : group), maxRank },
+           AND isolation_rank <= $maxRank AND network_rank <= $maxNetworkRank ORDER BY queued_at, id LIMIT 1`,
+        { queues: JSON.stringify(typeof group === "string" ? [group] : group), maxRank, maxNetworkRank },
       );
       if (candidate) return candidate;
     }
@@ -219,7 +220,7 @@ export class SqliteJobStore implements JobStore {
       return this.endAttempt(ref.jobId, state, cancelRequested ? (message ?? "canceled") : message, now);
     });
     this.emit({ kind: "job", jobId: ref.jobId });
-    if (job.state === "queued") this.emit({ kind: "queued", queue: job.queue, isolation: job.isolation });
+    if (job.state === "queued") this.emit({ kind: "queued", queue: job.queue, isolation: job.isolation, network: job.network });
     return job;
   }
 
@@ -281,7 +282,7 @@ export class SqliteJobStore implements JobStore {
     });
     for (const job of reaped) {
       this.emit({ kind: "job", jobId: job.id });
-      if (job.state === "queued") this.emit({ kind: "queued", queue: job.queue, isolation: job.isolation });
+      if (job.state === "queued") this.emit({ kind: "queued", queue: job.queue, isolation: job.isolation, network: job.network });
     }
     return reaped;
   }

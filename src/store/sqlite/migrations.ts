@@ -129,4 +129,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   DROP INDEX jobs_by_token;
   CREATE UNIQUE INDEX jobs_live_token ON jobs (token_hash) WHERE state = 'processing';
   `,
+  /* 3: jobs ask for a network (0 none, 1 internet); jobs from before asked for none */ `
+  ALTER TABLE jobs ADD COLUMN network_rank INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

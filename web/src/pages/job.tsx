@@ -4,6 +4,7 @@ import type { EntryView, JobView } from "../../../src/protocol/index.ts";
 import { ApiError, saveBlob } from "../api.ts";
 import { ErrorBox, isActive, Loading, StateBadge, Time } from "../components/common.tsx";
 import { Dialog } from "../components/dialog.tsx";
+import { EgressSection } from "../components/egress.tsx";
 import { ArtifactsSection, DiffSection } from "../components/job-outputs.tsx";
 import { LogView } from "../components/log-view.tsx";
 import { RetryDialog } from "../components/retry-dialog.tsx";
@@ -283,6 +284,7 @@ export function JobPage({ id }: { id: number }) {
         </section>
       ) : null}
       <DiffSection job={job} />
+      <EgressSection job={job} />
       <ArtifactsSection job={job} />
       <SpecView spec={job.spec} />
     </>
