@@ -4,6 +4,7 @@
  */
 import { Command, Option } from "commander";
 import { AIRLOCK_VERSION, AirlockError, coerceError } from "../protocol/index.ts";
+import { registerBatchCommands } from "./commands/batch.ts";
 import { apiClient, type CliIO, type ClientFlags } from "./context.ts";
 
 // Commands load their modules on demand: an executor never loads the coordinator's HTTP server
@@ -143,6 +144,8 @@ withClientOptions(repo.command("add <name> <source>").description("mirror a git 
   .action((name: string, source: string, flags: ClientFlags) => withClient(flags, async (client) => (await admin()).repoAddCommand(client, name, source, io)));
 withClientOptions(repo.command("list").description("registered repositories"))
   .action((flags: ClientFlags) => withClient(flags, async (client) => (await admin()).repoListCommand(client, io)));
+
+registerBatchCommands(program, { io, withClientOptions, withClient, run });
 
 withClientOptions(program.command("executors").description("executors seen by the coordinator"))
   .action((flags: ClientFlags) => withClient(flags, async (client) => (await admin()).executorsCommand(client, io)));
