@@ -21,8 +21,8 @@
  *   POST /api/batches/:name/retry          RetryRequest -> BatchView (new jobs, same version)
  *   POST /api/batches/:name/cancel         -> BatchView (cancels the version's unfinished jobs)
  *   POST /api/batches/:name/apply          ApplyRequest -> ApplyResponse
- * Git, read-only, for the local mode (API token, like the executors' job-token endpoint):
- *   GET  /api/git/:repository/info/refs?service=git-upload-pack, POST .../git-upload-pack
+ * Git, read-only, for the local mode: the executors' endpoint /.executors/git/<repository> also
+ * takes the API token (see src/coordinator/routes/git.ts).
  */
 import { LineCounter, parseDocument, isMap, isPair, isScalar, isSeq, type Node as YamlNode } from "yaml";
 import { z } from "zod";
