@@ -1,14 +1,14 @@
-/** Files changed and lines added/removed in a `git diff` (hunk headers bound what counts as a line). */
+/** Files changed and lines added/deleted in a `git diff` (hunk headers bound what counts as a line). */
 
 export interface DiffStat {
   files: number;
   added: number;
-  removed: number;
+  deleted: number;
 }
 
 export function diffStat(diff: Buffer | string): DiffStat {
   const text = typeof diff === "string" ? diff : diff.toString("utf8");
-  const stat: DiffStat = { files: 0, added: 0, removed: 0 };
+  const stat: DiffStat = { files: 0, added: 0, deleted: 0 };
   let oldLeft = 0;
   let newLeft = 0;
   for (const line of text.split("\n")) {
@@ -20,7 +20,7 @@ export function diffStat(diff: Buffer | string): DiffStat {
         continue;
       }
       if (marker === "-") {
-        stat.removed += 1;
+        stat.deleted += 1;
         oldLeft -= 1;
         continue;
       }

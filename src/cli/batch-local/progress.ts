@@ -47,7 +47,7 @@ export function rowLabel(row: Pick<ProgressRow, "repository" | "workspace">): st
 
 function statText(stat: DiffStat | undefined): [string, string] {
   if (!stat) return ["", ""];
-  return [String(stat.files), `+${stat.added} -${stat.removed}`];
+  return [String(stat.files), `+${stat.added} -${stat.deleted}`];
 }
 
 export class ProgressView {
