@@ -91,8 +91,8 @@ export class ProgressView {
     if (state === "running") row.startedAt = this.now();
     if (state !== "running" && state !== "queued") {
       row.finishedAt = this.now();
-      row.step = undefined;
       this.flushPartial(row);
+      row.step = undefined;
     }
     row.stat = extra.stat ?? row.stat;
     row.message = extra.message ?? row.message;
