@@ -16,6 +16,9 @@
  *   outputs.NAME                               an output of an earlier step
  */
 
+/** The artifact holding a batch job's step outputs ({"outputs": {...}}), as JSON. */
+export const BATCH_OUTPUTS_ARTIFACT = "batch-outputs.json";
+
 export type TemplateValue = string | number | boolean | null | TemplateValue[] | { [key: string]: TemplateValue };
 
 export interface TemplateContext {

@@ -540,8 +540,7 @@ export const BatchUpload = z.strictObject({
 });
 export type BatchUpload = z.input<typeof BatchUpload>;
 
-/** Artifact (and upload field) holding a job's step outputs and changed files, as JSON. */
-export const BATCH_OUTPUTS_ARTIFACT = "batch-outputs.json";
+export { BATCH_OUTPUTS_ARTIFACT } from "./batch-template.ts";
 
 /** The JSON in BATCH_OUTPUTS_ARTIFACT. */
 export const BatchOutputs = z.object({
