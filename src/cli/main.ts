@@ -66,6 +66,7 @@ program
   .option("--max-body-size <size>", "largest JSON request (env AIRLOCK_MAX_BODY_SIZE; default 8m)")
   .option("--max-log-chunk <size>", "largest log append request (env AIRLOCK_MAX_LOG_CHUNK; default 8m)")
   .option("--max-artifact-size <size>", "largest artifact (env AIRLOCK_MAX_ARTIFACT_SIZE; default 1g)")
+  .option("--git-credential-helper <helper>", "git credential helper for pushing applied batch branches to origins (env AIRLOCK_GIT_CREDENTIAL_HELPER; default none)")
   .option("--web-dir <dir>", "serve the web UI from this built directory (env AIRLOCK_WEB_DIR; default: the package's web/dist)")
   .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
   .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]))
