@@ -1,6 +1,6 @@
 /** Batch store records -> the batch API's views (ISO timestamps, secret values masked). */
 import type { BatchEntryView, BatchSpec, BatchSummary, BatchView } from "../protocol/batch.ts";
-import { isTerminal, SECRET_MASK } from "../protocol/index.ts";
+import { isTerminal, JOB_STATES, SECRET_MASK } from "../protocol/index.ts";
 import type { BatchEntryRecord, BatchRecord, BatchVersionRecord } from "../store/index.ts";
 
 export function batchEntryView(entry: BatchEntryRecord): BatchEntryView {
@@ -24,14 +24,20 @@ export function batchEntryView(entry: BatchEntryRecord): BatchEntryView {
   };
 }
 
+const COUNT_ORDER = [...JOB_STATES, "cached", "apply:pushed", "apply:unchanged", "apply:conflict", "apply:failed"];
+
+/** Entries by state, then "cached" and "apply:<result>", keys in that order. */
 export function batchCounts(entries: readonly BatchEntryRecord[]): Record<string, number> {
-  const counts: Record<string, number> = {};
+  const found = new Map<string, number>();
+  const add = (key: string): void => {
+    found.set(key, (found.get(key) ?? 0) + 1);
+  };
   for (const entry of entries) {
-    counts[entry.state] = (counts[entry.state] ?? 0) + 1;
-    if (entry.cachedFromEntryId !== null) counts.cached = (counts.cached ?? 0) + 1;
-    if (entry.apply) counts[`apply:${entry.apply.state}`] = (counts[`apply:${entry.apply.state}`] ?? 0) + 1;
+    add(entry.state);
+    if (entry.cachedFromEntryId !== null) add("cached");
+    if (entry.apply) add(`apply:${entry.apply.state}`);
   }
-  return counts;
+  return Object.fromEntries(COUNT_ORDER.filter((key) => found.has(key)).map((key) => [key, found.get(key) ?? 0]));
 }
 
 export function batchSummary(batch: BatchRecord, entries: readonly BatchEntryRecord[]): BatchSummary {

@@ -136,8 +136,9 @@ export async function logsCommand(client: ApiClient, name: string, options: { re
 }
 
 export async function retryCommand(client: ApiClient, name: string, options: { failed: boolean; detach: boolean }, io: CliIO): Promise<number> {
+  const before = new Map((await client.getBatch(name)).entries.map((entry) => [entry.id, entry.jobId]));
   const view = await client.retryBatch(name, { failed: options.failed });
-  const queued = view.entries.filter((entry) => entry.state === "queued").length;
+  const queued = view.entries.filter((entry) => entry.jobId !== null && entry.jobId !== before.get(entry.id)).length;
   println(io.stderr, `batch ${view.name} version ${view.version.version}: ${queued} jobs queued again`);
   if (options.detach) return 0;
   return watchBatch(client, view.name, view.version.version, io);
