@@ -1,0 +1,231 @@
+/**
+ * `airlock batch run --local` against a real coordinator, with real bwrap and real dockerd: the
+ * spec (a sed rewrite, a file holding `${{ repository.name }}`, a step output used by a later
+ * step) over several repositories gives, byte for byte, the diffs the server-side preview of the
+ * same spec gives on an executor; the upload is a version `batch show` lists like a server-side
+ * one; `--no-upload` writes the diffs under --out instead. Also: the git endpoint reads with the
+ * API token (never pushes), a spec asking more isolation than the runtime gives is refused, and a
+ * failing step fails only its repository's entry. Runtimes that cannot run here are skipped with
+ * the reason printed.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { silentLogger } from "../../src/common/logger.ts";
+import { BatchView } from "../../src/protocol/batch.ts";
+import { isTerminal } from "../../src/protocol/index.ts";
+import { BwrapRuntime } from "../../src/runtimes/bwrap/index.ts";
+import { DockerRuntime } from "../../src/runtimes/docker/index.ts";
+import { TEST_IMAGES, testImagesMissing } from "../helpers/bwrap.ts";
+import { baseEnv, ENTRY, http, makeRepo, startCluster, tempDir, type Cluster } from "../helpers/cluster.ts";
+import { dockerUnavailable, SOCKET } from "../runtimes/docker-target.ts";
+
+const REPOSITORIES = ["acme/one", "acme/two", "acme/three", "acme/four"];
+
+const SPEC = `name: local-rename
+description: foo becomes bar, with a note per repository
+on:
+  - "acme/*"
+isolation: namespace
+steps:
+  - key: rewrite
+    image: airlock-test/busybox
+    run: |
+      sed -i 's/foo/bar/g' src/app.txt
+      grep -c bar src/app.txt
+    outputs:
+      count:
+        value: "\${{ trim(step.stdout) }}"
+  - key: note
+    image: airlock-test/busybox
+    files:
+      NOTES.md: "Rewritten in \${{ repository.name }}\\n"
+    run: |
+      echo "bars in \${{ repository.name }}: \${{ outputs.count }}" > COUNT.txt
+changesetTemplate:
+  title: Rename foo to bar
+  branch: batch/local-rename
+  commit:
+    message: "Rename foo to bar in \${{ repository.name }}"
+`;
+
+async function bwrapUnusable(): Promise<string | undefined> {
+  const missing = testImagesMissing();
+  if (missing) return missing;
+  const dir = await tempDir("airlock-bwrap-probe-");
+  try {
+    const probe = await new BwrapRuntime({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir: dir, images: [], logger: silentLogger }).probe();
+    return probe.usable ? undefined : probe.detail;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const skipBwrap = await bwrapUnusable();
+const skipDocker = await dockerUnavailable(new DockerRuntime({ host: SOCKET, logger: silentLogger }));
+if (skipBwrap) process.stdout.write(`# SKIP batch run --local with bwrap: ${skipBwrap}\n`);
+if (skipDocker) process.stdout.write(`# SKIP batch run --local with docker: ${skipDocker}\n`);
+/** The runtime the server-side run's executor uses: bwrap, else docker. */
+const serverRuntime = !skipBwrap ? "bwrap" : !skipDocker ? "docker" : undefined;
+
+describe("batch run --local", { skip: serverRuntime ? false : `neither bwrap (${skipBwrap}) nor docker (${skipDocker}) can run here`, timeout: 600_000 }, () => {
+  let cluster: Cluster;
+  let specFile: string;
+  /** The server-side preview's diff per repository (version 1). */
+  const serverDiffs = new Map<string, string>();
+
+  async function api(method: string, path: string, body?: unknown): Promise<unknown> {
+    const response = await http(`${cluster.coordinator.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${cluster.coordinator.apiToken}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    if (response.status >= 400) throw new Error(`${method} ${path}: ${response.status} ${response.text}`);
+    return response.body;
+  }
+
+  async function entryDiff(name: string, repository: string, version: number): Promise<string> {
+    const response = await fetch(`${cluster.coordinator.url}/api/batches/${name}/diff?repository=${encodeURIComponent(repository)}&version=${version}`, {
+      headers: { authorization: `Bearer ${cluster.coordinator.apiToken}` },
+    });
+    assert.equal(response.status, 200);
+    return response.text();
+  }
+
+  /** Runs the CLI (as users do) without blocking this process's event loop. */
+  function airlock(args: string[], cwd = cluster.dir): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [ENTRY, ...args], {
+        cwd,
+        env: { ...baseEnv, AIRLOCK_URL: cluster.coordinator.url, AIRLOCK_TOKEN: cluster.coordinator.apiToken, DOCKER_HOST: `unix://${SOCKET}` },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+      child.on("close", (code) => resolve({ code, stdout, stderr }));
+    });
+  }
+
+  const localArgs = (runtime: string, file: string, ...rest: string[]) => ["batch", "run", file, "--local", "--runtime", runtime, "-j", "2", "--images", TEST_IMAGES, "--work-dir", join(cluster.dir, `local-${runtime}`), ...rest];
+
+  before(async () => {
+    cluster = await startCluster({ runtime: serverRuntime, executors: 0, executorArgs: ["--queues", "batch", "--max-jobs", "2", "--images", TEST_IMAGES, "--docker-host", SOCKET] });
+    for (const [index, name] of REPOSITORIES.entries()) {
+      const dir = await makeRepo(join(cluster.dir, "sources", name), {
+        "README.md": `# ${name}\n`,
+        "src/app.txt": `foo ${index}\nkeep this line\nfoo and foo again\n`,
+        "src/other.txt": "untouched\n",
+      });
+      await cluster.api.addRepository(name, dir);
+    }
+    specFile = join(cluster.dir, "rename.yaml");
+    await writeFile(specFile, SPEC);
+
+    // The server-side run of the same spec: version 1, on an executor.
+    cluster.startExecutor();
+    let view = BatchView.parse(await api("POST", "/api/batches", { spec: SPEC }));
+    const deadline = Date.now() + 180_000;
+    while (view.entries.some((entry) => !isTerminal(entry.state))) {
+      if (Date.now() > deadline) throw new Error(`the server-side preview did not end: ${JSON.stringify(view.entries)}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      view = BatchView.parse(await api("GET", "/api/batches/local-rename"));
+    }
+    assert.equal(view.version.version, 1);
+    assert.deepEqual(view.entries.map((entry) => [entry.repository, entry.state]).sort(), REPOSITORIES.map((name) => [name, "completed"]).sort(), JSON.stringify(view.entries));
+    for (const name of REPOSITORIES) serverDiffs.set(name, await entryDiff("local-rename", name, 1));
+    await Promise.all(cluster.executors.map((executor) => executor.stop(5000)));
+  });
+
+  after(async () => {
+    await cluster?.close();
+  });
+
+  it("the server-side diffs are what the spec says (sed, the templated file, the step output)", () => {
+    const diff = serverDiffs.get("acme/two") ?? "";
+    assert.match(diff, /-foo 1\n\+bar 1\n keep this line\n-foo and foo again\n\+bar and bar again\n/);
+    assert.match(diff, /\+\+\+ b\/NOTES.md\n@@ -0,0 \+1 @@\n\+Rewritten in acme\/two\n/);
+    assert.match(diff, /\+\+\+ b\/COUNT.txt\n@@ -0,0 \+1 @@\n\+bars in acme\/two: 2\n/);
+    assert.doesNotMatch(diff, /other\.txt/);
+  });
+
+  it("reads repositories over git with the API token, and never pushes", async () => {
+    const auth = { authorization: `Bearer ${cluster.coordinator.apiToken}` };
+    const refs = await http(`${cluster.coordinator.url}/.executors/git/acme/one/info/refs?service=git-upload-pack`, { headers: auth });
+    assert.equal(refs.status, 200);
+    assert.match(refs.text, /refs\/heads\/main/);
+    assert.equal((await http(`${cluster.coordinator.url}/.executors/git/acme/one/info/refs?service=git-receive-pack`, { headers: auth })).status, 403);
+    assert.equal((await http(`${cluster.coordinator.url}/.executors/git/acme/missing/info/refs?service=git-upload-pack`, { headers: auth })).status, 404);
+    assert.equal((await http(`${cluster.coordinator.url}/.executors/git/acme/one/info/refs?service=git-upload-pack`, { headers: { authorization: "Bearer not-a-token" } })).status, 401);
+  });
+
+  for (const [runtime, skip] of [
+    ["bwrap", skipBwrap],
+    ["docker", skipDocker],
+  ] as const) {
+    it(`with ${runtime}: byte-identical diffs to the server-side run, uploaded as a version batch show lists`, { skip }, async () => {
+      const before = BatchView.parse(await api("GET", "/api/batches/local-rename"));
+      const run = await airlock(localArgs(runtime, specFile));
+      assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+      assert.match(run.stderr, new RegExp(`4 jobs on this machine \\(runtime ${runtime}`));
+      assert.match(run.stderr, /acme\/one: started/);
+      assert.match(run.stderr, /\[\d\/4\] acme\/two: completed in [\d.]+m?s: 3 files changed, \+4 -2/);
+      const version = Number(/uploaded as version (\d+) of batch local-rename/.exec(run.stdout)?.[1]);
+      assert.equal(version, before.latestVersion + 1, run.stdout);
+
+      const shown = await airlock(["batch", "show", "local-rename", "--json"]);
+      assert.equal(shown.code, 0, shown.stderr);
+      const view = BatchView.parse(JSON.parse(shown.stdout));
+      assert.equal(view.version.version, version);
+      assert.equal(view.version.source, "local");
+      assert.deepEqual(view.entries.map((entry) => [entry.repository, entry.state, entry.diffStat]).sort(), REPOSITORIES.map((name) => [name, "completed", { files: 3, added: 4, deleted: 2 }]).sort());
+      for (const name of REPOSITORIES) {
+        const local = await entryDiff("local-rename", name, version);
+        assert.equal(local, serverDiffs.get(name), `${name}: the local diff (${runtime}) differs from the server-side one`);
+      }
+      const table = await airlock(["batch", "show", "local-rename"]);
+      assert.equal(table.code, 0, table.stderr);
+      assert.match(table.stdout, /acme\/three/);
+    });
+  }
+
+  it("--no-upload writes the diffs (the same bytes), logs and results.json under --out, and stores nothing", { skip: skipBwrap ?? skipDocker }, async () => {
+    const runtime = skipBwrap ? "docker" : "bwrap";
+    const before = BatchView.parse(await api("GET", "/api/batches/local-rename"));
+    const out = join(cluster.dir, "results");
+    const run = await airlock(localArgs(runtime, specFile, "--no-upload", "--out", out));
+    assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+    assert.match(run.stdout, new RegExp(`4 of 4 completed; 4 diffs written under ${out}`));
+    for (const name of REPOSITORIES) {
+      assert.equal(await readFile(join(out, `${name}.diff`), "utf8"), serverDiffs.get(name), name);
+      assert.match(await readFile(join(out, `${name}.log`), "utf8"), /── rewrite ──\n2\n/);
+    }
+    const results = JSON.parse(await readFile(join(out, "results.json"), "utf8")) as { batch: string; entries: { repository: string; state: string; diff: string; outputs: { outputs?: { count?: string } } }[] };
+    assert.equal(results.batch, "local-rename");
+    assert.deepEqual(results.entries.map((entry) => [entry.repository, entry.state, entry.diff, entry.outputs.outputs?.count]).sort(), REPOSITORIES.map((name) => [name, "completed", `${name}.diff`, "2"]).sort());
+    assert.equal(BatchView.parse(await api("GET", "/api/batches/local-rename")).latestVersion, before.latestVersion, "nothing uploaded");
+  });
+
+  it("refuses a runtime weaker than the spec's isolation, and fails only the entry whose step fails", async () => {
+    const refused = await airlock(localArgs("shell", specFile));
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /airlock: the spec asks for isolation namespace, but runtime shell gives none/);
+    const failing = join(cluster.dir, "failing.yaml");
+    await writeFile(failing, ["name: local-failing", "on: [acme/one, acme/two]", "isolation: none", "steps:", "  - run: |", '      test "${{ repository.name }}" != acme/two', "      echo changed > out.txt", ""].join("\n"));
+    const run = await airlock(localArgs("shell", failing));
+    assert.equal(run.code, 1, `${run.stdout}\n${run.stderr}`);
+    assert.match(run.stdout, /acme\/two\s+failed/);
+    const view = BatchView.parse(await api("GET", "/api/batches/local-failing"));
+    assert.deepEqual(view.entries.map((entry) => [entry.repository, entry.state]), [
+      ["acme/one", "completed"],
+      ["acme/two", "failed"],
+    ]);
+    assert.match(view.entries[1]?.failureMessage ?? "", /exited with code 1/);
+    const logs = await http(`${cluster.coordinator.url}/api/batches/local-failing/logs?repository=acme/two`, { headers: { authorization: `Bearer ${cluster.coordinator.apiToken}` } });
+    assert.equal(logs.status, 200);
+    assert.match(logs.text, /── step-1 ──/);
+  });
+});
