@@ -112,7 +112,10 @@ export function summaryTable(outcomes: readonly LocalOutcome[]): string {
       result.state === "completed" ? "" : failureOf(result).split("\n")[0]?.slice(0, 120) ?? "",
     ]);
   }
-  return table(rows);
+  return table(rows)
+    .split("\n")
+    .map((line) => line.trimEnd())
+    .join("\n");
 }
 
 /** True for log entries the executor owns (prepare, finalize), as opposed to the spec's steps. */
