@@ -39,6 +39,27 @@ export function entryRows(view: BatchView, withApply: boolean): string[][] {
   return rows;
 }
 
+/**
+ * The table as it fits the terminal: lines cut at its width (a wrapped line would break the
+ * redraw), and when there are more entries than rows, the unfinished and failed ones first and
+ * a count of the rest.
+ */
+function liveTable(view: BatchView, out: NodeJS.WriteStream): string {
+  const width = out.columns || 120;
+  const room = Math.max(5, (out.rows || 40) - 3);
+  let shown = view;
+  let hidden = 0;
+  if (view.entries.length + 1 > room) {
+    const rank = (entry: BatchEntryView): number => (entry.state === "processing" ? 0 : entry.state === "queued" ? 1 : entry.state === "completed" ? 3 : 2);
+    const sorted = [...view.entries].sort((a, b) => rank(a) - rank(b));
+    shown = { ...view, entries: sorted.slice(0, room - 2) };
+    hidden = view.entries.length - shown.entries.length;
+  }
+  const lines = table(entryRows(shown, false)).split("\n");
+  if (hidden > 0) lines.push(`... and ${hidden} more`);
+  return lines.map((line) => (line.length > width ? line.slice(0, width - 1) : line)).join("\n");
+}
+
 function totals(view: BatchView): string {
   const counts = Object.entries(view.counts)
     .filter(([state]) => !state.startsWith("apply:"))
@@ -64,7 +85,7 @@ export async function watchBatch(client: ApiClient, name: string, version: numbe
     const view = await client.getBatch(name, version);
     const done = view.entries.every((entry) => isTerminal(entry.state));
     if (tty) {
-      const text = `${table(entryRows(view, false))}\n${totals(view)} ${formatDuration(Date.now() - started)}\n`;
+      const text = `${liveTable(view, io.stdout as NodeJS.WriteStream)}\n${totals(view)} ${formatDuration(Date.now() - started)}\n`;
       io.stdout.write(`${drawn > 0 ? `\x1b[${drawn}F\x1b[J` : ""}${text}`);
       drawn = text.split("\n").length - 1;
     } else {
@@ -76,8 +97,10 @@ export async function watchBatch(client: ApiClient, name: string, version: numbe
       }
     }
     if (done) {
-      if (!tty) println(io.stdout, `\n${table(entryRows(view, false))}`);
-      println(io.stderr, `${totals(view)}; ${formatDuration(Date.now() - started)}`);
+      if (!tty) {
+        println(io.stdout, `\n${table(entryRows(view, false))}`);
+        println(io.stderr, `${totals(view)}; ${formatDuration(Date.now() - started)}`);
+      }
       return failedCount(view) > 0 ? 1 : 0;
     }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
