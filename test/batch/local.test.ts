@@ -13,6 +13,7 @@ import { spawn } from "node:child_process";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { gitEnv, run } from "../../src/common/exec.ts";
 import { silentLogger } from "../../src/common/logger.ts";
 import { BatchView } from "../../src/protocol/batch.ts";
 import { isTerminal } from "../../src/protocol/index.ts";
@@ -48,7 +49,7 @@ changesetTemplate:
   title: Rename foo to bar
   branch: batch/local-rename
   commit:
-    message: "Rename foo to bar in \${{ repository.name }}"
+    message: "Rename foo to bar in \${{ repository.name }} (\${{ outputs.count }} lines)"
 `;
 
 async function bwrapUnusable(): Promise<string | undefined> {
@@ -203,10 +204,23 @@ describe("batch run --local", { skip: serverRuntime ? false : `neither bwrap (${
       assert.equal(await readFile(join(out, `${name}.diff`), "utf8"), serverDiffs.get(name), name);
       assert.match(await readFile(join(out, `${name}.log`), "utf8"), /── rewrite ──\n2\n/);
     }
-    const results = JSON.parse(await readFile(join(out, "results.json"), "utf8")) as { batch: string; entries: { repository: string; state: string; diff: string; outputs: { outputs?: { count?: string } } }[] };
+    const results = JSON.parse(await readFile(join(out, "results.json"), "utf8")) as { batch: string; entries: { repository: string; state: string; diff: string; outputs: { count?: string } }[] };
     assert.equal(results.batch, "local-rename");
-    assert.deepEqual(results.entries.map((entry) => [entry.repository, entry.state, entry.diff, entry.outputs.outputs?.count]).sort(), REPOSITORIES.map((name) => [name, "completed", `${name}.diff`, "2"]).sort());
+    assert.deepEqual(results.entries.map((entry) => [entry.repository, entry.state, entry.diff, entry.outputs.count]).sort(), REPOSITORIES.map((name) => [name, "completed", `${name}.diff`, "2"]).sort());
     assert.equal(BatchView.parse(await api("GET", "/api/batches/local-rename")).latestVersion, before.latestVersion, "nothing uploaded");
+  });
+
+  it("applies an uploaded version like a server-side one, its commit message templated with the local step output", async () => {
+    const latest = BatchView.parse(await api("GET", "/api/batches/local-rename"));
+    assert.equal(latest.version.source, "local");
+    const applied = await airlock(["batch", "apply", "local-rename", "--repo", "acme/three"]);
+    assert.equal(applied.code, 0, `${applied.stdout}\n${applied.stderr}`);
+    assert.match(applied.stdout, /acme\/three\s+-\s+batch\/local-rename\s+pushed\s+[0-9a-f]{12}/);
+    const origin = join(cluster.dir, "sources", "acme/three");
+    const log = await run("git", ["log", "-1", "--format=%s", "batch/local-rename"], { cwd: origin, env: gitEnv(baseEnv) });
+    assert.equal(log.stdout.toString().trim(), "Rename foo to bar in acme/three (2 lines)");
+    const note = await run("git", ["show", "batch/local-rename:NOTES.md"], { cwd: origin, env: gitEnv(baseEnv) });
+    assert.equal(note.stdout.toString(), "Rewritten in acme/three\n");
   });
 
   it("refuses a runtime weaker than the spec's isolation, and fails only the entry whose step fails", async () => {

@@ -4,7 +4,7 @@
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { BATCH_OUTPUTS_ARTIFACT, type BatchUploadEntry, type ResolvedWorkspace } from "../../protocol/batch.ts";
+import { BATCH_OUTPUTS_ARTIFACT, BatchOutputs, type BatchUploadEntry, type ResolvedWorkspace } from "../../protocol/batch.ts";
 import { RESERVED_ENTRY_KEYS } from "../../protocol/index.ts";
 import { table } from "../context.ts";
 import { diffStat, type DiffStat } from "./diff-stat.ts";
@@ -28,12 +28,12 @@ export function logText(result: TaskResult): string {
   return out;
 }
 
-/** The step outputs and changed files the executor recorded (the batch outputs artifact), if any. */
+/** The steps' outputs by name, as the executor recorded them (the batch outputs artifact), if any. */
 export function outputsOf(result: TaskResult): Record<string, unknown> {
   const bytes = result.job?.artifacts.get(BATCH_OUTPUTS_ARTIFACT);
   if (!bytes) return {};
-  const parsed = JSON.parse(bytes.toString("utf8")) as unknown;
-  return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
+  const parsed = BatchOutputs.safeParse(JSON.parse(bytes.toString("utf8")));
+  return parsed.success ? parsed.data.outputs : {};
 }
 
 function failureOf(result: TaskResult): string {
