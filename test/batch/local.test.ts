@@ -3,9 +3,10 @@
  * spec (a sed rewrite, a file holding `${{ repository.name }}`, a step output used by a later
  * step) over several repositories gives, byte for byte, the diffs the server-side preview of the
  * same spec gives on an executor; the upload is a version `batch show` lists like a server-side
- * one; `--no-upload` writes the diffs under --out instead. Also: the git endpoint reads with the
- * API token (never pushes), a spec asking more isolation than the runtime gives is refused, and a
- * failing step fails only its repository's entry. Runtimes that cannot run here are skipped with
+ * one (and applies like one, its changeset templated with the local step outputs); `--no-upload`
+ * writes the diffs under --out instead; a monorepo's workspaces run sparse and give the executors'
+ * diffs too. Also: the git endpoint reads with the API token (never pushes), a spec asking more
+ * isolation than the runtime gives is refused, and a failing step fails only its entry. Runtimes that cannot run here are skipped with
  * the reason printed.
  */
 import assert from "node:assert/strict";
@@ -221,6 +222,56 @@ describe("batch run --local", { skip: serverRuntime ? false : `neither bwrap (${
     assert.equal(log.stdout.toString().trim(), "Rename foo to bar in acme/three (2 lines)");
     const note = await run("git", ["show", "batch/local-rename:NOTES.md"], { cwd: origin, env: gitEnv(baseEnv) });
     assert.equal(note.stdout.toString(), "Rewritten in acme/three\n");
+  });
+
+  it("runs a monorepo's workspaces (sparse checkouts) like the executors do, each diff confined to its directory", async () => {
+    const origin = await makeRepo(join(cluster.dir, "sources", "mono/app"), {
+      "README.md": "foo at the root\n",
+      "packages/a/package.json": '{"name": "a"}\n',
+      "packages/a/index.js": "export const a = 'foo';\n",
+      "packages/b/package.json": '{"name": "b"}\n',
+      "packages/b/index.js": "export const b = 'foo';\n",
+    });
+    await cluster.api.addRepository("mono/app", origin);
+    const mono = [
+      "name: local-mono",
+      "on: [mono/app]",
+      "workspaces:",
+      "  - rootAtLocationOf: package.json",
+      "    onlyFetchWorkspace: true",
+      "isolation: none",
+      "steps:",
+      "  - run: |",
+      "      test ! -e ../../README.md",
+      "      sed -i s/foo/bar/g index.js",
+      '      echo "${{ steps.path }}" > WORKSPACE.txt',
+      "",
+    ].join("\n");
+    const file = join(cluster.dir, "mono.yaml");
+    await writeFile(file, mono);
+    // The server-side run, on an executor with the shell runtime.
+    const executor = cluster.startExecutor(["--runtime", "shell"]);
+    let view = BatchView.parse(await api("POST", "/api/batches", { spec: mono }));
+    while (view.entries.some((entry) => !isTerminal(entry.state))) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      view = BatchView.parse(await api("GET", "/api/batches/local-mono"));
+    }
+    await executor.stop(5000);
+    assert.deepEqual(view.entries.map((entry) => [entry.workspace, entry.state]), [
+      ["packages/a", "completed"],
+      ["packages/b", "completed"],
+    ]);
+    const out = join(cluster.dir, "mono-results");
+    const run = await airlock(localArgs("shell", file, "--no-upload", "--out", out));
+    assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+    assert.match(run.stderr, /mono\/app:packages\/a: started/);
+    for (const workspace of ["packages/a", "packages/b"]) {
+      const local = await readFile(join(out, "mono/app", `${workspace}.diff`), "utf8");
+      const server = await (await fetch(`${cluster.coordinator.url}/api/batches/local-mono/diff?repository=mono/app&workspace=${workspace}&version=1`, { headers: { authorization: `Bearer ${cluster.coordinator.apiToken}` } })).text();
+      assert.equal(local, server, workspace);
+      assert.deepEqual([...local.matchAll(/^diff --git a\/(\S+)/gm)].map((match) => match[1]), [`${workspace}/WORKSPACE.txt`, `${workspace}/index.js`]);
+      assert.match(local, new RegExp(`\\+${workspace}\n`));
+    }
   });
 
   it("refuses a runtime weaker than the spec's isolation, and fails only the entry whose step fails", async () => {
