@@ -25,7 +25,7 @@ import { bareLoop, bareLoopWithClone, makeRepositories, pool, repoName, SED } fr
 import { median, printTable } from "./lib.ts";
 
 const COUNT = Number(process.env.BENCH_BATCH_REPOS ?? 200);
-const LOOP_RUNS = Number(process.env.BENCH_BATCH_LOOP_RUNS ?? 3);
+const LOOP_RUNS = Number(process.env.BENCH_BATCH_LOOP_RUNS ?? 5);
 const EXECUTORS = 2;
 const MAX_JOBS = 4;
 const HOST_PATH = process.env.PATH ?? "/usr/bin:/bin";
@@ -61,9 +61,10 @@ async function api(cluster: Cluster, method: string, path: string, body?: unknow
 }
 
 /** Previews the spec and waits for every entry to end; ms from the request to the last end. */
-async function serverSide(cluster: Cluster, text: string, name: string): Promise<{ ms: number; view: BatchView }> {
+async function serverSide(cluster: Cluster, text: string, name: string): Promise<{ ms: number; previewMs: number; view: BatchView }> {
   const started = performance.now();
   let view = BatchView.parse(await api(cluster, "POST", "/api/batches", { spec: text }));
+  const previewMs = performance.now() - started;
   while (view.entries.length < COUNT || view.entries.some((entry) => !isTerminal(entry.state))) {
     await new Promise((resolve) => setTimeout(resolve, 50));
     view = BatchView.parse(await api(cluster, "GET", `/api/batches/${name}`));
@@ -71,11 +72,11 @@ async function serverSide(cluster: Cluster, text: string, name: string): Promise
   const ms = performance.now() - started;
   const bad = view.entries.filter((entry) => entry.state !== "completed" || entry.diffStat?.files !== 2);
   if (bad.length > 0) throw new Error(`${bad.length} entries of ${name} did not complete with a 2-file diff, e.g. ${JSON.stringify(bad[0])}`);
-  return { ms, view };
+  return { ms, previewMs, view };
 }
 
-/** `airlock batch run --local`; ms from start to exit. */
-async function localMode(cluster: Cluster, specFile: string, runtime: string): Promise<number> {
+/** `airlock batch run --local`; ms from start to exit, and its phases as it reports them. */
+async function localMode(cluster: Cluster, specFile: string, runtime: string): Promise<{ ms: number; phases: string }> {
   const started = performance.now();
   const args = [ENTRY, "batch", "run", specFile, "--local", "--runtime", runtime, "-j", String(EXECUTORS * MAX_JOBS), "--images", TEST_IMAGES, "--work-dir", join(cluster.dir, `local-${runtime}`)];
   const child = spawn(process.execPath, args, {
@@ -87,7 +88,7 @@ async function localMode(cluster: Cluster, specFile: string, runtime: string): P
   child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
   const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
   if (code !== 0) throw new Error(`batch run --local exited ${code}: ${output.slice(-2000)}`);
-  return performance.now() - started;
+  return { ms: performance.now() - started, phases: /^resolved .*$/m.exec(output)?.[0] ?? "" };
 }
 
 interface Figures {
@@ -95,9 +96,11 @@ interface Figures {
   loop: number;
   loopWithClone: number;
   server: number;
+  preview: number;
   jobMedian: number;
   cached: number;
   local: number;
+  localPhases: string;
 }
 
 async function measure(runtime: string): Promise<Figures> {
@@ -136,7 +139,7 @@ async function measure(runtime: string): Promise<Figures> {
     if (uploaded.entries.length !== COUNT || uploaded.entries.some((entry) => entry.state !== "completed" || entry.diffStat?.files !== 2)) {
       throw new Error(`the local run's upload is not ${COUNT} completed 2-file entries`);
     }
-    return { runtime, loop: median(loops), loopWithClone, server: server.ms, jobMedian: median(durations), cached: cached.ms, local };
+    return { runtime, loop: median(loops), loopWithClone, server: server.ms, preview: server.previewMs, jobMedian: median(durations), cached: cached.ms, local: local.ms, localPhases: local.phases };
   } finally {
     await cluster.close();
   }
@@ -163,12 +166,13 @@ for (const runtime of ["shell", "bwrap"]) {
 const s = (ms: number): string => (ms / 1000).toFixed(2);
 console.log(`${COUNT} repositories (4 files each, sed over 3), ${EXECUTORS} executors x --max-jobs ${MAX_JOBS} on a ${(await import("node:os")).availableParallelism()}-CPU machine; wall times in seconds\n`);
 printTable(
-  ["runtime", "bare loop", "loop with clone", "server-side batch", "ratio to loop", "per-repository overhead (ms)", "job median (ms)", "re-preview, all cached", "local mode -j 8", "local / loop"],
+  ["runtime", "bare loop", "loop with clone", "server-side batch", "of which the preview request", "ratio to loop", "per-repository overhead (ms)", "job median (ms)", "re-preview, all cached", "local mode -j 8", "local / loop"],
   results.map((figures) => [
     figures.runtime,
     s(figures.loop),
     s(figures.loopWithClone),
     s(figures.server),
+    s(figures.preview),
     (figures.server / figures.loop).toFixed(1),
     ((figures.server - figures.loop) / COUNT).toFixed(1),
     figures.jobMedian.toFixed(0),
@@ -177,6 +181,7 @@ printTable(
     (figures.local / figures.loop).toFixed(1),
   ]),
 );
+for (const figures of results) console.log(`\nlocal mode, ${figures.runtime}: ${figures.localPhases}`);
 for (const line of skipped) console.log(`\nSKIP ${line}`);
 for (const figures of results) {
   const ratio = figures.server / figures.loop;

@@ -43,7 +43,16 @@ export async function batchRunLocalCommand(file: string, flags: ClientFlags & Re
   const api = new BatchLocalApi(settings);
   const logger = createLogger({ level: config.logLevel, format: "text", destination: io.stderr });
   try {
+    const timings: [string, number][] = [];
+    let phaseStarted = Date.now();
+    const phase = (name: string): void => {
+      const now = Date.now();
+      timings.push([name, now - phaseStarted]);
+      phaseStarted = now;
+    };
+    const timingText = (): string => timings.map(([name, ms]) => `${name} ${(ms / 1000).toFixed(2)}s`).join(", ");
     const resolved = await api.resolve(text);
+    phase("resolved");
     for (const warning of resolved.warnings) println(io.stderr, `warning: ${warning}`);
     if (resolved.workspaces.length === 0) throw new ValidationError(`batch ${spec.name} matches no repository or workspace; nothing to run`);
 
@@ -119,7 +128,9 @@ export async function batchRunLocalCommand(file: string, flags: ClientFlags & Re
     process.on("SIGTERM", onSignal);
     let outcomes: LocalOutcome[];
     try {
+      phaseStarted = Date.now();
       const results = await runner.run(tasks);
+      phase("ran");
       outcomes = results.map((result) => ({ target: targetOf.get(result.task.id) as ResolvedWorkspace, result }));
     } finally {
       process.off("SIGINT", onSignal);
@@ -137,11 +148,15 @@ export async function batchRunLocalCommand(file: string, flags: ClientFlags & Re
     if (!config.upload) {
       const outDir = config.outDir as string;
       const written = await writeResults(outDir, outcomes, { batch: resolved.name, runtime: runtime.name });
+      phase("written");
       println(io.stdout, `\n${completed} of ${outcomes.length} completed; ${written.length} ${written.length === 1 ? "diff" : "diffs"} written under ${outDir} (results.json lists every entry)`);
+      println(io.stderr, timingText());
       return allOk ? 0 : 1;
     }
     const batch = await api.upload({ spec: text, runtime: runtime.name, entries: outcomes.map(uploadEntry) });
+    phase("uploaded");
     println(io.stdout, `\n${completed} of ${outcomes.length} completed; uploaded as version ${batch.version.version} of batch ${batch.name}`);
+    println(io.stderr, timingText());
     println(io.stdout, `review: airlock batch show ${batch.name}; airlock batch diff ${batch.name}; then airlock batch apply ${batch.name}`);
     return allOk ? 0 : 1;
   } finally {
