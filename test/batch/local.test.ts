@@ -11,7 +11,8 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { gitEnv, run } from "../../src/common/exec.ts";
@@ -280,8 +281,16 @@ describe("batch run --local", { skip: serverRuntime ? false : `neither bwrap (${
     assert.match(refused.stderr, /airlock: the spec asks for isolation namespace, but runtime shell gives none/);
     const failing = join(cluster.dir, "failing.yaml");
     await writeFile(failing, ["name: local-failing", "on: [acme/one, acme/two]", "isolation: none", "steps:", "  - run: |", '      test "${{ repository.name }}" != acme/two', "      echo changed > out.txt", ""].join("\n"));
+    // What a run that died left: a workspace whose owner is gone (this test's finished child).
+    const dead = spawn("true");
+    await new Promise((resolve) => dead.on("exit", resolve));
+    const leftover = join(cluster.dir, "local-shell", "workspaces", "job-9-1-abcdef");
+    await mkdir(join(leftover, "workspace"), { recursive: true });
+    await writeFile(join(leftover, "owner.pid"), String(dead.pid));
     const run = await airlock(localArgs("shell", failing));
     assert.equal(run.code, 1, `${run.stdout}\n${run.stderr}`);
+    assert.match(run.stderr, /removed 1 leftovers of an earlier run that died/);
+    assert.equal(existsSync(leftover), false);
     assert.match(run.stdout, /acme\/two\s+failed/);
     const view = BatchView.parse(await api("GET", "/api/batches/local-failing"));
     assert.deepEqual(view.entries.map((entry) => [entry.repository, entry.state]), [

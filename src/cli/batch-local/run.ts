@@ -19,7 +19,7 @@ import { resolveLocalBatchConfig } from "./config.ts";
 import { diffStat } from "./diff-stat.ts";
 import { ProgressView } from "./progress.ts";
 import { isExecutorEntry, summaryTable, uploadEntry, writeResults, type LocalOutcome } from "./results.ts";
-import { checkIsolation, LocalRunner, localExecutorConfig, type LocalTask } from "./runner.ts";
+import { checkIsolation, LocalRunner, localExecutorConfig, reapLeftovers, type LocalTask } from "./runner.ts";
 
 async function readSpecText(file: string): Promise<string> {
   if (file === "-") return new Response(Readable.toWeb(process.stdin) as ReadableStream).text();
@@ -70,6 +70,8 @@ export async function batchRunLocalCommand(file: string, flags: ClientFlags & Re
     const tasks: LocalTask[] = targets.map((target, index) => ({ id: index + 1, repository: target.repository, commit: target.commit, spec: target.spec }));
     checkIsolation(tasks, runtime);
     await mkdir(config.workspaceRoot, { recursive: true, mode: 0o700 });
+    const reaped = await reapLeftovers(runtime, config.workspaceRoot);
+    if (reaped > 0) println(io.stderr, `removed ${reaped} leftovers of an earlier run that died (sandboxes, workspaces)`);
 
     const parallel = Math.min(config.parallel, tasks.length);
     const view = new ProgressView(io.stderr, {

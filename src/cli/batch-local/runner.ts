@@ -10,11 +10,14 @@
  * Everything runs on the one event loop; no locking needed.
  */
 import { randomBytes } from "node:crypto";
+import { readdir, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { Logger } from "../../common/logger.ts";
 import type { ExecutorConfig } from "../../executor/config.ts";
 import { JobRun } from "../../executor/job-runner.ts";
 import { isolationRank, ValidationError, type JobPayload, type JobSpec } from "../../protocol/index.ts";
-import type { Runtime } from "../../runtimes/index.ts";
+import { processAlive, type Runtime } from "../../runtimes/index.ts";
+import { OWNER_FILE } from "../../executor/workspace.ts";
 import { LocalCoordinatorClient, LocalJob, type LocalJobListener } from "./job-client.ts";
 
 export type TaskState = "queued" | "running" | "completed" | "failed" | "errored" | "canceled";
@@ -142,6 +145,23 @@ export class LocalRunner {
     listener.onTaskState?.(task, state, job);
     return result;
   }
+}
+
+/**
+ * Removes what earlier local runs (or executors) of this host left behind when they died: the
+ * runtime's labelled sandboxes whose owning process is gone, and their workspaces. Live owners'
+ * are kept. Returns how many things went.
+ */
+export async function reapLeftovers(runtime: Runtime, workspaceRoot: string): Promise<number> {
+  let reaped = (await runtime.reapLeftovers?.()) ?? 0;
+  for (const entry of await readdir(workspaceRoot).catch(() => [] as string[])) {
+    if (!entry.startsWith("job-")) continue;
+    const owner = Number(await readFile(join(workspaceRoot, entry, OWNER_FILE), "utf8").catch(() => "0"));
+    if (owner > 0 && (owner === process.pid || processAlive(owner))) continue;
+    await rm(join(workspaceRoot, entry), { recursive: true, force: true }).catch(() => undefined);
+    reaped += 1;
+  }
+  return reaped;
 }
 
 /** The executor configuration a local run gives JobRun: this machine, one user, no coordinator lease. */
