@@ -13,6 +13,7 @@
  *   scripts/bench.sh batch          (BENCH_BATCH_REPOS=50 for a quicker run)
  */
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BatchView } from "../src/protocol/batch.ts";
@@ -92,6 +93,30 @@ async function localMode(cluster: Cluster, specFile: string, runtime: string): P
   return { ms: performance.now() - started, phases: /^resolved .*$/m.exec(output)?.[0] ?? "" };
 }
 
+/** CPU time of a process (its own, and its waited-for descendants'), in ms; "self" for this process. */
+function cpu(pid: number | "self"): { own: number; children: number } {
+  const fields = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] ?? "").split(" ");
+  const tick = 10; // CLK_TCK is 100 on Linux
+  return { own: (Number(fields[11]) + Number(fields[12])) * tick, children: (Number(fields[13]) + Number(fields[14])) * tick };
+}
+
+/** CPU spent while `action` ran, per repository: the coordinator (and its git), the executors (and their git and steps), this process's children. */
+async function cpuPerRepository(cluster: Cluster, action: () => Promise<void>): Promise<Record<string, number>> {
+  const pids = { coordinator: cluster.coordinator.child.pid ?? 0, executors: cluster.executors.map((executor) => executor.child.pid ?? 0).filter((pid) => pid > 0) };
+  const sample = () => ({ coordinator: cpu(pids.coordinator), executors: pids.executors.map((pid) => cpu(pid)), self: cpu("self") });
+  const before = sample();
+  await action();
+  const after = sample();
+  const sum = (list: { own: number; children: number }[], key: "own" | "children") => list.reduce((total, item) => total + item[key], 0);
+  return {
+    coordinator: (after.coordinator.own - before.coordinator.own) / COUNT,
+    "coordinator's git": (after.coordinator.children - before.coordinator.children) / COUNT,
+    executors: (sum(after.executors, "own") - sum(before.executors, "own")) / COUNT,
+    "executors' git and steps": (sum(after.executors, "children") - sum(before.executors, "children")) / COUNT,
+    "airlock batch run and its git and steps": (after.self.children - before.self.children) / COUNT,
+  };
+}
+
 interface Figures {
   runtime: string;
   loop: number;
@@ -102,6 +127,8 @@ interface Figures {
   cached: number;
   local: number;
   localPhases: string;
+  serverCpu: Record<string, number>;
+  localCpu: Record<string, number>;
 }
 
 async function measure(runtime: string): Promise<Figures> {
@@ -123,7 +150,8 @@ async function measure(runtime: string): Promise<Figures> {
 
     const name = `bench-${runtime}`;
     const text = spec(name, runtime, "1");
-    const server = await serverSide(cluster, text, name);
+    let server = { ms: 0, previewMs: 0, view: undefined as unknown as BatchView };
+    const serverCpu = await cpuPerRepository(cluster, async () => void (server = await serverSide(cluster, text, name)));
     const durations: number[] = [];
     for (const entry of server.view.entries) {
       if (entry.jobId === null) continue;
@@ -135,12 +163,13 @@ async function measure(runtime: string): Promise<Figures> {
 
     const specFile = join(cluster.dir, `local-${runtime}.yaml`);
     await writeFile(specFile, spec(`local-${runtime}`, runtime, "local"));
-    const local = await localMode(cluster, specFile, runtime);
+    let local = { ms: 0, phases: "" };
+    const localCpu = await cpuPerRepository(cluster, async () => void (local = await localMode(cluster, specFile, runtime)));
     const uploaded = BatchView.parse(await api(cluster, "GET", `/api/batches/local-${runtime}`));
     if (uploaded.entries.length !== COUNT || uploaded.entries.some((entry) => entry.state !== "completed" || entry.diffStat?.files !== 2)) {
       throw new Error(`the local run's upload is not ${COUNT} completed 2-file entries`);
     }
-    return { runtime, loop: median(loops), loopWithClone, server: server.ms, preview: server.previewMs, jobMedian: median(durations), cached: cached.ms, local: local.ms, localPhases: local.phases };
+    return { runtime, loop: median(loops), loopWithClone, server: server.ms, preview: server.previewMs, jobMedian: median(durations), cached: cached.ms, local: local.ms, localPhases: local.phases, serverCpu, localCpu };
   } finally {
     await cluster.close();
   }
@@ -183,6 +212,17 @@ printTable(
   ]),
 );
 for (const figures of results) console.log(`\nlocal mode, ${figures.runtime}: ${figures.localPhases}`);
+console.log("\nCPU per repository (ms), where it went:\n");
+const parts = Object.keys(results[0]?.serverCpu ?? {});
+printTable(
+  ["run", ...parts, "total"],
+  results.flatMap((figures) =>
+    [
+      [`server-side, ${figures.runtime}`, figures.serverCpu],
+      [`local mode, ${figures.runtime}`, figures.localCpu],
+    ].map(([label, split]) => [label as string, ...parts.map((part) => (split as Record<string, number>)[part] ?? 0), Object.values(split as Record<string, number>).reduce((total, value) => total + value, 0)]),
+  ),
+);
 for (const line of skipped) console.log(`\nSKIP ${line}`);
 for (const figures of results) {
   const ratio = figures.server / figures.loop;
