@@ -3,10 +3,13 @@
  * the list (name, latest version, counts by state) and a batch's page: entry states updating live
  * while a job runs, a diff expanded (the job page's renderer), apply for one repository and then
  * for all, the result per repository shown, and each origin really holding the branch with the
- * templated commit. No request leaves loopback; nothing breaks the CSP. Screenshots go to
+ * templated commit; a version uploaded by `airlock batch run --local` shown the same way, with its
+ * stored logs, and the earlier version one choice away. No request leaves loopback; nothing breaks
+ * the CSP. Screenshots go to
  * test-artifacts/web/.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -14,7 +17,7 @@ import { after, before, describe, it } from "node:test";
 import type { Page } from "playwright-core";
 import { gitEnv, run } from "../../src/common/exec.ts";
 import { launchBrowser, type Browser } from "../helpers/browser.ts";
-import { baseEnv, http, makeRepo, startCluster, type Cluster } from "../helpers/cluster.ts";
+import { baseEnv, ENTRY, http, makeRepo, startCluster, type Cluster } from "../helpers/cluster.ts";
 
 let cluster: Cluster;
 let browser: Browser | undefined;
@@ -178,6 +181,39 @@ describe("batch pages in Chromium", { concurrency: false, timeout: 240_000 }, ()
     assert.equal(beta.out, "Rename foo to bar in acme/beta");
     assert.equal((await git(origins.get("acme/gamma") ?? "", "rev-parse", "--verify", "--quiet", "refs/heads/batch/ui-rename")).code, 1, "the failed entry is not applied");
     await browser!.screenshot(page, "batch-04-applied");
+  });
+
+  it("shows a version uploaded by `batch run --local` like a server-side one, its logs one click away", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const file = join(cluster.dir, "ui-rename.yaml");
+    await writeFile(file, spec(gate));
+    const local = spawnSync(process.execPath, [ENTRY, "batch", "run", file, "--local", "--runtime", "shell", "--work-dir", join(cluster.dir, "local")], {
+      env: { ...baseEnv, AIRLOCK_URL: cluster.coordinator.url, AIRLOCK_TOKEN: cluster.coordinator.apiToken },
+      encoding: "utf8",
+    });
+    assert.equal(local.status, 1, `gamma fails locally too: ${local.stdout}\n${local.stderr}`);
+    assert.match(local.stdout, /uploaded as version 2 of batch ui-rename/);
+    await page.goto(`${cluster.coordinator.url}/batches/ui-rename`);
+    await page.getByRole("heading", { level: 1, name: "Batch ui-rename" }).waitFor();
+    const summary = page.locator("dl.summary");
+    await summary.getByText("locally (uploaded)").waitFor();
+    assert.match(await summary.innerText(), /2 of 2/);
+    assert.equal(await entryState("acme/alpha"), "completed");
+    assert.equal(await entryState("acme/gamma"), "failed");
+    await page.getByRole("button", { name: "Log of acme/alpha" }).click();
+    const log = page.locator('tbody.batch-entry[data-repository="acme/alpha"] pre.entry-log');
+    await log.filter({ hasText: "── rewrite ──" }).waitFor();
+    assert.match(await log.innerText(), /── prepare ──[\s\S]*checked out acme\/alpha/);
+    await page.getByRole("button", { name: "Diff of acme/beta" }).click();
+    await page.locator('tbody.batch-entry[data-repository="acme/beta"] .diff-path', { hasText: "src/app.txt" }).waitFor();
+    await browser!.screenshot(page, "batch-05-local-version");
+    // The earlier version is one choice away.
+    await page.getByLabel("Version").selectOption("1");
+    await page.waitForURL(/\/batches\/ui-rename\?version=1$/);
+    await summary.getByText("on executors").waitFor();
+    // Its entries keep their last apply's result: alpha was found unchanged by "Apply all".
+    assert.match(await entryRow("acme/alpha").innerText(), /unchanged [0-9a-f]{10}/);
+    assert.match(await entryRow("acme/beta").innerText(), /pushed [0-9a-f]{10}/);
   });
 
   it("sent no request off loopback and logged no console error", async (t) => {

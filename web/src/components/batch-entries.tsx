@@ -59,7 +59,7 @@ function EntryLog({ batch, version, entry }: { batch: string; version: number; e
   if (error) return <ErrorBox error={error}>Could not load the log</ErrorBox>;
   if (text === undefined) return <Loading what="the log" />;
   return (
-    <pre class="code-block entry-log" tabIndex={0} aria-label={`Log of ${entryLabel(entry)}`}>
+    <pre class="code-block entry-log" tabIndex={0} aria-label={`Stored log of ${entryLabel(entry)}`}>
       {text || "(empty log)"}
     </pre>
   );
