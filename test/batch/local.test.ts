@@ -275,6 +275,38 @@ describe("batch run --local", { skip: serverRuntime ? false : `neither bwrap (${
     }
   });
 
+  it("stops on Ctrl-C: the running steps are killed, nothing is uploaded, no workspace is left", async () => {
+    const file = join(cluster.dir, "slow.yaml");
+    await writeFile(file, ["name: local-slow", "on: [acme/one, acme/two, acme/three]", "isolation: none", "steps:", "  - run: |", "      echo sleeping", "      sleep 60", ""].join("\n"));
+    const workDir = join(cluster.dir, "local-slow");
+    const child = spawn(process.execPath, [ENTRY, "batch", "run", file, "--local", "--runtime", "shell", "-j", "2", "--work-dir", workDir], {
+      env: { ...baseEnv, AIRLOCK_URL: cluster.coordinator.url, AIRLOCK_TOKEN: cluster.coordinator.apiToken },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    let stdout = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    const sleeping = new Promise<void>((resolve) =>
+      child.stderr.on("data", (chunk: Buffer) => {
+        stderr += chunk.toString();
+        if ((stderr.match(/\| sleeping/g) ?? []).length >= 2) resolve();
+      }),
+    );
+    const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+    await sleeping;
+    const started = Date.now();
+    child.kill("SIGINT");
+    const code = await exited;
+    assert.equal(code, 130, `${stdout}\n${stderr}`);
+    assert.ok(Date.now() - started < 15_000, "stopped promptly");
+    assert.match(stderr, /interrupted: stopping the running jobs/);
+    assert.match(stderr, /canceled: 0 of 3 completed; nothing uploaded/);
+    assert.match(stdout, /acme\/three\s+canceled/);
+    assert.equal((await http(`${cluster.coordinator.url}/api/batches/local-slow`, { headers: { authorization: `Bearer ${cluster.coordinator.apiToken}` } })).status, 404);
+    const left = await run("sh", ["-c", `ls -A ${join(workDir, "workspaces")}; pgrep -f "slee[p] 60" || true`], { env: gitEnv(baseEnv) });
+    assert.equal(left.stdout.toString().trim(), "", "no workspace and no step process left");
+  });
+
   it("refuses a runtime weaker than the spec's isolation, and fails only the entry whose step fails", async () => {
     const refused = await airlock(localArgs("shell", specFile));
     assert.equal(refused.code, 2, refused.stderr);
