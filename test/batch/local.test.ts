@@ -204,7 +204,7 @@ describe("batch run --local", { skip: serverRuntime ? false : `neither bwrap (${
     assert.match(run.stdout, new RegExp(`4 of 4 completed; 4 diffs written under ${out}`));
     for (const name of REPOSITORIES) {
       assert.equal(await readFile(join(out, `${name}.diff`), "utf8"), serverDiffs.get(name), name);
-      assert.match(await readFile(join(out, `${name}.log`), "utf8"), /── rewrite ──\n2\n/);
+      assert.match(await readFile(join(out, `${name}.log`), "utf8"), /── rewrite \(completed\) ──\n2\n/);
     }
     const results = JSON.parse(await readFile(join(out, "results.json"), "utf8")) as { batch: string; entries: { repository: string; state: string; diff: string; outputs: { count?: string } }[] };
     assert.equal(results.batch, "local-rename");
@@ -332,6 +332,6 @@ describe("batch run --local", { skip: serverRuntime ? false : `neither bwrap (${
     assert.match(view.entries[1]?.failureMessage ?? "", /exited with code 1/);
     const logs = await http(`${cluster.coordinator.url}/api/batches/local-failing/logs?repository=acme/two`, { headers: { authorization: `Bearer ${cluster.coordinator.apiToken}` } });
     assert.equal(logs.status, 200);
-    assert.match(logs.text, /── step-1 ──/);
+    assert.match(logs.text, /── step-1 \(failed\) ──/);
   });
 });

@@ -202,8 +202,8 @@ describe("batch pages in Chromium", { concurrency: false, timeout: 240_000 }, ()
     assert.equal(await entryState("acme/gamma"), "failed");
     await page.getByRole("button", { name: "Log of acme/alpha" }).click();
     const log = page.locator('tbody.batch-entry[data-repository="acme/alpha"] pre.entry-log');
-    await log.filter({ hasText: "── rewrite ──" }).waitFor();
-    assert.match(await log.innerText(), /── prepare ──[\s\S]*checked out acme\/alpha/);
+    await log.filter({ hasText: "── rewrite (completed) ──" }).waitFor();
+    assert.match(await log.innerText(), /── prepare \(completed\) ──[\s\S]*checked out acme\/alpha/);
     await page.getByRole("button", { name: "Diff of acme/beta" }).click();
     await page.locator('tbody.batch-entry[data-repository="acme/beta"] .diff-path', { hasText: "src/app.txt" }).waitFor();
     await browser!.screenshot(page, "batch-05-local-version");

@@ -16,14 +16,14 @@ export interface LocalOutcome {
   result: TaskResult;
 }
 
-/** The job's log entries in order, each under a "── key ──" header (as `batch logs` prints them). */
+/** The job's log entries in order, each under a "── key (state) ──" header (as `batch logs` prints a job's). */
 export function logText(result: TaskResult): string {
   const job = result.job;
   if (!job) return result.message ? `[airlock] ${result.message}\n` : "";
   let out = "";
-  for (const key of job.entries.keys()) {
+  for (const [key, entry] of job.entries) {
     const text = job.log(key).toString("utf8");
-    out += `── ${key} ──\n${text}${text && !text.endsWith("\n") ? "\n" : ""}`;
+    out += `── ${key} (${entry.state}) ──\n${text}${text && !text.endsWith("\n") ? "\n" : ""}`;
   }
   return out;
 }
