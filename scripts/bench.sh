@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the benchmarks (all, or those named): each bench/<name>.bench.ts prints a table with the
 # peer or bare-substrate figure beside ours, as a ratio. Setup as for the tests.
-#   scripts/bench.sh [spine docker bwrap ...]
+#   scripts/bench.sh [spine docker bwrap batch ...]
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

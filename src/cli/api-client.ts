@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { TextDecoder } from "node:util";
 import { HttpClient, type HttpResponse } from "../common/http-client.ts";
+import { ApplyResponse, BatchView, ResolvedBatch, type BatchSummary, type BatchUpload } from "../protocol/batch.ts";
 import {
   fromErrorBody,
   JobView,
@@ -128,6 +129,61 @@ export class ApiClient {
 
   async repositories(): Promise<RepositoryView[]> {
     return (await this.json<{ repositories: RepositoryView[] }>("GET", "/api/repositories")).repositories;
+  }
+
+  // Batches (routes listed in src/protocol/batch.ts)
+
+  /** A new version of the batch in `specText` (its YAML), jobs queued. */
+  async previewBatch(specText: string): Promise<BatchView> {
+    return BatchView.parse(await this.json("POST", "/api/batches", { spec: specText }));
+  }
+
+  /** What a preview would run, stored nowhere (the local mode runs these job specs). */
+  async resolveBatch(specText: string): Promise<ResolvedBatch> {
+    return ResolvedBatch.parse(await this.json("POST", "/api/batches/resolve", { spec: specText }));
+  }
+
+  async uploadBatch(upload: BatchUpload): Promise<BatchView> {
+    return BatchView.parse(await this.json("POST", "/api/batches/upload", upload));
+  }
+
+  async listBatches(): Promise<BatchSummary[]> {
+    return (await this.json<{ batches: BatchSummary[] }>("GET", "/api/batches")).batches;
+  }
+
+  async getBatch(name: string, version?: number): Promise<BatchView> {
+    return BatchView.parse(await this.json("GET", `/api/batches/${encodeURIComponent(name)}${version ? `?version=${version}` : ""}`));
+  }
+
+  private batchQuery(options: { repository?: string | undefined; workspace?: string | undefined; version?: number | undefined }): string {
+    const params = new URLSearchParams();
+    if (options.repository !== undefined) params.set("repository", options.repository);
+    if (options.workspace !== undefined) params.set("workspace", options.workspace);
+    if (options.version !== undefined) params.set("version", String(options.version));
+    const query = params.toString();
+    return query ? `?${query}` : "";
+  }
+
+  /** The combined diff, or one repository's (or workspace's). */
+  async batchDiff(name: string, options: { repository?: string | undefined; workspace?: string | undefined; version?: number | undefined } = {}): Promise<string> {
+    return (await this.raw("GET", `/api/batches/${encodeURIComponent(name)}/diff${this.batchQuery(options)}`)).text();
+  }
+
+  async batchLogs(name: string, options: { repository: string; workspace?: string | undefined; version?: number | undefined }): Promise<string> {
+    return (await this.raw("GET", `/api/batches/${encodeURIComponent(name)}/logs${this.batchQuery(options)}`)).text();
+  }
+
+  async retryBatch(name: string, options: { failed?: boolean } = {}): Promise<BatchView> {
+    return BatchView.parse(await this.json("POST", `/api/batches/${encodeURIComponent(name)}/retry`, { failed: Boolean(options.failed) }));
+  }
+
+  async cancelBatch(name: string): Promise<BatchView> {
+    return BatchView.parse(await this.json("POST", `/api/batches/${encodeURIComponent(name)}/cancel`));
+  }
+
+  async applyBatch(name: string, options: { repositories?: string[] | undefined; version?: number | undefined } = {}): Promise<ApplyResponse> {
+    const body = { ...(options.repositories ? { repositories: options.repositories } : {}), ...(options.version ? { version: options.version } : {}) };
+    return ApplyResponse.parse(await this.json("POST", `/api/batches/${encodeURIComponent(name)}/apply`, body));
   }
 
   async close(): Promise<void> {

@@ -20,14 +20,19 @@ export interface ClientFlags {
   ca?: string;
 }
 
-/** The user API client for `--url`/`AIRLOCK_URL` and `--token`/`AIRLOCK_TOKEN` (or the data dir's token). */
-export function apiClient(flags: ClientFlags, io: CliIO): ApiClient {
+/** Where the user API is and the token for it: `--url`/`AIRLOCK_URL`, `--token`/`AIRLOCK_TOKEN` (or the data dir's token), `--ca`. */
+export function clientSettings(flags: ClientFlags, io: CliIO): { url: string; token: string; caPath: string | undefined } {
   const source = new ConfigSource(flags as Flags, io.env);
   const url = source.string("url", "AIRLOCK_URL", "http://127.0.0.1:7780");
   const dataDir = resolve(source.string("data", "AIRLOCK_DATA", ".airlock"));
   const token = source.string("token", "AIRLOCK_TOKEN") ?? readTokenFile(dataDir, "api");
   if (!token) throw new ValidationError(`no API token: pass --token or AIRLOCK_TOKEN (a local coordinator keeps one in ${dataDir}/api-token)`);
-  return new ApiClient({ url, token, caPath: source.string("ca", "AIRLOCK_CA") });
+  return { url, token, caPath: source.string("ca", "AIRLOCK_CA") };
+}
+
+/** The user API client for the settings above. */
+export function apiClient(flags: ClientFlags, io: CliIO): ApiClient {
+  return new ApiClient(clientSettings(flags, io));
 }
 
 export function println(stream: NodeJS.WritableStream, text = ""): void {

@@ -4,6 +4,7 @@
  */
 import { Command, Option } from "commander";
 import { AIRLOCK_VERSION, AirlockError, coerceError } from "../protocol/index.ts";
+import { registerBatchCommands } from "./commands/batch.ts";
 import { apiClient, type CliIO, type ClientFlags } from "./context.ts";
 
 // Commands load their modules on demand: an executor never loads the coordinator's HTTP server
@@ -65,6 +66,7 @@ program
   .option("--max-body-size <size>", "largest JSON request (env AIRLOCK_MAX_BODY_SIZE; default 8m)")
   .option("--max-log-chunk <size>", "largest log append request (env AIRLOCK_MAX_LOG_CHUNK; default 8m)")
   .option("--max-artifact-size <size>", "largest artifact (env AIRLOCK_MAX_ARTIFACT_SIZE; default 1g)")
+  .option("--git-credential-helper <helper>", "git credential helper for pushing applied batch branches to origins (env AIRLOCK_GIT_CREDENTIAL_HELPER; default none)")
   .option("--web-dir <dir>", "serve the web UI from this built directory (env AIRLOCK_WEB_DIR; default: the package's web/dist)")
   .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
   .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]))
@@ -147,6 +149,8 @@ withClientOptions(repo.command("add <name> <source>").description("mirror a git 
   .action((name: string, source: string, flags: ClientFlags) => withClient(flags, async (client) => (await admin()).repoAddCommand(client, name, source, io)));
 withClientOptions(repo.command("list").description("registered repositories"))
   .action((flags: ClientFlags) => withClient(flags, async (client) => (await admin()).repoListCommand(client, io)));
+
+registerBatchCommands(program, { io, withClientOptions, withClient, run });
 
 withClientOptions(program.command("executors").description("executors seen by the coordinator"))
   .action((flags: ClientFlags) => withClient(flags, async (client) => (await admin()).executorsCommand(client, io)));

@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { NotFoundError } from "../protocol/index.ts";
 import type { CoordinatorContext } from "./context.ts";
 import { sendError } from "./http/errors.ts";
+import { registerBatchRoutes } from "./routes/batches.ts";
 import { registerExecutorRoutes } from "./routes/executor-api.ts";
 import { registerGitRoutes } from "./routes/git.ts";
 import { registerLogRoutes } from "./routes/logs.ts";
@@ -34,6 +35,7 @@ export function buildApp(ctx: CoordinatorContext): FastifyInstance {
   registerExecutorRoutes(app, ctx);
   registerGitRoutes(app, ctx);
   registerUserRoutes(app, ctx);
+  registerBatchRoutes(app, ctx);
   registerLogRoutes(app, ctx);
   registerQueueHistoryRoutes(app, ctx);
   registerWebRoutes(app, ctx);

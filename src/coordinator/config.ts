@@ -31,6 +31,11 @@ export interface CoordinatorConfig {
   logFormat: "text" | "json";
   /** Directory of the built web UI; undefined means the one built into this package (web/dist). */
   webDir: string | undefined;
+  /**
+   * A git credential helper for pushing applied batch branches to origins that need credentials
+   * (e.g. "store --file=/etc/airlock/git-credentials"); git runs it, so no secret is in a log.
+   */
+  gitCredentialHelper: string | undefined;
   /** The host environment git runs with (PATH only). */
   hostEnv: Readonly<Record<string, string | undefined>>;
 }
@@ -64,6 +69,7 @@ export function resolveCoordinatorConfig(flags: Flags, env: Env): Readonly<Coord
     logLevel: source.oneOf("logLevel", "AIRLOCK_LOG_LEVEL", LOG_LEVELS, "info"),
     logFormat: source.oneOf("logFormat", "AIRLOCK_LOG_FORMAT", ["text", "json"] as const, "text"),
     webDir: optionalPath(source.string("webDir", "AIRLOCK_WEB_DIR")),
+    gitCredentialHelper: source.string("gitCredentialHelper", "AIRLOCK_GIT_CREDENTIAL_HELPER"),
     hostEnv: Object.freeze({ PATH: env.PATH }),
   });
 }

@@ -4,6 +4,8 @@ import type { Logger } from "../common/logger.ts";
 import type { Store } from "../store/index.ts";
 import type { CoordinatorConfig } from "./config.ts";
 import type { Auth } from "./http/auth.ts";
+import type { BatchApplier } from "./services/batch-apply.ts";
+import type { BatchService } from "./services/batches.ts";
 import type { Dispatcher } from "./services/dispatcher.ts";
 import type { JobService } from "./services/jobs.ts";
 import type { CoordinatorMetrics } from "./services/metrics.ts";
@@ -18,6 +20,8 @@ export interface CoordinatorContext {
   dispatcher: Dispatcher;
   repositories: Repositories;
   jobs: JobService;
+  batches: BatchService;
+  batchApply: BatchApplier;
   metrics: CoordinatorMetrics;
   /** Aborted when the coordinator shuts down (ends long polls and SSE streams). */
   shutdown: AbortSignal;

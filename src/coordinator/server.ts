@@ -9,6 +9,8 @@ import { buildApp } from "./app.ts";
 import type { CoordinatorConfig } from "./config.ts";
 import type { CoordinatorContext } from "./context.ts";
 import { Auth } from "./http/auth.ts";
+import { BatchApplier } from "./services/batch-apply.ts";
+import { BatchService } from "./services/batches.ts";
 import { Dispatcher } from "./services/dispatcher.ts";
 import { JobService } from "./services/jobs.ts";
 import { LeaseReaper } from "./services/lease-reaper.ts";
@@ -34,6 +36,8 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
   const shutdown = new AbortController();
   const metrics = new CoordinatorMetrics(store, clock, config.leaseMs);
   const repositories = new Repositories({ store, dataDir: config.dataDir, hostEnv: config.hostEnv, clock, logger: logger.child({ scope: "repositories" }) });
+  const batches = new BatchService({ store, clock, logger: logger.child({ scope: "batches" }), repositories, hostEnv: config.hostEnv });
+  const batchApply = new BatchApplier({ store, clock, logger: logger.child({ scope: "batches" }), repositories, batches, hostEnv: config.hostEnv, credentialHelper: config.gitCredentialHelper });
   const ctx: CoordinatorContext = {
     config,
     store,
@@ -43,6 +47,8 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
     dispatcher: new Dispatcher({ store, clock, leaseMs: config.leaseMs, logger, queueWeights: config.queueWeights }),
     repositories,
     jobs: new JobService({ store, clock, logger, repositories, metrics }),
+    batches,
+    batchApply,
     metrics,
     shutdown: shutdown.signal,
   };

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import type { Logger } from "../common/logger.ts";
 import { AirlockError, coerceError, formatDuration, formatSize, LeaseLostError, SandboxError, StepFailedError, UnavailableError, ValidationError, type AttemptOutcome, type JobPayload, type StepSpec } from "../protocol/index.ts";
 import { SANDBOX_PROXY, sandboxLabels, stepScript, type Runtime, type Sandbox, type StepOutcome } from "../runtimes/index.ts";
+import { BatchStepError, BatchSteps } from "./batch-steps.ts";
 import type { CoordinatorClient, JobClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
 import { EGRESS_ARTIFACT, proxyEnvironment, type EgressHost, type JobEgress } from "./egress.ts";
@@ -109,7 +110,7 @@ export class JobRun {
         await this.openEgress(dirs, log);
         sandbox = await this.createSandbox(dirs, log);
       });
-      const failure = await this.runSteps(sandbox as Sandbox);
+      const failure = await this.runSteps(sandbox as Sandbox, dirs);
       await sandbox?.destroy();
       sandbox = undefined;
       if (failure) {
@@ -156,18 +157,44 @@ export class JobRun {
   }
 
   /** Runs the steps in order; returns a failure message, or undefined when all succeeded. */
-  private async runSteps(sandbox: Sandbox): Promise<string | undefined> {
-    for (const step of this.job.spec.steps) {
+  private async runSteps(sandbox: Sandbox, dirs: JobDirs): Promise<string | undefined> {
+    // Batch jobs: templated steps, rendered with the results of the steps before (batch-steps.ts).
+    const batch = this.job.spec.template ? new BatchSteps(this.job, dirs, { hostPath: this.deps.config.hostPath }) : undefined;
+    for (const [index, step] of this.job.spec.steps.entries()) {
       this.throwIfStopped();
-      const failure = await this.runStep(sandbox, step);
+      let condition: boolean | BatchStepError;
+      try {
+        condition = batch?.shouldRun(step) ?? true;
+      } catch (error) {
+        if (!(error instanceof BatchStepError)) throw error;
+        condition = error;
+      }
+      if (condition === false) {
+        await persist(() => this.jobClient.finishStep(step.key, { exitCode: null, durationMs: 0, state: "skipped", message: "its if: condition is not true" }), this.logger, "step skip");
+        continue;
+      }
+      const failure = await this.runStep(sandbox, step, batch && { steps: batch, later: this.job.spec.steps.slice(index + 1), error: condition === true ? undefined : condition });
       if (failure) return failure;
     }
+    await batch?.upload(this.jobClient, this.secrets);
     return undefined;
   }
 
-  private async runStep(sandbox: Sandbox, step: StepSpec): Promise<string | undefined> {
-    await persist(() => this.jobClient.startStep(step.key), this.logger, "step start");
-    const log = this.shipper.entry(step.key);
+  private async runStep(sandbox: Sandbox, template: StepSpec, batch?: { steps: BatchSteps; later: StepSpec[]; error: BatchStepError | undefined }): Promise<string | undefined> {
+    await persist(() => this.jobClient.startStep(template.key), this.logger, "step start");
+    const log = this.shipper.entry(template.key);
+    let step = template;
+    try {
+      if (batch?.error) throw batch.error;
+      if (batch) step = await batch.steps.render(template);
+    } catch (error) {
+      // A condition or template that cannot be evaluated fails the step (and the job): the spec's fault.
+      if (!(error instanceof BatchStepError || error instanceof WorkspaceRefusal)) throw error;
+      log.write(`[airlock] ${error.message}\n`);
+      await log.end();
+      await persist(() => this.jobClient.finishStep(step.key, { exitCode: null, durationMs: 0, state: "failed", message: error.message.slice(0, 4000) }), this.logger, "step finish");
+      return error.message;
+    }
     const stepAbort = new AbortController();
     const forward = (): void => stepAbort.abort(this.abort.signal.reason);
     this.abort.signal.addEventListener("abort", forward, { once: true });
@@ -194,7 +221,8 @@ export class JobRun {
     this.stepLog = log;
     let outcome: StepOutcome;
     try {
-      outcome = await sandbox.exec({ step, env, script: stepScript(step.commands) }, { write: (chunk) => log.write(chunk) }, stepAbort.signal);
+      const io = { write: (chunk: Uint8Array, stream: "stdout" | "stderr") => (log.write(chunk), batch?.steps.capture(chunk, stream)) };
+      outcome = await sandbox.exec({ step, env, script: stepScript(step.commands) }, io, stepAbort.signal);
     } catch (error) {
       // The sandbox broke (not the step): record it on the step, then let the attempt error.
       const message = `sandbox failed to run step ${step.key}: ${coerceError(error).message}`;
@@ -213,8 +241,17 @@ export class JobRun {
     const egress = this.egress?.stepSummary();
     if (egress) log.write(`\n[airlock] ${egress}\n`);
     const durationMs = Date.now() - started;
-    const ok = outcome.exitCode === 0 && !stepAbort.signal.aborted;
-    const message = ok ? undefined : this.describeStepEnd(step, outcome, stepAbort.signal.reason as StopReason | StepLimit | undefined);
+    let ok = outcome.exitCode === 0 && !stepAbort.signal.aborted;
+    let message = ok ? undefined : this.describeStepEnd(step, outcome, stepAbort.signal.reason as StopReason | StepLimit | undefined);
+    if (ok && batch) {
+      try {
+        await batch.steps.finish(step, outcome.exitCode, batch.later);
+      } catch (error) {
+        if (!(error instanceof BatchStepError)) throw error;
+        ok = false;
+        message = error.message;
+      }
+    }
     if (message) log.write(`\n[airlock] ${message}\n`);
     await log.end();
     await persist(

@@ -45,13 +45,19 @@ export async function collectOutputs(job: JobPayload, dirs: JobDirs, client: Job
   }
 }
 
+/** `outputs.diffPaths` (a monorepo workspace) as a pathspec limiting the diff; none means everything. */
+function diffPathspec(job: JobPayload): string[] {
+  const paths = job.spec.outputs.diffPaths;
+  return paths && paths.length > 0 && !paths.includes(".") ? ["--", ...paths.map((path) => `:(literal)${path}`)] : [];
+}
+
 async function uploadDiff(job: JobPayload, dirs: JobDirs, client: JobClient, options: { hostPath: string; secrets: string[] }): Promise<number> {
   const index = join(dirs.root, "diff.index");
   await copyFile(join(dirs.gitDir, "index"), index);
   const env = gitEnv({ PATH: options.hostPath }, { GIT_DIR: dirs.gitDir, GIT_WORK_TREE: dirs.workspace, GIT_INDEX_FILE: index });
   // Ignored files stay out of the diff, as they would for anyone running `git diff` by hand.
   await runChecked("git", ["add", "--all", "--", "."], { env, cwd: dirs.workspace });
-  const child = spawn("git", ["diff", "--cached", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--full-index", job.repository?.commit ?? "HEAD"], {
+  const child = spawn("git", ["diff", "--cached", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--full-index", job.repository?.commit ?? "HEAD", ...diffPathspec(job)], {
     env,
     cwd: dirs.workspace,
     stdio: ["ignore", "pipe", "pipe"],

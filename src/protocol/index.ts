@@ -15,6 +15,8 @@
  * - log entry: the output of one step (or of workspace preparation), appended by byte offset.
  * - artifact: a file a job produces (the `diff`, or a declared output path).
  */
+export * from "./batch-template.ts";
+export * from "./diff-stat.ts";
 export * from "./egress.ts";
 export * from "./errors.ts";
 export * from "./executor-api.ts";

@@ -44,6 +44,32 @@ export const RESERVED_ENTRY_KEYS = ["prepare", "finalize"] as const;
  * The normalized spec: units converted, defaults filled, step keys assigned. This is what the
  * coordinator stores and what executors receive; parsing it again yields the same value.
  */
+/**
+ * Batch step fields (optional; see src/protocol/batch-template.ts): with a job-level `template`,
+ * the executor renders each step's commands, env and files with the results of earlier steps,
+ * runs it only when `if` renders "true", and records its `outputs`.
+ */
+export const StepOutputSpec = z.strictObject({
+  value: z.string().max(100_000).optional(),
+  fromFile: WorkspaceFilePath.optional(),
+  format: z.enum(["text", "json"]).default("text"),
+});
+const StepBatchFields = {
+  if: z.string().max(100_000).optional(),
+  outputs: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/), StepOutputSpec).optional(),
+  /** Paths relative to the step's dir; contents are templates. */
+  files: z.record(WorkspaceFilePath, z.string()).optional(),
+};
+
+/** The template context of a batch job: what `${{ repository.* }}`, `${{ batch.* }}` and `${{ steps.path }}` render to. */
+export const TemplateContextSpec = z.strictObject({
+  repository: z.strictObject({ name: z.string(), branch: z.string() }),
+  batch: z.strictObject({ name: z.string(), description: z.string() }),
+  /** The workspace directory ("." for the repository root). */
+  path: z.string(),
+});
+export type TemplateContextSpec = z.infer<typeof TemplateContextSpec>;
+
 export const StepSpec = z.strictObject({
   key: Identifier,
   image: z.string().min(1).max(512).optional(),
@@ -51,6 +77,7 @@ export const StepSpec = z.strictObject({
   dir: WorkspacePath,
   env: z.record(EnvName, z.string()),
   timeoutMs: z.number().int().positive().optional(),
+  ...StepBatchFields,
 });
 export type StepSpec = z.infer<typeof StepSpec>;
 
@@ -135,10 +162,17 @@ export const JobSpec = z.strictObject({
   isolation: Isolation,
   /** Specs stored before jobs had a network had none. */
   network: NetworkSpec.default({ mode: "none" }),
-  outputs: z.strictObject({ diff: z.boolean(), paths: z.array(WorkspaceFilePath).max(100) }),
+  outputs: z.strictObject({
+    diff: z.boolean(),
+    paths: z.array(WorkspaceFilePath).max(100),
+    /** Limit the diff to these directories (a monorepo workspace). */
+    diffPaths: z.array(WorkspacePath).max(100).optional(),
+  }),
   maxAttempts: z.number().int().min(1).max(10),
   /** Registry credentials by registry host, for runtimes that pull images. */
   registryAuth: z.record(z.string(), RegistryAuth).optional(),
+  /** Set for batch jobs: steps are templates rendered by the executor (see StepBatchFields). */
+  template: TemplateContextSpec.optional(),
 });
 export type JobSpec = z.infer<typeof JobSpec>;
 
@@ -161,6 +195,7 @@ export const JobSpecInput = z
           dir: WorkspacePath.default("."),
           env: z.record(EnvName, z.string()).default({}),
           timeout: DurationMs.optional(),
+          ...StepBatchFields,
         }),
       )
       .min(1, "a job needs at least one step")
@@ -181,10 +216,15 @@ export const JobSpecInput = z
     isolation: Isolation.default("namespace"),
     network: NetworkInput.default("internet"),
     outputs: z
-      .strictObject({ diff: z.boolean().default(false), paths: z.array(WorkspaceFilePath).max(100).default([]) })
+      .strictObject({
+        diff: z.boolean().default(false),
+        paths: z.array(WorkspaceFilePath).max(100).default([]),
+        diffPaths: z.array(WorkspacePath).max(100).optional(),
+      })
       .default({ diff: false, paths: [] }),
     maxAttempts: z.number().int().min(1).max(10).default(3),
     registryAuth: z.record(z.string(), RegistryAuth).optional(),
+    template: TemplateContextSpec.optional(),
   })
   .superRefine((spec, ctx) => {
     if (spec.commit !== undefined && spec.repository === undefined) {
@@ -219,6 +259,9 @@ export const JobSpecInput = z
         dir: step.dir,
         env: step.env,
         ...(step.timeout !== undefined ? { timeoutMs: step.timeout } : {}),
+        ...(step.if !== undefined ? { if: step.if } : {}),
+        ...(step.outputs !== undefined ? { outputs: step.outputs } : {}),
+        ...(step.files !== undefined ? { files: step.files } : {}),
       })),
       secrets: spec.secrets,
       resources: {
@@ -232,9 +275,10 @@ export const JobSpecInput = z
       timeoutMs: spec.timeout,
       isolation: spec.isolation,
       network: normalizeNetwork(spec.network),
-      outputs: spec.outputs,
+      outputs: { diff: spec.outputs.diff, paths: spec.outputs.paths, ...(spec.outputs.diffPaths ? { diffPaths: spec.outputs.diffPaths } : {}) },
       maxAttempts: spec.maxAttempts,
       ...(spec.registryAuth ? { registryAuth: spec.registryAuth } : {}),
+      ...(spec.template ? { template: spec.template } : {}),
     }),
   );
 export type JobSpecInput = z.input<typeof JobSpecInput>;

@@ -23,6 +23,9 @@ export function specToInput(spec: JobSpec): JobSpecInput {
       env: step.env,
       // A bare number would be read as seconds.
       ...(step.timeoutMs !== undefined ? { timeout: `${step.timeoutMs}ms` } : {}),
+      ...(step.if !== undefined ? { if: step.if } : {}),
+      ...(step.outputs !== undefined ? { outputs: step.outputs } : {}),
+      ...(step.files !== undefined ? { files: step.files } : {}),
     })),
     secrets: spec.secrets,
     resources: {
@@ -36,6 +39,7 @@ export function specToInput(spec: JobSpec): JobSpecInput {
     outputs: spec.outputs,
     maxAttempts: spec.maxAttempts,
     ...(spec.registryAuth ? { registryAuth: spec.registryAuth } : {}),
+    ...(spec.template ? { template: spec.template } : {}),
   };
 }
 

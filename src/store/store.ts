@@ -178,6 +178,119 @@ export interface RepositoryStore {
   list(): Promise<RepositoryRecord[]>;
 }
 
+/** Batches: a name, its versions (one per preview or upload), and one entry per repository/workspace of a version. */
+export type BatchSource = "server" | "local";
+
+export interface BatchRecord {
+  id: number;
+  name: string;
+  description: string;
+  latestVersion: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface BatchVersionRecord {
+  batchId: number;
+  version: number;
+  /** The normalized batch spec (JSON), and the text it was parsed from. */
+  spec: unknown;
+  specText: string;
+  source: BatchSource;
+  createdAt: number;
+}
+
+export interface BatchDiffStat {
+  files: number;
+  added: number;
+  deleted: number;
+}
+
+export interface BatchApplyRecord {
+  state: "pushed" | "unchanged" | "conflict" | "failed";
+  branch: string;
+  sha: string | null;
+  message: string | null;
+  at: number;
+}
+
+export interface BatchEntryRecord {
+  id: number;
+  batchId: number;
+  version: number;
+  repository: string;
+  /** The workspace directory, "." for the repository root. */
+  workspace: string;
+  branch: string;
+  commit: string;
+  /** The job computing it; null when cached or uploaded. */
+  jobId: number | null;
+  /** The entry whose result this one reuses (always one that computed it itself). */
+  cachedFromEntryId: number | null;
+  state: JobState;
+  diffStat: BatchDiffStat | null;
+  cacheKey: string;
+  failureMessage: string | null;
+  apply: BatchApplyRecord | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface NewBatchEntry {
+  repository: string;
+  workspace: string;
+  branch: string;
+  commit: string;
+  jobId: number | null;
+  cachedFromEntryId: number | null;
+  state: JobState;
+  diffStat: BatchDiffStat | null;
+  cacheKey: string;
+  failureMessage: string | null;
+  /** Stored with the entry (uploaded results): "diff", "log", "outputs". */
+  blobs?: Record<string, Uint8Array> | undefined;
+}
+
+export interface NewBatchVersion {
+  name: string;
+  description: string;
+  spec: unknown;
+  specText: string;
+  source: BatchSource;
+  entries: NewBatchEntry[];
+}
+
+/** Fields of an entry to change; `undefined` leaves one as it is, `null` clears it. */
+export interface BatchEntryPatch {
+  state?: JobState | undefined;
+  jobId?: number | null | undefined;
+  cachedFromEntryId?: number | null | undefined;
+  diffStat?: BatchDiffStat | null | undefined;
+  failureMessage?: string | null | undefined;
+  apply?: BatchApplyRecord | null | undefined;
+}
+
+export interface BatchStore {
+  /** Creates the batch when new, and its next version (1, 2, ...) with these entries, in one transaction. */
+  createVersion(input: NewBatchVersion, now: number): Promise<{ batch: BatchRecord; version: BatchVersionRecord; entries: BatchEntryRecord[] }>;
+  getBatch(name: string): Promise<BatchRecord | undefined>;
+  /** Most recently changed first. */
+  listBatches(limit: number): Promise<BatchRecord[]>;
+  /** Version numbers, oldest first. */
+  listVersions(batchId: number): Promise<number[]>;
+  getVersion(batchId: number, version: number): Promise<BatchVersionRecord | undefined>;
+  /** A version's entries by repository, then workspace. */
+  listEntries(batchId: number, version: number): Promise<BatchEntryRecord[]>;
+  getEntry(id: number): Promise<BatchEntryRecord | undefined>;
+  /** A NotFoundError for an unknown entry. */
+  updateEntry(id: number, patch: BatchEntryPatch, now: number): Promise<BatchEntryRecord>;
+  /** The newest completed entry with this cache key that computed its result itself (not cached). */
+  findCached(cacheKey: string): Promise<BatchEntryRecord | undefined>;
+  /** Replaces a blob of an entry. */
+  putBlob(entryId: number, name: string, data: Uint8Array): Promise<void>;
+  readBlob(entryId: number, name: string): Promise<Uint8Array | undefined>;
+}
+
 /** What a backend can do natively; the coordinator branches on these, never on backend names. */
 export interface StoreCapabilities {
   /** Changes made by other processes are announced (e.g. LISTEN/NOTIFY); else only local ones are. */
@@ -191,6 +304,7 @@ export interface Store {
   readonly jobs: JobStore;
   readonly outputs: OutputStore;
   readonly repositories: RepositoryStore;
+  readonly batches: BatchStore;
   readonly capabilities: StoreCapabilities;
   /** Subscribes to changes (jobs queued, a job's state or logs changed). Returns an unsubscribe. */
   onChange(listener: (change: StoreChange) => void): () => void;

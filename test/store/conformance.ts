@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { ConflictError, JobSpecInput, LeaseLostError, NotFoundError, type ExecutorIdentity, type JobSpecInput as SpecInput } from "../../src/protocol/index.ts";
 import type { AttemptRef, JobRecord, Store, StoreChange } from "../../src/store/index.ts";
+import { batchStoreConformance } from "./batch-conformance.ts";
 
 export interface StoreFactory {
   /** A fresh, migrated, empty store. */
@@ -36,6 +37,7 @@ async function* bytes(...parts: Buffer[]): AsyncIterable<Uint8Array> {
 }
 
 export function storeConformance(backend: string, factory: StoreFactory): void {
+  batchStoreConformance(backend, factory);
   describe(`JobStore conformance: ${backend}`, () => {
     let store: Store;
     let tokens = 0;

@@ -3,6 +3,7 @@
  * a URL); a 401 anywhere signs the session out. Types come from src/protocol (types only, so no
  * validation library is bundled: the coordinator is the one that validates).
  */
+import type { ApplyResponse, BatchSummary, BatchView } from "../../src/protocol/batch.ts";
 import type { ExecutorView, JobSummary, JobView, QueueHistory, QueueView, RepositoryView } from "../../src/protocol/index.ts";
 import { readEvents, type ServerEvent } from "./sse.ts";
 
@@ -127,6 +128,30 @@ export class Api {
   /** One log entry in full, as stored (for downloads). */
   async log(id: number, key: string, signal?: AbortSignal): Promise<Blob> {
     return (await this.request("GET", `/api/jobs/${id}/logs/${encodeURIComponent(key)}`, { signal, accept: "*/*" })).blob();
+  }
+
+  async listBatches(signal?: AbortSignal): Promise<BatchSummary[]> {
+    return (await this.json<{ batches: BatchSummary[] }>("GET", "/api/batches", { signal })).batches;
+  }
+
+  /** A batch with one version's entries (the latest unless `version`). */
+  getBatch(name: string, version: number | undefined, signal?: AbortSignal): Promise<BatchView> {
+    return this.json("GET", `/api/batches/${encodeURIComponent(name)}${query({ version })}`, { signal });
+  }
+
+  /** One entry's diff (or, without `repository`, the version's combined diff), as text. */
+  async batchDiff(name: string, where: { repository?: string; workspace?: string; version?: number }, signal?: AbortSignal): Promise<string> {
+    return (await this.request("GET", `/api/batches/${encodeURIComponent(name)}/diff${query(where)}`, { signal, accept: "text/x-diff, text/plain, */*" })).text();
+  }
+
+  /** The logs of one entry's job (each log entry under a "── key ──" header). */
+  async batchLogs(name: string, where: { repository: string; workspace?: string; version?: number }, signal?: AbortSignal): Promise<string> {
+    return (await this.request("GET", `/api/batches/${encodeURIComponent(name)}/logs${query(where)}`, { signal, accept: "text/plain, */*" })).text();
+  }
+
+  /** Commits each completed diff on the changeset branch and pushes it (only `repositories`, when given). */
+  applyBatch(name: string, body: { repositories?: string[]; version?: number }): Promise<ApplyResponse> {
+    return this.json("POST", `/api/batches/${encodeURIComponent(name)}/apply`, { body });
   }
 
   /** The job's event stream (job, log, attempt, end), resuming at `from` ("key:offset,..."). */

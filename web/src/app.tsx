@@ -2,6 +2,8 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { Api } from "./api.ts";
 import { ApiContext } from "./hooks.ts";
+import { BatchPage } from "./pages/batch.tsx";
+import { BatchesPage } from "./pages/batches.tsx";
 import { ExecutorsPage } from "./pages/executors.tsx";
 import { JobPage } from "./pages/job.tsx";
 import { JobsPage } from "./pages/jobs.tsx";
@@ -16,6 +18,10 @@ function Page({ route }: { route: Route }) {
       return <JobsPage params={route.params} />;
     case "job":
       return <JobPage id={route.id} />;
+    case "batches":
+      return <BatchesPage />;
+    case "batch":
+      return <BatchPage name={route.name} version={route.version} />;
     case "executors":
       return <ExecutorsPage />;
     case "queues":
@@ -34,6 +40,7 @@ function Page({ route }: { route: Route }) {
 
 const NAV = [
   { href: "/jobs", label: "Jobs", pages: ["jobs", "job"] },
+  { href: "/batches", label: "Batches", pages: ["batches", "batch"] },
   { href: "/executors", label: "Executors", pages: ["executors"] },
   { href: "/queues", label: "Queues", pages: ["queues"] },
 ] as const;
@@ -57,7 +64,7 @@ export function App() {
   );
 
   // After in-app navigation, move focus to the new page's heading so screen readers announce it.
-  const routeKey = route.page === "job" ? `job:${route.id}` : route.page;
+  const routeKey = route.page === "job" ? `job:${route.id}` : route.page === "batch" ? `batch:${route.name}:${route.version ?? ""}` : route.page;
   useEffect(() => {
     if (firstRoute.current) {
       firstRoute.current = false;

@@ -7,6 +7,8 @@ import { useEffect, useState } from "preact/hooks";
 export type Route =
   | { page: "jobs"; params: URLSearchParams }
   | { page: "job"; id: number }
+  | { page: "batches" }
+  | { page: "batch"; name: string; version: number | undefined }
   | { page: "executors" }
   | { page: "queues" }
   | { page: "not-found"; path: string };
@@ -16,6 +18,12 @@ export function parseRoute(pathname: string, search: string): Route {
   if (path === "/" || path === "/jobs") return { page: "jobs", params: new URLSearchParams(search) };
   const job = /^\/jobs\/(\d+)$/.exec(path);
   if (job) return { page: "job", id: Number(job[1]) };
+  if (path === "/batches") return { page: "batches" };
+  const batch = /^\/batches\/([A-Za-z0-9][A-Za-z0-9._-]*)$/.exec(path);
+  if (batch) {
+    const version = Number(new URLSearchParams(search).get("version") ?? "");
+    return { page: "batch", name: batch[1] ?? "", version: Number.isInteger(version) && version > 0 ? version : undefined };
+  }
   if (path === "/executors") return { page: "executors" };
   if (path === "/queues") return { page: "queues" };
   return { page: "not-found", path };

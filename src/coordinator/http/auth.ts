@@ -33,6 +33,12 @@ export class Auth {
     }
   }
 
+  /** True when the request carries the API token (user routes, and reading repositories over git). */
+  isApi(request: FastifyRequest): boolean {
+    const given = credentials(request, "Bearer");
+    return given !== undefined && secretsEqual(given, this.apiToken);
+  }
+
   requireApi(request: FastifyRequest): void {
     const given = credentials(request, "Bearer");
     if (!given || !secretsEqual(given, this.apiToken)) throw new UnauthorizedError('the API needs "Authorization: Bearer <api token>"');

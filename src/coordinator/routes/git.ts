@@ -1,6 +1,8 @@
 /**
- * Git smart HTTP for executors, read-only, served by real git (`git upload-pack --stateless-rpc`).
- * A job token opens only its own job's repository, and only while its attempt is live.
+ * Git smart HTTP, read-only, served by real git (`git upload-pack --stateless-rpc`).
+ * A job token opens only its own job's repository, and only while its attempt is live. The API
+ * token (the user's) may read any registered repository: `airlock batch run --local` fetches
+ * each repository of a batch through here, as an executor would; it can never push either.
  */
 import { spawn } from "node:child_process";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -33,9 +35,10 @@ function gitProtocol(request: FastifyRequest): Record<string, string> {
 
 export function registerGitRoutes(app: FastifyInstance, ctx: CoordinatorContext): void {
   const serve = async (request: FastifyRequest, reply: FastifyReply, repository: string, advertise: boolean): Promise<void> => {
-    const ref = await ctx.auth.requireJob(request, { repository });
+    const ref = ctx.auth.isApi(request) ? undefined : await ctx.auth.requireJob(request, { repository });
     // Ref advertisement comes first in every fetch: make sure the job's commit is in the mirror then.
-    const commit = advertise ? (await ctx.store.jobs.getJob(ref.jobId))?.job.commit : undefined;
+    // (A user's fetch names commits the coordinator resolved from this mirror, so they are in it.)
+    const commit = advertise && ref ? (await ctx.store.jobs.getJob(ref.jobId))?.job.commit : undefined;
     const mirror = commit ? await ctx.repositories.ensureCommit(repository, commit) : await ctx.repositories.ensureMirror(repository);
     const env = { ...gitEnv(ctx.config.hostEnv), ...gitProtocol(request) };
     const args = [...UPLOAD_PACK_CONFIG, "upload-pack", "--stateless-rpc", ...(advertise ? ["--advertise-refs"] : []), mirror];

@@ -7,6 +7,7 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "../../common/logger.ts";
 import { NETWORK_MODES, UnavailableError, type Isolation } from "../../protocol/index.ts";
 import type { Store, StoreChange } from "../store.ts";
+import { PostgresBatchStore } from "./batch-store.ts";
 import { PostgresDatabase, type Queryable } from "./database.ts";
 import { PostgresJobStore } from "./job-store.ts";
 import { NOTIFY_CHANNEL } from "./migrations.ts";
@@ -88,6 +89,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     jobs: new PostgresJobStore(db, announcer),
     outputs: new PostgresOutputStore(db, announcer),
     repositories: new PostgresRepositoryStore(db),
+    batches: new PostgresBatchStore(db),
     capabilities: { crossProcessNotifications: true },
     get listening() {
       return listener.listening;

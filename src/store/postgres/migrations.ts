@@ -269,4 +269,56 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   /* 3: jobs ask for a network (0 none, 1 internet); jobs from before asked for none */ `
   ALTER TABLE jobs ADD COLUMN network_rank smallint NOT NULL DEFAULT 0;
   `,
+  /* 4: batches, their versions and entries (as in the SQLite schema) */ `
+  CREATE TABLE batches (
+    id bigserial PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    description text NOT NULL,
+    latest_version integer NOT NULL,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL
+  );
+  CREATE TABLE batch_versions (
+    batch_id bigint NOT NULL REFERENCES batches (id),
+    version integer NOT NULL,
+    spec json NOT NULL,
+    spec_text text NOT NULL,
+    source text NOT NULL,
+    created_at bigint NOT NULL,
+    PRIMARY KEY (batch_id, version)
+  );
+  CREATE TABLE batch_entries (
+    id bigserial PRIMARY KEY,
+    batch_id bigint NOT NULL,
+    version integer NOT NULL,
+    repository text NOT NULL,
+    workspace text NOT NULL,
+    branch text NOT NULL,
+    commit_sha text NOT NULL,
+    job_id bigint,
+    cached_from bigint,
+    state text NOT NULL,
+    diff_files integer,
+    diff_added integer,
+    diff_deleted integer,
+    cache_key text NOT NULL,
+    failure_message text,
+    apply_state text,
+    apply_branch text,
+    apply_sha text,
+    apply_message text,
+    applied_at bigint,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL,
+    FOREIGN KEY (batch_id, version) REFERENCES batch_versions (batch_id, version)
+  );
+  CREATE INDEX batch_entries_by_version ON batch_entries (batch_id, version, repository, workspace);
+  CREATE INDEX batch_entries_by_cache_key ON batch_entries (cache_key, id) WHERE state = 'completed' AND cached_from IS NULL;
+  CREATE TABLE batch_entry_blobs (
+    entry_id bigint NOT NULL REFERENCES batch_entries (id),
+    name text NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (entry_id, name)
+  );
+  `,
 ];

@@ -1,6 +1,7 @@
 /** The embedded default backend: one SQLite file (WAL) in the coordinator's data dir. */
 import { EventEmitter } from "node:events";
 import type { Store, StoreChange } from "../store.ts";
+import { SqliteBatchStore } from "./batch-store.ts";
 import { SqliteDatabase } from "./database.ts";
 import { SqliteJobStore } from "./job-store.ts";
 import { SqliteOutputStore } from "./output-store.ts";
@@ -18,6 +19,7 @@ export function createSqliteStore(path: string): Store {
     jobs,
     outputs: new SqliteOutputStore(db, jobs, emit),
     repositories: new SqliteRepositoryStore(db),
+    batches: new SqliteBatchStore(db),
     capabilities: { crossProcessNotifications: false },
     onChange(listener) {
       changes.on("change", listener);

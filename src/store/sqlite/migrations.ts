@@ -132,4 +132,56 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   /* 3: jobs ask for a network (0 none, 1 internet); jobs from before asked for none */ `
   ALTER TABLE jobs ADD COLUMN network_rank INTEGER NOT NULL DEFAULT 0;
   `,
+  /* 4: batches, their versions and entries */ `
+  CREATE TABLE batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL,
+    latest_version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE batch_versions (
+    batch_id INTEGER NOT NULL REFERENCES batches (id),
+    version INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    spec_text TEXT NOT NULL,
+    source TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (batch_id, version)
+  );
+  CREATE TABLE batch_entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    repository TEXT NOT NULL,
+    workspace TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    commit_sha TEXT NOT NULL,
+    job_id INTEGER,
+    cached_from INTEGER,
+    state TEXT NOT NULL,
+    diff_files INTEGER,
+    diff_added INTEGER,
+    diff_deleted INTEGER,
+    cache_key TEXT NOT NULL,
+    failure_message TEXT,
+    apply_state TEXT,
+    apply_branch TEXT,
+    apply_sha TEXT,
+    apply_message TEXT,
+    applied_at INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    FOREIGN KEY (batch_id, version) REFERENCES batch_versions (batch_id, version)
+  );
+  CREATE INDEX batch_entries_by_version ON batch_entries (batch_id, version, repository, workspace);
+  CREATE INDEX batch_entries_by_cache_key ON batch_entries (cache_key, id) WHERE state = 'completed' AND cached_from IS NULL;
+  CREATE TABLE batch_entry_blobs (
+    entry_id INTEGER NOT NULL REFERENCES batch_entries (id),
+    name TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (entry_id, name)
+  );
+  `,
 ];

@@ -5,11 +5,12 @@ import { displayPath, type DiffFile } from "../diff.ts";
 /** Files longer than this start folded, so a huge rewrite does not freeze the page. */
 const FOLD_LINES = 2000;
 
-function fileId(index: number): string {
-  return `diff-file-${index}`;
+function fileIdFor(prefix: string, index: number): string {
+  return `${prefix}-${index}`;
 }
 
-function DiffFileView({ file, index }: { file: DiffFile; index: number }) {
+function DiffFileView({ file, index, idPrefix }: { file: DiffFile; index: number; idPrefix: string }) {
+  const fileId = (at: number): string => fileIdFor(idPrefix, at);
   const lineCount = file.hunks.reduce((sum, hunk) => sum + hunk.lines.length, 0);
   const [open, setOpen] = useState(lineCount <= FOLD_LINES);
   return (
@@ -65,7 +66,9 @@ function DiffFileView({ file, index }: { file: DiffFile; index: number }) {
   );
 }
 
-export function DiffView({ files }: { files: DiffFile[] }) {
+/** `idPrefix` keeps element ids unique when a page shows several diffs (a batch's entries). */
+export function DiffView({ files, idPrefix = "diff-file" }: { files: DiffFile[]; idPrefix?: string }) {
+  const fileId = (at: number): string => fileIdFor(idPrefix, at);
   if (files.length === 0) return <p class="muted">The job changed no files.</p>;
   const additions = files.reduce((sum, file) => sum + file.additions, 0);
   const deletions = files.reduce((sum, file) => sum + file.deletions, 0);
@@ -89,7 +92,7 @@ export function DiffView({ files }: { files: DiffFile[] }) {
         </ul>
       </nav>
       {files.map((file, index) => (
-        <DiffFileView key={index} file={file} index={index} />
+        <DiffFileView key={index} file={file} index={index} idPrefix={idPrefix} />
       ))}
     </div>
   );
