@@ -13,7 +13,7 @@ describe("bad input", () => {
   let api: Record<string, string>;
   let executor: Record<string, string>;
 
-  const identity = { executorName: "manual", hostname: "h", version: "t", runtime: "shell", isolation: ["none"], queues: ["manual"], waitMs: 0 };
+  const identity = { executorName: "manual", hostname: "h", version: "t", runtime: "shell", isolation: ["none"], network: "internet", queues: ["manual"], waitMs: 0 };
 
   /** Everything a user can see, to compare before and after the bad requests. */
   async function snapshot(): Promise<string> {

@@ -99,7 +99,7 @@ describe("two coordinators on one Postgres", { skip: NO_POSTGRES, concurrency: f
     const held = fetch(`${a.url}/.executors/dequeue`, {
       method: "POST",
       headers: { authorization: `token-executor ${EXECUTOR_TOKEN}`, "content-type": "application/json" },
-      body: JSON.stringify({ executorName: "held-poller", hostname: "test", version: "test", runtime: "shell", isolation: ["none"], queues: ["held"], waitMs: 20_000 }),
+      body: JSON.stringify({ executorName: "held-poller", hostname: "test", version: "test", runtime: "shell", isolation: ["none"], network: "internet", queues: ["held"], waitMs: 20_000 }),
     });
     await new Promise((resolve) => setTimeout(resolve, 300));
     const submitted = await apiB.submit({ queue: "held", isolation: "none", steps: [{ commands: ["true"] }] });
