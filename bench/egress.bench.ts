@@ -9,24 +9,19 @@
  *                a connection. Target: p50 <= 5 ms.
  *   scripts/bench.sh egress        (BENCH_EGRESS_MIB, BENCH_EGRESS_RUNS, BENCH_EGRESS_PINGS)
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { openSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { ApiClient } from "../src/cli/api-client.ts";
 import { freePort, startAirlock, waitForHealthy } from "../src/cli/local-cluster.ts";
-import { silentLogger } from "../src/common/logger.ts";
 import { readTokenFile } from "../src/common/token-files.ts";
-import { allRuntimes } from "../src/runtimes/index.ts";
-import { TEST_IMAGES } from "../test/helpers/bwrap.ts";
 import { baseEnv, ENTRY, logText, waitForJob } from "../test/helpers/cluster.ts";
 import { createWorld, PUBLIC, worldUnavailable } from "../test/egress/world.ts";
-import { DATA_DIR, microvmUnavailable } from "../test/runtimes/microvm-target.ts";
+import { runtimeUnavailable, SANDBOX_RUNTIMES, startWorldExecutor, type WorldExecutor } from "../test/egress/world-executor.ts";
 import { median, percentile, printTable } from "./lib.ts";
 
 const MIB = Number(process.env.BENCH_EGRESS_MIB ?? 200);
 const RUNS = Number(process.env.BENCH_EGRESS_RUNS ?? 3);
 const PINGS = Number(process.env.BENCH_EGRESS_PINGS ?? 40);
-const RUNTIMES = ["bwrap", "docker", "gvisor", "microvm"] as const;
 const IMAGE = "airlock-test/net";
 const BYTES = MIB * 1024 * 1024;
 
@@ -43,16 +38,6 @@ function figures(text: string): { download: number[]; ttfb: number[] } {
   return { download: pick("DL"), ttfb: pick("TTFB") };
 }
 
-async function unavailable(name: (typeof RUNTIMES)[number]): Promise<string | undefined> {
-  if (name === "microvm") {
-    const reason = await microvmUnavailable();
-    if (reason) return reason;
-  }
-  const runtime = allRuntimes({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir: DATA_DIR, logger: silentLogger, images: [TEST_IMAGES] }).find((item) => item.name === name);
-  const probe = await runtime?.probe();
-  return probe?.usable ? undefined : (probe?.detail ?? "unknown runtime");
-}
-
 async function main(): Promise<void> {
   const skip = worldUnavailable();
   if (skip) {
@@ -60,7 +45,7 @@ async function main(): Promise<void> {
     return;
   }
   const world = await createWorld();
-  const executors: ChildProcess[] = [];
+  const executors: WorldExecutor[] = [];
   const port = await freePort();
   const dataDir = join(world.dir, "coordinator");
   const coordinator = startAirlock(ENTRY, ["server", "--data", dataDir, "--listen", `${world.hostAddress}:${port}`, "--log-format", "json"], { env: baseEnv, logFile: join(world.dir, "coordinator.log") });
@@ -75,18 +60,13 @@ async function main(): Promise<void> {
     const bareDownload = median(bare.download);
     const bareTtfb = median(bare.ttfb);
     const rows: (string | number)[][] = [["direct (host, same world)", bareDownload.toFixed(0), ((BYTES / (bareDownload / 1000)) / 2 ** 20).toFixed(0), "1.00", bareTtfb.toFixed(2), percentile(bare.ttfb, 90).toFixed(2), "-"]];
-    for (const runtime of RUNTIMES) {
-      const reason = await unavailable(runtime);
+    for (const runtime of SANDBOX_RUNTIMES) {
+      const reason = await runtimeUnavailable(runtime);
       if (reason) {
         rows.push([runtime, "-", "-", `skipped: ${reason}`, "-", "-", "-"]);
         continue;
       }
-      const token = readTokenFile(dataDir, "executor") ?? "";
-      const args = [ENTRY, "executor", "run", "--url", url, "--runtime", runtime, "--queues", runtime, "--images", TEST_IMAGES, "--egress-allow", `${PUBLIC.address}/32`, "--log-level", "warn"];
-      args.push("--data", runtime === "microvm" ? DATA_DIR : join(world.dir, `executor-${runtime}`), "--workspace-root", join(world.dir, `workspaces-${runtime}`));
-      const argv = world.inWorld([process.execPath, ...args]);
-      const log = openSync(join(world.dir, `executor-${runtime}.log`), "a");
-      executors.push(spawn(argv[0] ?? "", argv.slice(1), { env: { ...baseEnv, AIRLOCK_EXECUTOR_TOKEN: token }, stdio: ["ignore", log, log] }));
+      executors.push(startWorldExecutor(world, { url, token: readTokenFile(dataDir, "executor") ?? "", runtime, extraArgs: ["--log-level", "warn"] }));
       const job = await waitForJob(
         api,
         (await api.submit({ queue: runtime, maxAttempts: 1, steps: [{ image: IMAGE, commands: [probeScript(`http://${PUBLIC.name}`)] }] })).id,
@@ -107,14 +87,7 @@ async function main(): Promise<void> {
     console.log(`${MIB} MiB over HTTP from the world's public host, median of ${RUNS}; first byte of /hello, ${PINGS} sequential requests (ms)\n`);
     printTable(["column", "download ms", "MiB/s", "throughput ratio to direct (target >= 0.8)", "TTFB p50", "TTFB p90", "added by gateway p50 (target <= 5)"], rows);
   } finally {
-    for (const child of executors) {
-      if (child.exitCode !== null) continue;
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    for (const executor of executors) await executor.stop();
     await coordinator.stop(5000);
     await world.close();
   }

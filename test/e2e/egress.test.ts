@@ -10,37 +10,20 @@
  * own allow list narrows what it may reach and cannot widen it.
  */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ApiClient } from "../../src/cli/api-client.ts";
 import { freePort, startAirlock, waitForHealthy, type ManagedProcess } from "../../src/cli/local-cluster.ts";
 import { readTokenFile } from "../../src/common/token-files.ts";
-import { silentLogger } from "../../src/common/logger.ts";
 import { EgressRecord, type JobView } from "../../src/protocol/index.ts";
-import { allRuntimes } from "../../src/runtimes/index.ts";
 import { baseEnv, ENTRY, logText, waitForJob } from "../helpers/cluster.ts";
-import { TEST_IMAGES } from "../helpers/bwrap.ts";
-import { DATA_DIR, microvmUnavailable } from "../runtimes/microvm-target.ts";
+import { runtimeUnavailable, SANDBOX_RUNTIMES, startWorldExecutor, type WorldExecutor } from "../egress/world-executor.ts";
 import { worldFileSha256 } from "../egress/world-file.ts";
 import { createWorld, LOOPBACK_PORT, METADATA, PRIVATE, PUBLIC, worldUnavailable, type EgressWorld } from "../egress/world.ts";
 
 const NET_IMAGE = "airlock-test/net";
-const RUNTIMES = ["bwrap", "docker", "gvisor", "microvm"] as const;
 const worldSkip = worldUnavailable();
 if (worldSkip) process.stdout.write(`# SKIP egress end-to-end: ${worldSkip}\n`);
-
-/** Why `name` cannot run here, or undefined. */
-async function runtimeUnavailable(name: (typeof RUNTIMES)[number]): Promise<string | undefined> {
-  if (name === "microvm") {
-    const reason = await microvmUnavailable();
-    if (reason) return reason;
-  }
-  const runtime = allRuntimes({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir: DATA_DIR, logger: silentLogger, images: [TEST_IMAGES] }).find((item) => item.name === name);
-  const probe = await runtime?.probe();
-  return probe?.usable ? undefined : (probe?.detail ?? `no runtime ${name}`);
-}
 
 /** A step that exits 0 only if every one of its probes was refused; each probe prints its verdict. */
 function refusedScript(coordinator: string): string[] {
@@ -94,39 +77,25 @@ describe("egress end to end", { skip: worldSkip }, () => {
     await world?.close();
   });
 
-  for (const runtime of RUNTIMES) {
+  for (const runtime of SANDBOX_RUNTIMES) {
     describe(runtime, () => {
-      let executor: ChildProcess | undefined;
-      let executorDied: Promise<string> = new Promise(() => undefined);
+      let executor: WorldExecutor | undefined;
       let skip: string | undefined;
 
       before(async () => {
         skip = await runtimeUnavailable(runtime);
         if (skip) return;
-        const log = openSync(join(world.dir, `executor-${runtime}.log`), "a");
-        const args = [ENTRY, "executor", "run", "--url", url, "--runtime", runtime, "--queues", runtime, "--images", TEST_IMAGES, "--default-image", NET_IMAGE];
-        args.push("--data", runtime === "microvm" ? DATA_DIR : join(world.dir, `executor-${runtime}`), "--workspace-root", join(world.dir, `workspaces-${runtime}`));
-        args.push("--egress-allow", `${PUBLIC.address}/32`, "--name", `egress-${runtime}`, "--log-format", "json");
-        const token = readTokenFile(join(world.dir, "coordinator"), "executor") ?? "";
-        const argv = world.inWorld([process.execPath, ...args]);
-        executor = spawn(argv[0] ?? "", argv.slice(1), { env: { ...baseEnv, AIRLOCK_EXECUTOR_TOKEN: token }, stdio: ["ignore", log, log] });
-        const child = executor;
-        executorDied = new Promise((resolve) => child.once("exit", (code) => resolve(`the ${runtime} executor exited (${code}): ${readFileSync(join(world.dir, `executor-${runtime}.log`), "utf8").slice(-2000)}`)));
+        executor = startWorldExecutor(world, { url, token: readTokenFile(join(world.dir, "coordinator"), "executor") ?? "", runtime });
       });
 
       after(async () => {
-        if (!executor || executor.exitCode !== null) return;
-        const exited = new Promise((resolve) => executor?.once("exit", resolve));
-        executor.kill("SIGTERM");
-        const timer = setTimeout(() => executor?.kill("SIGKILL"), 10_000);
-        await exited;
-        clearTimeout(timer);
+        await executor?.stop();
       });
 
       const submit = (spec: Record<string, unknown>): Promise<JobView> => api.submit({ queue: runtime, isolation: "namespace", maxAttempts: 1, ...spec });
       const egressRecord = async (job: JobView): Promise<EgressRecord> => EgressRecord.parse(JSON.parse((await api.artifactBytes(job.id, "egress.json")).toString("utf8")));
       const wait = (job: JobView): Promise<JobView> =>
-        Promise.race([waitForJob(api, job.id, undefined, 180_000), executorDied.then((why) => Promise.reject(new Error(why)))]);
+        Promise.race([waitForJob(api, job.id, undefined, 180_000), ...(executor ? [executor.died] : [])]);
 
       it("reaches the public host over HTTP, HTTPS and SOCKS5; everything internal is refused and recorded", async (t) => {
         if (skip) return t.skip(skip);
