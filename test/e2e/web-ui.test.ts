@@ -12,6 +12,18 @@ import type { Page } from "playwright-core";
 import { isTerminal } from "../../src/protocol/index.ts";
 import { launchBrowser, type Browser } from "../helpers/browser.ts";
 import { makeRepo, startCluster, waitForJob, type Cluster } from "../helpers/cluster.ts";
+import { TEST_IMAGES } from "../helpers/bwrap.ts";
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { silentLogger } from "../../src/common/logger.ts";
+import { BwrapRuntime } from "../../src/runtimes/bwrap/index.ts";
+
+const egressUnavailable = existsSync(join(TEST_IMAGES, "net", "oci", "index.json")) ? undefined : `the test image airlock-test/net is missing in ${TEST_IMAGES}`;
+
+async function bwrapUnavailable(): Promise<string | undefined> {
+  const probe = await new BwrapRuntime({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir: join(tmpdir(), "airlock-web-ui-probe"), images: [TEST_IMAGES], logger: silentLogger }).probe();
+  return probe.usable ? undefined : `bwrap: ${probe.detail}`;
+}
 
 let cluster: Cluster;
 let browser: Browser | undefined;
@@ -330,6 +342,29 @@ describe("web UI in Chromium", { concurrency: false, timeout: 240_000 }, () => {
     await badge("completed").waitFor({ timeout: 30_000 });
     const texts = await page.locator(".log-text").allInnerTexts();
     assert.deepEqual(texts, Array.from({ length: 25 }, (_, index) => `n ${index + 1}`));
+  });
+
+  it("shows what a job reached through the egress gateway, refusals named", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const why = egressUnavailable ?? (await bwrapUnavailable());
+    if (why) return t.skip(why);
+    cluster.startExecutor(["--runtime", "bwrap", "--queues", "net", "--images", TEST_IMAGES, "--name", "web-ui-bwrap"]);
+    // Refused by the gateway before any packet is sent: loopback and a private address.
+    const job = await cluster.api.submit({
+      queue: "net",
+      steps: [{ key: "probe", image: "airlock-test/net", commands: ['curl -fsS --noproxy "" -x "$http_proxy" http://127.0.0.1:9/ || true', 'curl -fsS -x "$http_proxy" http://10.255.0.1/ || true'] }],
+    });
+    const done = await waitForJob(cluster.api, job.id, undefined, 120_000);
+    assert.equal(done.state, "completed", done.failureMessage ?? "");
+    await openJob(job.id);
+    const section = page.getByRole("region", { name: "Network" });
+    await section.getByTestId("egress-totals").waitFor();
+    assert.match(await section.getByTestId("egress-totals").innerText(), /2 connection\(s\): 0 allowed, 2 refused/);
+    const text = await section.innerText();
+    assert.match(text, /127\.0\.0\.1:9/);
+    assert.match(text, /loopback/);
+    assert.match(text, /10\.255\.0\.1:80[\s\S]*private-use/);
+    await browser!.screenshot(page, "14-job-egress");
   });
 
   it("sent no request off loopback and broke no CSP rule", async (t) => {
