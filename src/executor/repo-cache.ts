@@ -40,7 +40,7 @@ export interface RepoCacheOptions {
   logger: Logger;
 }
 
-const MIRROR_CONFIG = "[core]\n\tbare = true\n\tlogAllRefUpdates = false\n[gc]\n\tauto = 0\n[fetch]\n\tunpackLimit = 1\n[transfer]\n\tunpackLimit = 1\n";
+const MIRROR_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n\tlogAllRefUpdates = false\n[gc]\n\tauto = 0\n[fetch]\n\tunpackLimit = 1\n[transfer]\n\tunpackLimit = 1\n";
 /** Written last when a mirror is created: a mirror without it is a half-made one and is rebuilt. */
 const READY_FILE = "airlock-mirror";
 const MAX_PACKS = 32;
@@ -80,7 +80,9 @@ export class RepoCache {
   private async ensureCommit(mirror: string, commit: string, fetch: CacheFetch): Promise<void> {
     const ready = await stat(join(mirror, READY_FILE)).catch(() => undefined);
     if (!ready) await this.create(mirror);
-    else if ((await this.git(mirror, ["cat-file", "-e", `${commit}^{commit}`], fetch.signal)).code === 0) {
+    // A ref per fetched commit names it without a git process; a checkout from a mirror that lost the
+    // objects fails, and the workspace then discards the mirror.
+    else if ((await stat(join(mirror, "refs", "airlock", commit)).catch(() => undefined)) || (await this.git(mirror, ["cat-file", "-e", `${commit}^{commit}`], fetch.signal)).code === 0) {
       fetch.log(`repository cache: ${commit} already cached\n`);
       return;
     }
@@ -99,10 +101,7 @@ export class RepoCache {
 
   private async create(mirror: string): Promise<void> {
     await rm(mirror, { recursive: true, force: true });
-    await mkdir(mirror, { recursive: true, mode: 0o700 });
-    const init = await this.git(mirror, ["init", "--quiet", "--bare", mirror], undefined, false);
-    if (init.code !== 0) throw new CommandError("git init", init);
-    await writeFile(join(mirror, "config"), MIRROR_CONFIG);
+    await writeGitDir(mirror, MIRROR_CONFIG);
     await writeFile(join(mirror, READY_FILE), "");
   }
 
@@ -131,8 +130,8 @@ export class RepoCache {
     }
   }
 
-  private git(mirror: string, args: string[], signal: AbortSignal | undefined, withDir = true): Promise<RunResult> {
-    return run("git", args, { env: gitEnv({ PATH: this.options.hostPath }, withDir ? { GIT_DIR: mirror } : {}), ...(signal ? { signal } : {}) });
+  private git(mirror: string, args: string[], signal: AbortSignal): Promise<RunResult> {
+    return run("git", args, { env: gitEnv({ PATH: this.options.hostPath }, { GIT_DIR: mirror }), signal });
   }
 
   private async locked<T>(mirror: string, body: () => Promise<T>): Promise<T> {
@@ -174,6 +173,19 @@ export class RepoCache {
       total -= mirror.bytes;
     }
   }
+}
+
+/**
+ * What `git init --bare` makes, less its sample hooks and description, without a git process
+ * (each costs 15-30 ms and blocks the event loop while it forks).
+ */
+export async function writeGitDir(dir: string, config: string): Promise<void> {
+  await mkdir(join(dir, "objects", "pack"), { recursive: true, mode: 0o700 });
+  await mkdir(join(dir, "objects", "info"), { recursive: true });
+  await mkdir(join(dir, "refs", "heads"), { recursive: true });
+  await mkdir(join(dir, "refs", "tags"), { recursive: true });
+  await writeFile(join(dir, "HEAD"), "ref: refs/heads/main\n");
+  await writeFile(join(dir, "config"), config);
 }
 
 /** Hard-links every object file (packs and loose objects) of `from` into `to`; copies across filesystems. */
