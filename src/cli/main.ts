@@ -86,6 +86,7 @@ const executorOptions = (command: Command): Command =>
     .option("--workspace-root <dir>", "where job workspaces go (env AIRLOCK_WORKSPACE_ROOT; default <data>/workspaces)")
     .option("--max-runtime <duration>", "no job runs longer (env AIRLOCK_MAX_RUNTIME; default 30m)")
     .option("--heartbeat-interval <duration>", "env AIRLOCK_HEARTBEAT_INTERVAL; default 5s")
+    .option("--repo-cache-max <size>", "size cap of the repository cache in <data>/repo-cache, least recently used evicted first; off: no cache (env AIRLOCK_REPO_CACHE_MAX; default 10g)")
     .option("--log-cap <size>", "per-job log cap; head and tail kept beyond it (env AIRLOCK_LOG_CAP; default 64m)")
     .option("--name <name>", "executor name (env AIRLOCK_EXECUTOR_NAME; default <hostname>-<random>)")
     .option("--docker-host <socket>", "Docker Engine socket for the docker and gvisor runtimes (env DOCKER_HOST; default unix:///var/run/docker.sock)")

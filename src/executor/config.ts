@@ -45,6 +45,8 @@ export interface ExecutorConfig {
   egressDeny: string[];
   /** Gateway connections open at once per job, unless the job asks for fewer. */
   egressMaxConnections: number;
+  /** Size cap of the repository cache in `<data>/repo-cache`; 0: no cache, every job fetches afresh. */
+  repoCacheMaxBytes: number;
 }
 
 /** A name suffix, not a secret (Math.random keeps OpenSSL out of the executor's memory). */
@@ -126,6 +128,7 @@ export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<Executor
     egressAllow: egressRules(source.list("egressAllow", "AIRLOCK_EGRESS_ALLOW", []), "egress-allow"),
     egressDeny: egressRules(source.list("egressDeny", "AIRLOCK_EGRESS_DENY", []), "egress-deny"),
     egressMaxConnections: source.integer("egressMaxConnections", "AIRLOCK_EGRESS_MAX_CONNECTIONS", 64, 1, 4096),
+    repoCacheMaxBytes: source.string("repoCacheMax", "AIRLOCK_REPO_CACHE_MAX") === "off" ? 0 : source.sizeBytes("repoCacheMax", "AIRLOCK_REPO_CACHE_MAX", "10g"),
   });
 }
 

@@ -22,6 +22,7 @@ import type { CoordinatorClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
 import { EgressHost } from "./egress.ts";
 import { JobRun } from "./job-runner.ts";
+import { RepoCache } from "./repo-cache.ts";
 import { OWNER_FILE } from "./workspace.ts";
 
 export type ExecutorState = "running" | "draining" | "stopped";
@@ -40,6 +41,7 @@ export class Executor {
   private loop: Promise<void> | undefined;
   readonly identity: ExecutorIdentity;
   private egress: EgressHost | undefined;
+  private readonly cache: RepoCache | undefined;
 
   constructor(options: { config: Readonly<ExecutorConfig>; client: CoordinatorClient; runtime: Runtime; logger: Logger; clock: Clock }) {
     this.config = options.config;
@@ -47,6 +49,10 @@ export class Executor {
     this.runtime = options.runtime;
     this.clock = options.clock;
     this.logger = options.logger.child({ executor: options.config.name });
+    this.cache =
+      this.config.repoCacheMaxBytes > 0
+        ? new RepoCache({ dir: join(this.config.dataDir, "repo-cache"), maxBytes: this.config.repoCacheMaxBytes, hostPath: this.config.hostPath, logger: this.logger })
+        : undefined;
     const offered: Isolation[] = ISOLATION_LEVELS.filter((level) => isolationRank(level) <= isolationRank(this.runtime.isolation));
     this.identity = {
       executorName: this.config.name,
@@ -114,7 +120,7 @@ export class Executor {
   }
 
   private launch(job: JobRun["job"]): void {
-    const run = new JobRun(job, { client: this.client, runtime: this.runtime, config: this.config, logger: this.logger, egress: this.egress });
+    const run = new JobRun(job, { client: this.client, runtime: this.runtime, config: this.config, logger: this.logger, egress: this.egress, cache: this.cache });
     this.running.set(job.id, run);
     void run
       .run()

@@ -21,6 +21,7 @@ import { EGRESS_ARTIFACT, proxyEnvironment, type EgressHost, type JobEgress } fr
 import { LogShipper, type EntryStream } from "./log-shipper.ts";
 import { watchDiskUsage } from "./disk-watch.ts";
 import { collectOutputs } from "./outputs.ts";
+import type { RepoCache } from "./repo-cache.ts";
 import { jobDirs, prepareWorkspace, WorkspaceRefusal, type JobDirs } from "./workspace.ts";
 
 export type StopReason = { kind: "canceled" } | { kind: "lease-lost" } | { kind: "job-timeout"; ms: number } | { kind: "shutdown" };
@@ -34,6 +35,8 @@ export interface JobRunDeps {
   logger: Logger;
   /** Present when the executor gives jobs the internet through its egress gateway. */
   egress?: EgressHost | undefined;
+  /** The executor's repository cache, when it keeps one. */
+  cache?: RepoCache | undefined;
 }
 
 /** Retries a control call (step start/finish, final report) through coordinator outages. */
@@ -106,7 +109,7 @@ export class JobRun {
     this.logger.info("job started", { runtime: runtime.name, steps: this.job.spec.steps.length });
     try {
       await this.entry("prepare", async (log) => {
-        await prepareWorkspace(this.job, dirs, this.jobClient, log, { hostPath: config.hostPath, caPath: config.caPath, signal: this.abort.signal });
+        await prepareWorkspace(this.job, dirs, this.jobClient, log, { hostPath: config.hostPath, caPath: config.caPath, signal: this.abort.signal, cache: this.deps.cache });
         await this.openEgress(dirs, log);
         sandbox = await this.createSandbox(dirs, log);
       });

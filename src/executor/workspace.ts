@@ -7,17 +7,22 @@
  *   git/         the executor's private git dir: fetched into, used for the diff afterwards
  *   sandbox/     scratch space for the runtime
  *
+ * With a repository cache (repo-cache.ts), git/ borrows the objects of the executor's mirror of the
+ * repository (hard links, host only) and workspace/.git is a real copy, so the job cannot reach the
+ * mirror; jobs that fetch tags bypass the cache.
+ *
  * The job token travels only in the environment of the git commands (GIT_CONFIG_* variables),
  * never in a git config file. The diff is later computed with the private git dir, whose config
  * and hooks the job cannot touch, so nothing a step writes into workspace/.git runs on the host.
  */
 import { constants } from "node:fs";
-import { appendFile, cp, lstat, mkdir, open, readFile, writeFile } from "node:fs/promises";
+import { cp, lstat, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CommandError, gitEnv, run } from "../common/exec.ts";
 import { StepFailedError, type JobPayload } from "../protocol/index.ts";
 import type { JobClient } from "./client.ts";
 import type { EntryStream } from "./log-shipper.ts";
+import { writeGitDir, type RepoCache } from "./repo-cache.ts";
 
 export interface JobDirs {
   root: string;
@@ -34,6 +39,8 @@ export interface PrepareOptions {
   hostPath: string;
   caPath: string | undefined;
   signal: AbortSignal;
+  /** The executor's repository cache; undefined: every job fetches its repository afresh. */
+  cache?: RepoCache | undefined;
 }
 
 /** Thrown for problems that are the job's own doing (a bad path), as opposed to infrastructure. */
@@ -73,7 +80,7 @@ async function checkout(job: JobPayload, dirs: JobDirs, client: JobClient, log: 
     log.write(`$ git ${args.join(" ")}\n`);
     const started = Date.now();
     const result = await run("git", args, {
-      env: args[0] === "init" ? gitEnv({ PATH: options.hostPath }) : withAuth ? { ...env, ...auth } : env,
+      env: withAuth ? { ...env, ...auth } : env,
       signal: options.signal,
       onOutput: (chunk) => log.write(chunk),
     });
@@ -81,28 +88,58 @@ async function checkout(job: JobPayload, dirs: JobDirs, client: JobClient, log: 
     log.write(`  (${Date.now() - started} ms)\n`);
   };
 
-  await mkdir(dirs.gitDir, { recursive: true });
-  await git(["init", "--quiet", "--bare", dirs.gitDir]);
-  // Written directly rather than with one `git config` per key: each git process costs ~15 ms.
   const sparse = job.spec.sparseCheckout;
-  await appendFile(join(dirs.gitDir, "config"), gitConfigText(remote.url, Boolean(sparse)));
-  const fetchArgs = ["-c", "protocol.version=2", "fetch", "--no-progress", "--no-recurse-submodules"];
-  if (job.spec.fetchTags) fetchArgs.push("--tags");
-  if (job.spec.shallowClone) fetchArgs.push("--depth=1", ...(job.spec.fetchTags ? [] : ["--no-tags"]));
-  else if (!job.spec.fetchTags) fetchArgs.push("--no-tags");
-  if (sparse) fetchArgs.push("--filter=blob:none");
-  await git([...fetchArgs, "origin", repository.commit], true);
-  if (sparse) {
-    await mkdir(join(dirs.gitDir, "info"), { recursive: true });
-    await writeFile(join(dirs.gitDir, "info", "sparse-checkout"), `${sparse.join("\n")}\n`);
+  const initGitDir = async (): Promise<void> => {
+    // Written directly rather than with `git init` and one `git config` per key: each git process costs ~15 ms.
+    await writeGitDir(dirs.gitDir, `[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n${gitConfigText(remote.url, Boolean(sparse))}`);
+    if (sparse) {
+      await mkdir(join(dirs.gitDir, "info"), { recursive: true });
+      await writeFile(join(dirs.gitDir, "info", "sparse-checkout"), `${sparse.join("\n")}\n`);
+    }
+  };
+  const cache = job.spec.fetchTags ? undefined : options.cache;
+  if (cache) {
+    const fromCache = async (): Promise<void> => {
+      await initGitDir();
+      await cache.provide(repository.name, repository.commit, join(dirs.gitDir, "objects"), { remoteUrl: remote.url, authEnv: auth, signal: options.signal, log: (text) => log.write(text) });
+      if (job.spec.shallowClone) await writeFile(join(dirs.gitDir, "shallow"), `${repository.commit}\n`);
+      await git(["checkout", "--quiet", "--force", repository.commit]);
+    };
+    try {
+      await fromCache();
+    } catch (error) {
+      // A fetch failure is not the mirror's fault (provide rebuilds a corrupt one itself); a checkout
+      // failure from objects it has is: drop the mirror and start over once.
+      if (options.signal.aborted || (error instanceof CommandError && error.message.startsWith("git fetch"))) throw error;
+      log.write(`repository cache: checkout failed (${error instanceof Error ? error.message : String(error)}); rebuilding the mirror\n`);
+      await cache.discard(repository.name);
+      await rm(dirs.gitDir, { recursive: true, force: true });
+      await rm(dirs.workspace, { recursive: true, force: true });
+      await mkdir(dirs.workspace, { recursive: true, mode: 0o755 });
+      await fromCache();
+    }
+  } else {
+    await initGitDir();
+    await fetchInto(job, git);
   }
-  await git(["-c", "protocol.version=2", "checkout", "--quiet", "--force", repository.commit], true);
   // The workspace gets its own copy of the git dir so tools inside the sandbox can use git;
   // the remote there names the repository instead of the coordinator's endpoint.
   await cp(dirs.gitDir, join(dirs.workspace, ".git"), { recursive: true, verbatimSymlinks: true });
   const copied = await readFile(join(dirs.workspace, ".git", "config"), "utf8");
   await writeFile(join(dirs.workspace, ".git", "config"), copied.replace(gitConfigText(remote.url, Boolean(sparse)), gitConfigText(repository.name, Boolean(sparse))));
   log.write(`checked out ${repository.name} at ${repository.commit}\n`);
+}
+
+async function fetchInto(job: JobPayload, git: (args: string[], withAuth?: boolean) => Promise<void>): Promise<void> {
+  const commit = job.repository?.commit ?? "";
+  const sparse = job.spec.sparseCheckout;
+  const fetchArgs = ["-c", "protocol.version=2", "fetch", "--no-progress", "--no-recurse-submodules"];
+  if (job.spec.fetchTags) fetchArgs.push("--tags");
+  if (job.spec.shallowClone) fetchArgs.push("--depth=1", ...(job.spec.fetchTags ? [] : ["--no-tags"]));
+  else if (!job.spec.fetchTags) fetchArgs.push("--no-tags");
+  if (sparse) fetchArgs.push("--filter=blob:none");
+  await git([...fetchArgs, "origin", commit], true);
+  await git(["-c", "protocol.version=2", "checkout", "--quiet", "--force", commit], true);
 }
 
 function gitConfigText(remoteUrl: string, sparse: boolean): string {

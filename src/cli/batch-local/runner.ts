@@ -210,5 +210,7 @@ export function localExecutorConfig(options: {
     egressAllow: [],
     egressDeny: [],
     egressMaxConnections: 64,
+    // Each repository of a batch is fetched once: a local run keeps no repository cache.
+    repoCacheMaxBytes: 0,
   });
 }
