@@ -67,6 +67,7 @@ export class Executor {
   async start(): Promise<void> {
     await this.reapLeftovers();
     this.egress = await EgressHost.create(this.config, this.runtime, this.logger);
+    await this.runtime.start?.();
     await this.heartbeat();
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeatIntervalMs);
     this.loop = this.pollLoop();
@@ -154,6 +155,7 @@ export class Executor {
       });
     }
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.state !== "stopped") await this.runtime.close?.();
     this.state = "stopped";
   }
 

@@ -100,6 +100,10 @@ export interface Runtime {
   createSandbox(spec: SandboxSpec, signal: AbortSignal): Promise<Sandbox>;
   /** Removes what dead executors of this host left behind (see labels.ts); returns how many things. */
   reapLeftovers?(): Promise<number>;
+  /** Called once when the executor starts taking jobs (microvm: starts filling its warm pool). */
+  start?(): Promise<void>;
+  /** Called once when the executor stops: ends what `start` began (microvm: kills idle warm VMs). */
+  close?(): Promise<void>;
 }
 
 /** The script a step's commands become: run by /bin/sh, stopping at the first failing command. */

@@ -2,8 +2,10 @@
  * The microvm runtime (isolation `vm`): every job in a fresh QEMU `microvm` virtual machine,
  * booted before its first step and killed after its last, with KVM when a probe VM boots with
  * it and TCG otherwise. The VM sees only its own disks; a job with a network also gets one network
- * device whose only way out is the job's egress gateway (net.ts). See sandbox.ts for a job's
- * life, agent/agent.c for the guest, guest.ts for how the guest is built.
+ * device whose only way out is the job's egress gateway (net.ts). With `warmVms` > 0, a job
+ * without a network whose shape matches takes a pre-booted, never-used VM from the warm pool
+ * (pool.ts) instead of booting one; `start` fills the pool, `close` empties it. See sandbox.ts for
+ * a job's life, agent/agent.c for the guest, guest.ts for how the guest is built.
  */
 import { spawnSync } from "node:child_process";
 import { availableParallelism } from "node:os";
@@ -16,7 +18,8 @@ import { chooseAccelerator } from "./accel.ts";
 import { MKFS } from "./disks.ts";
 import { loadGuest } from "./guest.ts";
 import { ImageDisks } from "./image-disks.ts";
-import { MicroVmSandbox } from "./sandbox.ts";
+import { POOL_MARKER_PREFIX, reapPoolDirs, rssBytes, WarmPool, type PoolStats } from "./pool.ts";
+import { DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, GUEST_OVERHEAD_MIB, MicroVmSandbox, type MicroVmDeps } from "./sandbox.ts";
 import { QEMU } from "./vm.ts";
 
 export interface MicroVmRuntimeOptions {
@@ -33,6 +36,20 @@ export interface MicroVmRuntimeOptions {
   bootTimeoutMs?: number | undefined;
   /** Guests print their boot stages on their console (airlock.debug): for the benchmark. */
   debugBoot?: boolean | undefined;
+  /** Pre-booted VMs kept waiting for jobs (0: every job boots its own). */
+  warmVms?: number | undefined;
+  /** Idle warm VMs older than this are killed and replaced. */
+  warmVmMaxAgeMs?: number | undefined;
+}
+
+export const DEFAULT_WARM_VM_MAX_AGE_MS = 30 * 60_000;
+/** The warm pool's VMs: the default job shape (1 vCPU, the default memory plus the guest's overhead). */
+export const WARM_VM_MEMORY_MIB = Math.ceil(DEFAULT_MEMORY_BYTES / 1024 ** 2) + GUEST_OVERHEAD_MIB;
+
+/** Warm-pool VMs of live executors on this host: their count and resident memory (`executor validate`). */
+export function warmVmsOnHost(): { count: number; rssBytes: number } {
+  const pids = vmProcesses((marker) => marker.startsWith(POOL_MARKER_PREFIX));
+  return { count: pids.length, rssBytes: pids.reduce((sum, pid) => sum + rssBytes(pid), 0) };
 }
 
 const MARKER_PREFIX = "microvm-";
@@ -59,10 +76,48 @@ export class MicroVmRuntime implements Runtime {
   readonly enforcesDiskLimit = true;
   private readonly options: MicroVmRuntimeOptions;
   private readonly images: ImageDisks;
+  readonly pool: WarmPool | undefined;
 
   constructor(options: MicroVmRuntimeOptions) {
     this.options = options;
     this.images = new ImageDisks({ dataDir: options.dataDir, sources: options.images, dockerSocket: options.dockerSocket, hostPath: options.path, logger: options.logger });
+    const size = options.warmVms ?? 0;
+    if (size > 0) {
+      this.pool = new WarmPool({
+        size,
+        maxAgeMs: options.warmVmMaxAgeMs ?? DEFAULT_WARM_VM_MAX_AGE_MS,
+        shape: { cpus: 1, memoryMiB: WARM_VM_MEMORY_MIB, diskBytes: DEFAULT_DISK_BYTES },
+        dataDir: options.dataDir,
+        hostPath: options.path,
+        bootTimeoutMs: this.bootTimeoutMs,
+        logger: options.logger.child({ pool: "warm-vms" }),
+        platform: () => this.platform(),
+        debugBoot: options.debugBoot,
+      });
+    }
+  }
+
+  private get bootTimeoutMs(): number {
+    return this.options.bootTimeoutMs ?? 180_000;
+  }
+
+  private async platform(): Promise<{ guest: Awaited<ReturnType<typeof loadGuest>>; accelerator: MicroVmDeps["accelerator"] }> {
+    const guest = await loadGuest(this.options.dataDir);
+    return { guest, accelerator: await chooseAccelerator(this.options.dataDir, guest, this.options.logger) };
+  }
+
+  /** Starts filling the warm pool (when there is one). */
+  async start(): Promise<void> {
+    this.pool?.start();
+  }
+
+  /** Kills the warm pool's VMs. */
+  async close(): Promise<void> {
+    await this.pool?.close();
+  }
+
+  poolStats(): PoolStats | undefined {
+    return this.pool?.stats();
   }
 
   private missingTools(): string[] {
@@ -82,22 +137,21 @@ export class MicroVmRuntime implements Runtime {
   }
 
   async createSandbox(spec: SandboxSpec, signal: AbortSignal): Promise<Sandbox> {
-    const guest = await loadGuest(this.options.dataDir);
-    const accelerator = await chooseAccelerator(this.options.dataDir, guest, this.options.logger);
-    return MicroVmSandbox.create(
-      spec,
-      {
-        guest,
-        accelerator,
-        images: this.images,
-        defaultImage: this.options.defaultImage,
-        hostPath: this.options.path,
-        cpuLimit: availableParallelism(),
-        bootTimeoutMs: this.options.bootTimeoutMs ?? 180_000,
-        debugBoot: this.options.debugBoot,
-      },
-      signal,
-    );
+    const { guest, accelerator } = await this.platform();
+    const deps: MicroVmDeps = {
+      guest,
+      accelerator,
+      images: this.images,
+      defaultImage: this.options.defaultImage,
+      hostPath: this.options.path,
+      cpuLimit: availableParallelism(),
+      bootTimeoutMs: this.bootTimeoutMs,
+      debugBoot: this.options.debugBoot,
+    };
+    const warm = spec.network ? undefined : this.pool?.take(MicroVmSandbox.shapeFor(spec, deps));
+    if (warm) return MicroVmSandbox.adopt(spec, deps, warm);
+    if (this.pool && !spec.network) spec.logger.info("no warm VM fits or is ready: booting one", { pool: this.pool.stats() });
+    return MicroVmSandbox.create(spec, deps, signal);
   }
 
   /** Kills the VMs that executors of this host left running when they died, and removes their half-unpacked images. */
@@ -111,6 +165,6 @@ export class MicroVmRuntime implements Runtime {
         // already gone
       }
     }
-    return pids.length + (await this.images.reapTemporary());
+    return pids.length + (await this.images.reapTemporary()) + (await reapPoolDirs(this.options.dataDir));
   }
 }

@@ -30,6 +30,7 @@ import { createSparse, DiskTooSmall, makeExt4 } from "./disks.ts";
 import type { Guest } from "./guest.ts";
 import type { ImageDisks } from "./image-disks.ts";
 import { GATEWAY, networkInitrd } from "./net.ts";
+import type { VmShape, WarmVm } from "./pool.ts";
 import { extractTar } from "./untar.ts";
 import { Vm } from "./vm.ts";
 
@@ -68,6 +69,10 @@ export class MicroVmSandbox implements Sandbox {
   private readonly deps: MicroVmDeps;
   private readonly disks: string[];
   private readonly returnDisk: string;
+  /** A warm VM's own directory, removed with its disks. */
+  private readonly ownDir: string | undefined;
+  /** True when the job took a pre-booted VM from the warm pool. */
+  readonly warm: boolean;
   private readonly luns = new Map<string, number>();
   private readonly destroyed = new AbortController();
   private running: Promise<StepOutcome> | undefined;
@@ -75,8 +80,10 @@ export class MicroVmSandbox implements Sandbox {
   private stepsRun = 0;
   private stepStopped = false;
 
-  private constructor(id: string, vm: Vm, spec: SandboxSpec, deps: MicroVmDeps, disks: string[], returnDisk: string, started: number) {
+  private constructor(id: string, vm: Vm, spec: SandboxSpec, deps: MicroVmDeps, disks: string[], returnDisk: string, started: number, ownDir?: string) {
     this.id = id;
+    this.ownDir = ownDir;
+    this.warm = ownDir !== undefined;
     this.returnDisk = returnDisk;
     this.vm = vm;
     this.spec = spec;
@@ -100,6 +107,35 @@ export class MicroVmSandbox implements Sandbox {
     const ms = performance.now() - started;
     this.spec.logger.info("microVM disks mounted", { sandbox: this.id, ms: Math.round(ms) });
     return ms;
+  }
+
+  /** The shape of VM a job needs (what `create` boots, and what a warm VM must match). */
+  static shapeFor(spec: SandboxSpec, deps: Pick<MicroVmDeps, "cpuLimit">): VmShape {
+    return {
+      cpus: Math.max(1, Math.min(Math.ceil(spec.resources.cpus ?? 1), deps.cpuLimit)),
+      memoryMiB: Math.ceil((spec.resources.memoryBytes ?? DEFAULT_MEMORY_BYTES) / 1024 ** 2) + GUEST_OVERHEAD_MIB,
+      diskBytes: spec.resources.diskBytes ?? DEFAULT_DISK_BYTES,
+    };
+  }
+
+  /**
+   * A sandbox on a warm VM (pool.ts) that the job now owns: its workspace disk gets the job's
+   * workspace, then the agent mounts. On any failure the VM is destroyed, never returned.
+   */
+  static async adopt(spec: SandboxSpec, deps: MicroVmDeps, warm: WarmVm): Promise<MicroVmSandbox> {
+    const started = performance.now();
+    try {
+      const info = await stat(spec.workspace).catch(() => undefined);
+      if (!info?.isDirectory()) throw new SandboxError(`workspace ${spec.workspace} is not a directory`);
+      await makeExt4({ path: warm.disks[0], sizeBytes: warm.shape.diskBytes, from: spec.workspace, label: "workspace", hostPath: deps.hostPath });
+    } catch (error) {
+      await warm.vm.kill();
+      await rm(warm.dir, { recursive: true, force: true });
+      if (error instanceof DiskTooSmall) throw new StepFailedError("prepare", undefined, `the workspace does not fit in the job's disk limit of ${formatSize(warm.shape.diskBytes)}`);
+      throw error;
+    }
+    spec.logger.info("microVM taken from the warm pool", { sandbox: warm.id, accelerator: deps.accelerator.accelerator, bootMs: warm.vm.bootMs, idleMs: Date.now() - warm.bornAt });
+    return new MicroVmSandbox(warm.id, warm.vm, spec, deps, [...warm.disks], warm.disks[2], started, warm.dir);
   }
 
   static async create(spec: SandboxSpec, deps: MicroVmDeps, signal: AbortSignal): Promise<MicroVmSandbox> {
@@ -294,6 +330,7 @@ export class MicroVmSandbox implements Sandbox {
     } finally {
       await this.vm.kill();
       await Promise.all(this.disks.map((disk) => rm(disk, { force: true })));
+      if (this.ownDir) await rm(this.ownDir, { recursive: true, force: true });
     }
   }
 
