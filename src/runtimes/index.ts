@@ -48,7 +48,7 @@ function lazy(name: string, isolation: Isolation, load: () => Promise<Runtime>, 
     probe: async () => (await get()).probe(),
     createSandbox: async (spec: SandboxSpec, signal: AbortSignal) => (await get()).createSandbox(spec, signal),
     reapLeftovers: async () => (await (await get()).reapLeftovers?.()) ?? 0,
-    start: async () => (await get()).start?.(),
+    start: async (host) => (await get()).start?.(host),
     // Nothing to end when the runtime was never loaded.
     close: async () => (loaded ? (await loaded).close?.() : undefined),
   };

@@ -1,11 +1,13 @@
 /**
  * The microvm runtime end to end: a real coordinator and an executor process (`--runtime
  * microvm`), real QEMU. A job whose steps use two images on one workspace completes with the
- * right diff and names its accelerator in the log; cancel of a running job leaves no QEMU;
+ * right diff and names its accelerator in the log; cancel of a running job (in a VM from the
+ * executor's warm pool) leaves no QEMU;
  * `executor install microvm` does nothing when the guest is current; `executor test-vm` boots a
  * VM and runs a command in it.
  */
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { run } from "../../src/common/exec.ts";
@@ -68,6 +70,8 @@ describe("microvm runtime end to end", { skip }, () => {
     const job = await waitForJob(cluster.api, submitted.id, undefined, 60_000);
     assert.equal(job.state, "canceled");
     await until("the VM is gone", () => qemuOfJob(submitted.id).length === 0, 15_000);
+    // The executor keeps --warm-vms (default --max-jobs) VMs booted; the first job had given it time.
+    assert.match(await readFile(join(cluster.dir, "executor-1.log"), "utf8"), /microVM taken from the warm pool/, "the job took a pre-booted VM");
   });
 
   it("`executor install microvm` is a no-op when current, and `executor test-vm` runs a command in a VM", async () => {

@@ -3,7 +3,9 @@
  * the next job gets another VM in which nothing job A planted in /, /tmp or /dev/shm exists (and
  * another kernel: another boot_id); the pool refills in the background; a job of another disk
  * size boots its own VM, one asking for less memory takes a warm one and is held to its limit;
- * idle VMs are replaced after their maximum age; closing the runtime kills the idle VMs.
+ * idle VMs are replaced after their maximum age; closing the runtime kills the idle VMs. With a
+ * forwarder, a second pool of VMs with a network device serves jobs with a network (reaching
+ * their own gateway through it), while a job without one still gets a VM with no device.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -13,11 +15,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { silentLogger } from "../../src/common/logger.ts";
-import { processAlive, sandboxLabels, stepScript, type Sandbox, type SandboxSpec } from "../../src/runtimes/index.ts";
+import { processAlive, SANDBOX_PROXY, sandboxLabels, stepScript, type Sandbox, type SandboxSpec } from "../../src/runtimes/index.ts";
 import { MicroVmRuntime, warmVmsOnHost } from "../../src/runtimes/microvm/index.ts";
+import { ensureForwarder } from "../../src/egress/forwarder.ts";
 import { poolDir } from "../../src/runtimes/microvm/pool.ts";
+import { CANNED_BODY, startFakeGateway } from "../egress/fake-gateway.ts";
 import type { MicroVmSandbox } from "../../src/runtimes/microvm/sandbox.ts";
-import { DATA_DIR, IMAGES, microvmUnavailable, TEST_IMAGES } from "./microvm-target.ts";
+import { DATA_DIR, IMAGES, microvmUnavailable, qemuOfJob, TEST_IMAGES } from "./microvm-target.ts";
 
 const skip = await microvmUnavailable();
 if (skip) process.stdout.write(`# SKIP microvm warm pool tests: ${skip}\n`);
@@ -83,7 +87,9 @@ describe("microvm warm pool", { skip }, () => {
       try {
         assert.ok(a.warm, "job A took the warm VM");
         aPid = a.vm.pid;
+        assert.ok(a.warmDir && existsSync(join(a.warmDir, "workspace.ext4")), "its disks are in the pool VM's directory");
         assert.equal(aPid, firstPid);
+        assert.deepEqual(qemuOfJob(specA.jobId), [aPid], "the warm VM's directory names the job that took it");
         const planted = await run(a, [
           "cat input.txt",
           `for d in / /tmp /dev/shm; do if [ -d $d ] && echo ${mark} > $d/airlock-planted; then echo planted $d; fi; done`,
@@ -101,7 +107,7 @@ describe("microvm warm pool", { skip }, () => {
       }
       assert.equal(processAlive(aPid ?? 0), false, "job A's QEMU is gone after the job");
       assert.equal(await readFile(join(specA.workspace, "output.txt"), "utf8"), "from-a\n", "the workspace came back");
-      assert.equal(existsSync(join(poolDir(DATA_DIR), a.id)), false, "job A's disks are removed");
+      assert.equal(existsSync(a.warmDir ?? ""), false, "job A's disks are removed");
 
       await waitFor("the pool to refill", () => (target.poolStats()?.idle ?? 0) === 1);
       const b = (await target.createSandbox(await spec(), new AbortController().signal)) as MicroVmSandbox;
@@ -152,6 +158,38 @@ describe("microvm warm pool", { skip }, () => {
       }
     } finally {
       await target.close();
+    }
+  });
+
+  it("keeps networked VMs for jobs with a network, each reaching its own gateway; jobs without one get no device", async () => {
+    const gateway = await startFakeGateway(join(root, "gateway.sock"));
+    const target = runtime(1);
+    try {
+      const forwarder = await ensureForwarder(DATA_DIR, silentLogger);
+      await target.start({ forwarder });
+      await Promise.all([target.pool?.filled(AbortSignal.timeout(180_000)), target.netPool?.filled(AbortSignal.timeout(180_000))]);
+      assert.equal(target.poolStats()?.idle, 2, "one idle VM of each kind");
+      const networked = (await target.createSandbox({ ...(await spec()), network: { gatewaySocket: join(root, "gateway.sock"), forwarder } }, new AbortController().signal)) as MicroVmSandbox;
+      try {
+        assert.ok(networked.warm, "the job with a network took the networked warm VM");
+        const out = await run(networked, ["wget -q -O- http://example.test/", "cat /proc/net/dev"].map((line) => `http_proxy=${SANDBOX_PROXY.http} ${line}`));
+        assert.equal(out.exitCode, 0, out.output);
+        assert.ok(out.output.includes(CANNED_BODY), `the job reached its gateway: ${out.output}`);
+        assert.match(out.output, /^\s*eth0:/m);
+      } finally {
+        await networked.destroy();
+      }
+      const plain = (await target.createSandbox(await spec(), new AbortController().signal)) as MicroVmSandbox;
+      try {
+        assert.ok(plain.warm);
+        const out = await run(plain, ["cat /proc/net/dev"]);
+        assert.doesNotMatch(out.output, /eth0/, "a job without a network gets a VM without a device");
+      } finally {
+        await plain.destroy();
+      }
+    } finally {
+      await target.close();
+      await gateway.close();
     }
   });
 

@@ -12,7 +12,7 @@ import { availableParallelism } from "node:os";
 import type { Logger } from "../../common/logger.ts";
 import { coerceError, type Isolation } from "../../protocol/index.ts";
 import { isLeftover, LABEL } from "../labels.ts";
-import type { ProbeResult, Runtime, Sandbox, SandboxSpec } from "../runtime.ts";
+import type { ProbeResult, Runtime, RuntimeStart, Sandbox, SandboxSpec } from "../runtime.ts";
 import { findMarked } from "../shell/process-tree.ts";
 import { chooseAccelerator } from "./accel.ts";
 import { MKFS } from "./disks.ts";
@@ -76,25 +76,31 @@ export class MicroVmRuntime implements Runtime {
   readonly enforcesDiskLimit = true;
   private readonly options: MicroVmRuntimeOptions;
   private readonly images: ImageDisks;
+  /** Warm VMs without a network device; `netPool`: with one, for jobs with a network (made at `start`). */
   readonly pool: WarmPool | undefined;
+  netPool: WarmPool | undefined;
 
   constructor(options: MicroVmRuntimeOptions) {
     this.options = options;
     this.images = new ImageDisks({ dataDir: options.dataDir, sources: options.images, dockerSocket: options.dockerSocket, hostPath: options.path, logger: options.logger });
-    const size = options.warmVms ?? 0;
-    if (size > 0) {
-      this.pool = new WarmPool({
-        size,
-        maxAgeMs: options.warmVmMaxAgeMs ?? DEFAULT_WARM_VM_MAX_AGE_MS,
-        shape: { cpus: 1, memoryMiB: WARM_VM_MEMORY_MIB, diskBytes: DEFAULT_DISK_BYTES },
-        dataDir: options.dataDir,
-        hostPath: options.path,
-        bootTimeoutMs: this.bootTimeoutMs,
-        logger: options.logger.child({ pool: "warm-vms" }),
-        platform: () => this.platform(),
-        debugBoot: options.debugBoot,
-      });
-    }
+    this.pool = this.makePool(undefined);
+  }
+
+  private makePool(forwarder: string | undefined): WarmPool | undefined {
+    const size = this.options.warmVms ?? 0;
+    if (size <= 0) return undefined;
+    return new WarmPool({
+      size,
+      maxAgeMs: this.options.warmVmMaxAgeMs ?? DEFAULT_WARM_VM_MAX_AGE_MS,
+      shape: { cpus: 1, memoryMiB: WARM_VM_MEMORY_MIB, diskBytes: DEFAULT_DISK_BYTES },
+      dataDir: this.options.dataDir,
+      hostPath: this.options.path,
+      bootTimeoutMs: this.bootTimeoutMs,
+      logger: this.options.logger.child({ pool: forwarder ? "warm-vms-net" : "warm-vms" }),
+      platform: () => this.platform(),
+      debugBoot: this.options.debugBoot,
+      forwarder,
+    });
   }
 
   private get bootTimeoutMs(): number {
@@ -106,18 +112,23 @@ export class MicroVmRuntime implements Runtime {
     return { guest, accelerator: await chooseAccelerator(this.options.dataDir, guest, this.options.logger) };
   }
 
-  /** Starts filling the warm pool (when there is one). */
-  async start(): Promise<void> {
+  /** Starts filling the warm pools (when --warm-vms > 0): with `forwarder`, also one of networked VMs. */
+  async start(host: RuntimeStart = {}): Promise<void> {
+    if (host.forwarder && !this.netPool) this.netPool = this.makePool(host.forwarder);
     this.pool?.start();
+    this.netPool?.start();
   }
 
-  /** Kills the warm pool's VMs. */
+  /** Kills the warm pools' VMs. */
   async close(): Promise<void> {
-    await this.pool?.close();
+    await Promise.all([this.pool?.close(), this.netPool?.close()]);
   }
 
+  /** The two pools' counts summed (undefined without a pool). */
   poolStats(): PoolStats | undefined {
-    return this.pool?.stats();
+    const all = [this.pool?.stats(), this.netPool?.stats()].filter((stats) => stats !== undefined);
+    if (all.length === 0) return undefined;
+    return all.reduce((sum, stats) => ({ size: sum.size + stats.size, idle: sum.idle + stats.idle, booting: sum.booting + stats.booting, idleRssBytes: sum.idleRssBytes + stats.idleRssBytes }));
   }
 
   private missingTools(): string[] {
@@ -148,9 +159,11 @@ export class MicroVmRuntime implements Runtime {
       bootTimeoutMs: this.bootTimeoutMs,
       debugBoot: this.options.debugBoot,
     };
-    const warm = spec.network ? undefined : this.pool?.take(MicroVmSandbox.shapeFor(spec, deps));
+    // A networked VM only for a job with a network, with the forwarder it was booted with.
+    const pool = spec.network ? (spec.network.forwarder === this.netPool?.forwarder ? this.netPool : undefined) : this.pool;
+    const warm = pool?.take(MicroVmSandbox.shapeFor(spec, deps));
     if (warm) return MicroVmSandbox.adopt(spec, deps, warm);
-    if (this.pool && !spec.network) spec.logger.info("no warm VM fits or is ready: booting one", { pool: this.pool.stats() });
+    if (pool) spec.logger.info("no warm VM fits or is ready: booting one", { pool: pool.stats() });
     return MicroVmSandbox.create(spec, deps, signal);
   }
 

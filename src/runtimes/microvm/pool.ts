@@ -8,10 +8,14 @@
  * read of the blank disks while booting is not what it mounts. A VM is used by one job and
  * destroyed by that job's sandbox: nothing crosses jobs.
  *
- * Networked jobs never take a pooled VM: the pool is keyed by network and only the no-network
- * key is kept warm. A VM's network device (net.ts) is wired at boot to its job's own gateway
- * socket and its initramfs carries the forwarder; a VM booted with a device for a job that has
- * no network would give that job a way to start host processes (guestfwd) it must not have.
+ * Pools are keyed by network: the runtime keeps one pool of VMs without a network device and,
+ * when the executor gives jobs a network, one of VMs booted with it (net.ts: the forwarder in the
+ * initramfs, `airlock.net`, a virtio-net device). A networked VM's guestfwd command is fixed at
+ * boot, so it names a path of the VM's own (`gatewayLink`, in a short private directory: unix
+ * socket paths are short) where nothing listens; the job that takes it makes that path a symlink
+ * to its own gateway's socket. Until then a connection from the guest finds no gateway. A job
+ * without a network never gets a VM with a device: with one it could make QEMU start host
+ * processes (the forwarder, per connection) that it must not have.
  *
  * States of a pooled VM: BOOTING -> IDLE -> TAKEN (the pool forgets it) | RECYCLED (older than
  * maxAgeMs, or its QEMU died: killed, removed, replaced). The pool boots one VM at a time
@@ -22,15 +26,16 @@
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdir, readdir, rm } from "node:fs/promises";
-import { hostname } from "node:os";
-import { join } from "node:path";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import type { Logger } from "../../common/logger.ts";
 import { coerceError } from "../../protocol/index.ts";
 import { processAlive } from "../labels.ts";
 import type { AcceleratorChoice } from "./accel.ts";
 import { createSparse, makeExt4 } from "./disks.ts";
 import type { Guest } from "./guest.ts";
+import { networkInitrd } from "./net.ts";
 import { Vm } from "./vm.ts";
 
 export const POOL_MARKER_PREFIX = "microvm-pool-";
@@ -50,6 +55,8 @@ export interface WarmVm {
   dir: string;
   disks: [workspace: string, scratch: string, ret: string];
   bornAt: number;
+  /** Networked VMs: where the guestfwd command connects; the taking job links it to its gateway. */
+  gatewayLink?: string | undefined;
 }
 
 export interface PoolOptions {
@@ -63,6 +70,8 @@ export interface PoolOptions {
   /** The guest and accelerator, resolved when the first VM boots. */
   platform: () => Promise<{ guest: Guest; accelerator: AcceleratorChoice }>;
   debugBoot?: boolean | undefined;
+  /** Boot the VMs with a network device, its forwarder this static binary. */
+  forwarder?: string | undefined;
 }
 
 export interface PoolStats {
@@ -99,6 +108,11 @@ export class WarmPool {
 
   constructor(options: PoolOptions) {
     this.options = options;
+  }
+
+  /** The forwarder its networked VMs were booted with. */
+  get forwarder(): string | undefined {
+    return this.options.forwarder;
   }
 
   get closed(): boolean {
@@ -171,7 +185,7 @@ export class WarmPool {
   private async discard(warm: WarmVm, why: string): Promise<void> {
     this.options.logger.info("recycling a warm VM", { vm: warm.id, why, ageMs: Date.now() - warm.bornAt });
     await warm.vm.kill();
-    await rm(warm.dir, { recursive: true, force: true });
+    await removeWarmDirs(warm);
   }
 
   private async refill(): Promise<void> {
@@ -209,14 +223,18 @@ export class WarmPool {
     const dir = join(poolDir(this.options.dataDir), id);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const disks: WarmVm["disks"] = [join(dir, "workspace.ext4"), join(dir, "scratch.ext4"), join(dir, "return.tar")];
+    const forwarder = this.options.forwarder;
+    const gatewayLink = forwarder ? join(await mkdtemp(join(tmpdir(), "airlock-gw-")), "gw.sock") : undefined;
     try {
+      const initrd = forwarder ? await networkInitrd(guest, forwarder) : guest.initrd;
       await Promise.all(disks.map((disk) => createSparse(disk, shape.diskBytes)));
       const scratch = makeExt4({ path: disks[1], sizeBytes: shape.diskBytes, label: "scratch", hostPath: this.options.hostPath });
       scratch.catch(() => undefined);
       const started = Date.now();
       const vm = await Vm.boot(
         {
-          guest: { kernel: guest.kernel, initrd: guest.initrd },
+          guest: { kernel: guest.kernel, initrd },
+          network: forwarder && gatewayLink ? { forwarder, gatewaySocket: gatewayLink } : undefined,
           accelerator: accelerator.accelerator,
           memoryMiB: shape.memoryMiB,
           cpus: shape.cpus,
@@ -238,12 +256,34 @@ export class WarmPool {
         throw error;
       }
       this.options.logger.info("warm VM ready", { vm: id, bootMs: Date.now() - started });
-      return { id, vm, shape, dir, disks, bornAt: Date.now() };
+      return { id, vm, shape, dir, disks, bornAt: Date.now(), gatewayLink };
     } catch (error) {
-      await rm(dir, { recursive: true, force: true });
+      await removeWarmDirs({ dir, gatewayLink });
       throw error;
     }
   }
+}
+
+/** The file in a warm VM's directory naming the job that took it (for operators and tests). */
+export const JOB_FILE = "job";
+
+/** The job id a running warm VM's QEMU (pid) serves, read from its directory; undefined while idle. */
+export function jobOfWarmVm(pid: number): number | undefined {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    const dir = /file\.filename=([^\0]*)\/workspace\.ext4/.exec(cmdline)?.[1]?.replace(/,,/g, ",");
+    if (!dir) return undefined;
+    const id = Number(/^AIRLOCK_JOB=(\d+)$/m.exec(readFileSync(join(dir, JOB_FILE), "utf8"))?.[1]);
+    return Number.isInteger(id) ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Removes a warm VM's disks and its gateway link's directory. */
+export async function removeWarmDirs(warm: Pick<WarmVm, "dir" | "gatewayLink">): Promise<void> {
+  await rm(warm.dir, { recursive: true, force: true });
+  if (warm.gatewayLink) await rm(dirname(warm.gatewayLink), { recursive: true, force: true });
 }
 
 /** Removes pool directories whose executor process is gone (their VMs died with it: pdeathsig). */
