@@ -52,7 +52,7 @@ async function warmPoolDetail(config: Readonly<ExecutorConfig>): Promise<string>
   const { warmVmsOnHost, WARM_VM_MEMORY_MIB } = await import("../../runtimes/microvm/index.ts");
   const now = warmVmsOnHost();
   const mib = (bytes: number): string => `${Math.round(bytes / 1024 ** 2)} MiB`;
-  const size = config.warmVms === 0 ? "0 (every job boots its own VM)" : `${config.warmVms} idle VMs of ${WARM_VM_MEMORY_MIB} MiB guest memory each, replaced after ${Math.round(config.warmVmMaxAgeMs / 60_000)} min idle`;
+  const size = config.warmVms === 0 ? "0 (every job boots its own VM)" : `${config.warmVms} idle VMs per kind (with a network device, without) of ${WARM_VM_MEMORY_MIB} MiB guest memory each, replaced after ${Math.round(config.warmVmMaxAgeMs / 60_000)} min idle`;
   return `${size}; on this host now: ${now.count} idle warm VMs using ${mib(now.rssBytes)} resident`;
 }
 
