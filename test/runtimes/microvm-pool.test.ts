@@ -5,9 +5,11 @@
  * size boots its own VM, one asking for less memory takes a warm one and is held to its limit;
  * idle VMs are replaced after their maximum age; closing the runtime kills the idle VMs. With a
  * forwarder, a second pool of VMs with a network device serves jobs with a network (reaching
- * their own gateway through it), while a job without one still gets a VM with no device.
+ * their own gateway through it), while a job without one still gets a VM with no device. A dead
+ * executor's pool directories are reaped.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -190,6 +192,23 @@ describe("microvm warm pool", { skip }, () => {
     } finally {
       await target.close();
       await gateway.close();
+    }
+  });
+
+  it("the next executor removes a dead executor's pool and gateway-link directories, not a live one's", async () => {
+    const dead = spawnSync("true").pid;
+    assert.ok(dead && !processAlive(dead));
+    const deadPool = join(poolDir(DATA_DIR), `microvm-pool-${dead}-0000abcd-tcg`);
+    const livePool = join(poolDir(DATA_DIR), `microvm-pool-${process.ppid}-0000abcd-tcg`);
+    const deadLink = join(tmpdir(), `airlock-gw-${dead}-test`);
+    for (const dir of [deadPool, livePool, deadLink]) await mkdir(dir, { recursive: true });
+    try {
+      assert.ok((await runtime(0).reapLeftovers()) >= 2);
+      assert.equal(existsSync(deadPool), false);
+      assert.equal(existsSync(deadLink), false);
+      assert.equal(existsSync(livePool), true, "a live executor's pool directory stays");
+    } finally {
+      for (const dir of [deadPool, livePool, deadLink]) await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -39,6 +39,8 @@ import { networkInitrd } from "./net.ts";
 import { Vm } from "./vm.ts";
 
 export const POOL_MARKER_PREFIX = "microvm-pool-";
+/** Networked warm VMs' gateway links live in <tmp>/airlock-gw-<executor pid>-XXXXXX/. */
+const GATEWAY_DIR_PREFIX = "airlock-gw-";
 
 /** What a VM is booted with, and so which jobs it can serve. */
 export interface VmShape {
@@ -224,7 +226,7 @@ export class WarmPool {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const disks: WarmVm["disks"] = [join(dir, "workspace.ext4"), join(dir, "scratch.ext4"), join(dir, "return.tar")];
     const forwarder = this.options.forwarder;
-    const gatewayLink = forwarder ? join(await mkdtemp(join(tmpdir(), "airlock-gw-")), "gw.sock") : undefined;
+    const gatewayLink = forwarder ? join(await mkdtemp(join(tmpdir(), `${GATEWAY_DIR_PREFIX}${process.pid}-`)), "gw.sock") : undefined;
     try {
       const initrd = forwarder ? await networkInitrd(guest, forwarder) : guest.initrd;
       await Promise.all(disks.map((disk) => createSparse(disk, shape.diskBytes)));
@@ -286,15 +288,16 @@ export async function removeWarmDirs(warm: Pick<WarmVm, "dir" | "gatewayLink">):
   if (warm.gatewayLink) await rm(dirname(warm.gatewayLink), { recursive: true, force: true });
 }
 
-/** Removes pool directories whose executor process is gone (their VMs died with it: pdeathsig). */
+/** Removes pool directories and gateway-link directories whose executor process is gone (their VMs died with it: pdeathsig). */
 export async function reapPoolDirs(dataDir: string): Promise<number> {
-  const root = poolDir(dataDir);
   let removed = 0;
-  for (const name of await readdir(root).catch(() => [] as string[])) {
-    const pid = Number(name.slice(POOL_MARKER_PREFIX.length).split("-")[0]);
-    if (!name.startsWith(POOL_MARKER_PREFIX) || !Number.isInteger(pid) || pid === process.pid || processAlive(pid)) continue;
-    await rm(join(root, name), { recursive: true, force: true });
-    removed += 1;
+  for (const [root, prefix] of [[poolDir(dataDir), POOL_MARKER_PREFIX], [tmpdir(), GATEWAY_DIR_PREFIX]] as const) {
+    for (const name of await readdir(root).catch(() => [] as string[])) {
+      const pid = Number(name.slice(prefix.length).split("-")[0]);
+      if (!name.startsWith(prefix) || !Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
+      await rm(join(root, name), { recursive: true, force: true });
+      removed += 1;
+    }
   }
   return removed;
 }
