@@ -47,6 +47,10 @@ export interface ExecutorConfig {
   egressMaxConnections: number;
   /** Size cap of the repository cache in `<data>/repo-cache`; 0: no cache, every job fetches afresh. */
   repoCacheMaxBytes: number;
+  /** Pre-booted, never-used VMs the microvm runtime keeps for jobs (default: --max-jobs). */
+  warmVms: number;
+  /** Idle warm VMs older than this are replaced. */
+  warmVmMaxAgeMs: number;
 }
 
 /** A name suffix, not a secret (Math.random keeps OpenSSL out of the executor's memory). */
@@ -104,13 +108,16 @@ export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<Executor
     throw new ValidationError(`--docker-host: "${dockerHost}" is not a unix socket (unix:///path or /path); only a local Docker daemon is supported`, { field: "dockerHost" });
   }
   const dataDir = resolve(source.string("data", "AIRLOCK_EXECUTOR_DATA", ".airlock-executor"));
+  const maxJobs = source.integer("maxJobs", "AIRLOCK_MAX_JOBS", 1, 1, 256);
   return Object.freeze({
     urls,
     token,
     caPath: source.string("ca", "AIRLOCK_CA"),
     queues,
     runtime: source.string("runtime", "AIRLOCK_RUNTIME", "auto"),
-    maxJobs: source.integer("maxJobs", "AIRLOCK_MAX_JOBS", 1, 1, 256),
+    maxJobs,
+    warmVms: source.integer("warmVms", "AIRLOCK_WARM_VMS", maxJobs, 0, 64),
+    warmVmMaxAgeMs: source.durationMs("warmVmMaxAge", "AIRLOCK_WARM_VM_MAX_AGE", "30m"),
     dataDir,
     images: source.list("images", "AIRLOCK_IMAGES", []).map((path) => resolve(path)),
     workspaceRoot: resolve(source.string("workspaceRoot", "AIRLOCK_WORKSPACE_ROOT", resolve(dataDir, "workspaces"))),

@@ -73,6 +73,7 @@ export class Executor {
   async start(): Promise<void> {
     await this.reapLeftovers();
     this.egress = await EgressHost.create(this.config, this.runtime, this.logger);
+    await this.runtime.start?.({ forwarder: this.egress?.forwarder });
     await this.heartbeat();
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeatIntervalMs);
     this.loop = this.pollLoop();
@@ -160,6 +161,7 @@ export class Executor {
       });
     }
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.state !== "stopped") await this.runtime.close?.();
     this.state = "stopped";
   }
 

@@ -29,6 +29,9 @@ export interface RuntimeHost {
   defaultImage?: string | undefined;
   /** Name runsc is registered under in dockerd (gvisor). */
   gvisorRuntime?: string | undefined;
+  /** Pre-booted VMs the microvm runtime keeps waiting for jobs, and their maximum idle age. */
+  warmVms?: number | undefined;
+  warmVmMaxAgeMs?: number | undefined;
 }
 
 /**
@@ -45,6 +48,9 @@ function lazy(name: string, isolation: Isolation, load: () => Promise<Runtime>, 
     probe: async () => (await get()).probe(),
     createSandbox: async (spec: SandboxSpec, signal: AbortSignal) => (await get()).createSandbox(spec, signal),
     reapLeftovers: async () => (await (await get()).reapLeftovers?.()) ?? 0,
+    start: async (host) => (await get()).start?.(host),
+    // Nothing to end when the runtime was never loaded.
+    close: async () => (loaded ? (await loaded).close?.() : undefined),
   };
 }
 
@@ -57,6 +63,8 @@ export function microvmOptions(host: RuntimeHost): MicroVmRuntimeOptions {
     dockerSocket: (host.dockerHost ?? DEFAULT_DOCKER_HOST).replace(/^unix:\/\//, ""),
     defaultImage: host.defaultImage ?? DEFAULT_STEP_IMAGE,
     logger: host.logger,
+    warmVms: host.warmVms,
+    warmVmMaxAgeMs: host.warmVmMaxAgeMs,
   };
 }
 

@@ -82,6 +82,12 @@ export interface Sandbox {
   destroy(): Promise<void>;
 }
 
+/** What the executor tells a runtime when it starts. */
+export interface RuntimeStart {
+  /** The egress forwarder jobs with a network get (SandboxNetwork.forwarder); none: no job has a network. */
+  forwarder?: string | undefined;
+}
+
 export interface ProbeResult {
   usable: boolean;
   /** Why not, and how to fix it, when not usable; what was found, when usable. */
@@ -100,6 +106,10 @@ export interface Runtime {
   createSandbox(spec: SandboxSpec, signal: AbortSignal): Promise<Sandbox>;
   /** Removes what dead executors of this host left behind (see labels.ts); returns how many things. */
   reapLeftovers?(): Promise<number>;
+  /** Called once when the executor starts taking jobs (microvm: starts filling its warm pools). */
+  start?(host?: RuntimeStart): Promise<void>;
+  /** Called once when the executor stops: ends what `start` began (microvm: kills idle warm VMs). */
+  close?(): Promise<void>;
 }
 
 /** The script a step's commands become: run by /bin/sh, stopping at the first failing command. */

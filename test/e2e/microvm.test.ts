@@ -1,15 +1,18 @@
 /**
  * The microvm runtime end to end: a real coordinator and an executor process (`--runtime
  * microvm`), real QEMU. A job whose steps use two images on one workspace completes with the
- * right diff and names its accelerator in the log; cancel of a running job leaves no QEMU;
+ * right diff and names its accelerator in the log; cancel of a running job (in a VM from the
+ * executor's warm pool) leaves no QEMU; `executor validate` reports the idle warm VMs' memory;
  * `executor install microvm` does nothing when the guest is current; `executor test-vm` boots a
  * VM and runs a command in it.
  */
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { run } from "../../src/common/exec.ts";
 import { baseEnv, ENTRY, logText, makeRepo, startCluster, waitForJob, type Cluster } from "../helpers/cluster.ts";
+import { warmVmsOnHost } from "../../src/runtimes/microvm/index.ts";
 import { DATA_DIR, IMAGES, microvmUnavailable, qemuOfJob, TEST_IMAGES } from "../runtimes/microvm-target.ts";
 
 const skip = await microvmUnavailable();
@@ -68,6 +71,19 @@ describe("microvm runtime end to end", { skip }, () => {
     const job = await waitForJob(cluster.api, submitted.id, undefined, 60_000);
     assert.equal(job.state, "canceled");
     await until("the VM is gone", () => qemuOfJob(submitted.id).length === 0, 15_000);
+    // The executor keeps --warm-vms (default --max-jobs) VMs booted; the first job had given it time.
+    assert.match(await readFile(join(cluster.dir, "executor-1.log"), "utf8"), /microVM taken from the warm pool/, "the job took a pre-booted VM");
+  });
+
+  it("`executor validate` reports the warm pool and the resident memory of the idle warm VMs", async () => {
+    await until("the executor's pool is full again", () => warmVmsOnHost().count >= 1, 120_000);
+    const result = await run(process.execPath, [ENTRY, "executor", "validate", "--url", cluster.coordinator.url, "--runtime", "microvm", "--data", DATA_DIR, "--images", TEST_IMAGES], {
+      env: { ...baseEnv, AIRLOCK_EXECUTOR_TOKEN: cluster.coordinator.executorToken },
+    });
+    const text = result.stdout.toString();
+    const row = /warm VMs \(--warm-vms\)\s+ok\s+1 idle VMs per kind \(with a network device, without\) of 1152 MiB guest memory each, replaced after 30 min idle; on this host now: (\d+) idle warm VMs using (\d+) MiB resident/.exec(text);
+    assert.ok(row, text + result.stderr);
+    assert.ok(Number(row[1]) >= 1 && Number(row[2]) > 10, `the idle VMs and their memory are counted: ${row[0]}`);
   });
 
   it("`executor install microvm` is a no-op when current, and `executor test-vm` runs a command in a VM", async () => {

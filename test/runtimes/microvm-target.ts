@@ -11,6 +11,7 @@ import { silentLogger } from "../../src/common/logger.ts";
 import type { Runtime, Sandbox, SandboxSpec } from "../../src/runtimes/index.ts";
 import { installGuest } from "../../src/runtimes/microvm/guest.ts";
 import { MicroVmRuntime, vmProcesses } from "../../src/runtimes/microvm/index.ts";
+import { jobOfWarmVm, POOL_MARKER_PREFIX } from "../../src/runtimes/microvm/pool.ts";
 import type { MicroVmSandbox } from "../../src/runtimes/microvm/sandbox.ts";
 
 export const REPO = resolve(import.meta.dirname, "../..");
@@ -51,8 +52,10 @@ export function microvmRuntime(): Runtime {
   return runtime;
 }
 
+/** QEMU processes of the job: VMs booted for it, and warm-pool VMs it took. */
 export function qemuOfJob(jobId: number): number[] {
-  return vmProcesses((_marker, environ) => environ.split("\0").includes(`AIRLOCK_JOB=${jobId}`));
+  const booted = vmProcesses((_marker, environ) => environ.split("\0").includes(`AIRLOCK_JOB=${jobId}`));
+  return [...booted, ...vmProcesses((marker) => marker.startsWith(POOL_MARKER_PREFIX)).filter((pid) => jobOfWarmVm(pid) === jobId)];
 }
 
 export async function leftovers(jobId: number): Promise<string[]> {

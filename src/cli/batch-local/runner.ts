@@ -192,6 +192,9 @@ export function localExecutorConfig(options: {
     queues: ["batch"],
     runtime: options.runtime,
     maxJobs: options.parallel,
+    // A local batch run boots a VM per repository as it goes; no pool outlives it.
+    warmVms: 0,
+    warmVmMaxAgeMs: 30 * 60_000,
     dataDir: options.dataDir,
     images: options.images,
     workspaceRoot: options.workspaceRoot,

@@ -20,6 +20,8 @@ function runtimeHost(config: Readonly<ExecutorConfig>, logger: Logger): RuntimeH
     defaultImage: config.defaultImage,
     gvisorRuntime: config.gvisorRuntime,
     images: config.images,
+    warmVms: config.warmVms,
+    warmVmMaxAgeMs: config.warmVmMaxAgeMs,
   };
 }
 
@@ -43,6 +45,15 @@ export async function executorRunCommand(flags: Record<string, unknown>, io: Cli
   await client.close();
   logger.info("executor stopped");
   return 0;
+}
+
+/** What the warm pool costs: the configured size, and the idle warm VMs of executors on this host now. */
+async function warmPoolDetail(config: Readonly<ExecutorConfig>): Promise<string> {
+  const { warmVmsOnHost, WARM_VM_MEMORY_MIB } = await import("../../runtimes/microvm/index.ts");
+  const now = warmVmsOnHost();
+  const mib = (bytes: number): string => `${Math.round(bytes / 1024 ** 2)} MiB`;
+  const size = config.warmVms === 0 ? "0 (every job boots its own VM)" : `${config.warmVms} idle VMs per kind (with a network device, without) of ${WARM_VM_MEMORY_MIB} MiB guest memory each, replaced after ${Math.round(config.warmVmMaxAgeMs / 60_000)} min idle`;
+  return `${size}; on this host now: ${now.count} idle warm VMs using ${mib(now.rssBytes)} resident`;
 }
 
 export async function executorValidateCommand(flags: Record<string, unknown>, io: CliIO): Promise<number> {
@@ -74,6 +85,7 @@ export async function executorValidateCommand(flags: Record<string, unknown>, io
   try {
     const chosen = await selectRuntime(config.runtime, runtimes, logger);
     rows.push([`--runtime ${config.runtime}`, "ok", `would run jobs with ${chosen.name} (isolation ${chosen.isolation})`]);
+    if (chosen.name === "microvm") rows.push(["warm VMs (--warm-vms)", "ok", await warmPoolDetail(config)]);
   } catch (error) {
     ok = false;
     rows.push([`--runtime ${config.runtime}`, "FAIL", coerceError(error).message]);

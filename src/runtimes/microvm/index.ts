@@ -2,21 +2,24 @@
  * The microvm runtime (isolation `vm`): every job in a fresh QEMU `microvm` virtual machine,
  * booted before its first step and killed after its last, with KVM when a probe VM boots with
  * it and TCG otherwise. The VM sees only its own disks; a job with a network also gets one network
- * device whose only way out is the job's egress gateway (net.ts). See sandbox.ts for a job's
- * life, agent/agent.c for the guest, guest.ts for how the guest is built.
+ * device whose only way out is the job's egress gateway (net.ts). With `warmVms` > 0, a job
+ * without a network whose shape matches takes a pre-booted, never-used VM from the warm pool
+ * (pool.ts) instead of booting one; `start` fills the pool, `close` empties it. See sandbox.ts for
+ * a job's life, agent/agent.c for the guest, guest.ts for how the guest is built.
  */
 import { spawnSync } from "node:child_process";
 import { availableParallelism } from "node:os";
 import type { Logger } from "../../common/logger.ts";
 import { coerceError, type Isolation } from "../../protocol/index.ts";
 import { isLeftover, LABEL } from "../labels.ts";
-import type { ProbeResult, Runtime, Sandbox, SandboxSpec } from "../runtime.ts";
+import type { ProbeResult, Runtime, RuntimeStart, Sandbox, SandboxSpec } from "../runtime.ts";
 import { findMarked } from "../shell/process-tree.ts";
 import { chooseAccelerator } from "./accel.ts";
 import { MKFS } from "./disks.ts";
 import { loadGuest } from "./guest.ts";
 import { ImageDisks } from "./image-disks.ts";
-import { MicroVmSandbox } from "./sandbox.ts";
+import { POOL_MARKER_PREFIX, reapPoolDirs, rssBytes, WarmPool, type PoolStats } from "./pool.ts";
+import { DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, GUEST_OVERHEAD_MIB, MicroVmSandbox, type MicroVmDeps } from "./sandbox.ts";
 import { QEMU } from "./vm.ts";
 
 export interface MicroVmRuntimeOptions {
@@ -33,6 +36,20 @@ export interface MicroVmRuntimeOptions {
   bootTimeoutMs?: number | undefined;
   /** Guests print their boot stages on their console (airlock.debug): for the benchmark. */
   debugBoot?: boolean | undefined;
+  /** Pre-booted VMs kept waiting for jobs (0: every job boots its own). */
+  warmVms?: number | undefined;
+  /** Idle warm VMs older than this are killed and replaced. */
+  warmVmMaxAgeMs?: number | undefined;
+}
+
+export const DEFAULT_WARM_VM_MAX_AGE_MS = 30 * 60_000;
+/** The warm pool's VMs: the default job shape (1 vCPU, the default memory plus the guest's overhead). */
+export const WARM_VM_MEMORY_MIB = Math.ceil(DEFAULT_MEMORY_BYTES / 1024 ** 2) + GUEST_OVERHEAD_MIB;
+
+/** Warm-pool VMs of live executors on this host: their count and resident memory (`executor validate`). */
+export function warmVmsOnHost(): { count: number; rssBytes: number } {
+  const pids = vmProcesses((marker) => marker.startsWith(POOL_MARKER_PREFIX));
+  return { count: pids.length, rssBytes: pids.reduce((sum, pid) => sum + rssBytes(pid), 0) };
 }
 
 const MARKER_PREFIX = "microvm-";
@@ -59,10 +76,59 @@ export class MicroVmRuntime implements Runtime {
   readonly enforcesDiskLimit = true;
   private readonly options: MicroVmRuntimeOptions;
   private readonly images: ImageDisks;
+  /** Warm VMs without a network device; `netPool`: with one, for jobs with a network (made at `start`). */
+  readonly pool: WarmPool | undefined;
+  netPool: WarmPool | undefined;
 
   constructor(options: MicroVmRuntimeOptions) {
     this.options = options;
     this.images = new ImageDisks({ dataDir: options.dataDir, sources: options.images, dockerSocket: options.dockerSocket, hostPath: options.path, logger: options.logger });
+    this.pool = this.makePool(undefined);
+  }
+
+  private makePool(forwarder: string | undefined): WarmPool | undefined {
+    const size = this.options.warmVms ?? 0;
+    if (size <= 0) return undefined;
+    return new WarmPool({
+      size,
+      maxAgeMs: this.options.warmVmMaxAgeMs ?? DEFAULT_WARM_VM_MAX_AGE_MS,
+      shape: { cpus: 1, memoryMiB: WARM_VM_MEMORY_MIB, diskBytes: DEFAULT_DISK_BYTES },
+      dataDir: this.options.dataDir,
+      hostPath: this.options.path,
+      bootTimeoutMs: this.bootTimeoutMs,
+      logger: this.options.logger.child({ pool: forwarder ? "warm-vms-net" : "warm-vms" }),
+      platform: () => this.platform(),
+      debugBoot: this.options.debugBoot,
+      forwarder,
+    });
+  }
+
+  private get bootTimeoutMs(): number {
+    return this.options.bootTimeoutMs ?? 180_000;
+  }
+
+  private async platform(): Promise<{ guest: Awaited<ReturnType<typeof loadGuest>>; accelerator: MicroVmDeps["accelerator"] }> {
+    const guest = await loadGuest(this.options.dataDir);
+    return { guest, accelerator: await chooseAccelerator(this.options.dataDir, guest, this.options.logger) };
+  }
+
+  /** Starts filling the warm pools (when --warm-vms > 0): with `forwarder`, also one of networked VMs. */
+  async start(host: RuntimeStart = {}): Promise<void> {
+    if (host.forwarder && !this.netPool) this.netPool = this.makePool(host.forwarder);
+    this.pool?.start();
+    this.netPool?.start();
+  }
+
+  /** Kills the warm pools' VMs. */
+  async close(): Promise<void> {
+    await Promise.all([this.pool?.close(), this.netPool?.close()]);
+  }
+
+  /** The two pools' counts summed (undefined without a pool). */
+  poolStats(): PoolStats | undefined {
+    const all = [this.pool?.stats(), this.netPool?.stats()].filter((stats) => stats !== undefined);
+    if (all.length === 0) return undefined;
+    return all.reduce((sum, stats) => ({ size: sum.size + stats.size, idle: sum.idle + stats.idle, booting: sum.booting + stats.booting, idleRssBytes: sum.idleRssBytes + stats.idleRssBytes }));
   }
 
   private missingTools(): string[] {
@@ -82,22 +148,23 @@ export class MicroVmRuntime implements Runtime {
   }
 
   async createSandbox(spec: SandboxSpec, signal: AbortSignal): Promise<Sandbox> {
-    const guest = await loadGuest(this.options.dataDir);
-    const accelerator = await chooseAccelerator(this.options.dataDir, guest, this.options.logger);
-    return MicroVmSandbox.create(
-      spec,
-      {
-        guest,
-        accelerator,
-        images: this.images,
-        defaultImage: this.options.defaultImage,
-        hostPath: this.options.path,
-        cpuLimit: availableParallelism(),
-        bootTimeoutMs: this.options.bootTimeoutMs ?? 180_000,
-        debugBoot: this.options.debugBoot,
-      },
-      signal,
-    );
+    const { guest, accelerator } = await this.platform();
+    const deps: MicroVmDeps = {
+      guest,
+      accelerator,
+      images: this.images,
+      defaultImage: this.options.defaultImage,
+      hostPath: this.options.path,
+      cpuLimit: availableParallelism(),
+      bootTimeoutMs: this.bootTimeoutMs,
+      debugBoot: this.options.debugBoot,
+    };
+    // A networked VM only for a job with a network, with the forwarder it was booted with.
+    const pool = spec.network ? (spec.network.forwarder === this.netPool?.forwarder ? this.netPool : undefined) : this.pool;
+    const warm = pool?.take(MicroVmSandbox.shapeFor(spec, deps));
+    if (warm) return MicroVmSandbox.adopt(spec, deps, warm);
+    if (pool) spec.logger.info("no warm VM fits or is ready: booting one", { pool: pool.stats() });
+    return MicroVmSandbox.create(spec, deps, signal);
   }
 
   /** Kills the VMs that executors of this host left running when they died, and removes their half-unpacked images. */
@@ -111,6 +178,6 @@ export class MicroVmRuntime implements Runtime {
         // already gone
       }
     }
-    return pids.length + (await this.images.reapTemporary());
+    return pids.length + (await this.images.reapTemporary()) + (await reapPoolDirs(this.options.dataDir));
   }
 }

@@ -18,7 +18,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { coerceError, formatSize, SandboxError, StepFailedError } from "../../protocol/index.ts";
 import { LABEL } from "../labels.ts";
@@ -30,6 +30,7 @@ import { createSparse, DiskTooSmall, makeExt4 } from "./disks.ts";
 import type { Guest } from "./guest.ts";
 import type { ImageDisks } from "./image-disks.ts";
 import { GATEWAY, networkInitrd } from "./net.ts";
+import { JOB_FILE, removeWarmDirs, type VmShape, type WarmVm } from "./pool.ts";
 import { extractTar } from "./untar.ts";
 import { Vm } from "./vm.ts";
 
@@ -68,6 +69,8 @@ export class MicroVmSandbox implements Sandbox {
   private readonly deps: MicroVmDeps;
   private readonly disks: string[];
   private readonly returnDisk: string;
+  /** The warm VM this sandbox took (its directories are removed at destroy), if it took one. */
+  private readonly warmVm: WarmVm | undefined;
   private readonly luns = new Map<string, number>();
   private readonly destroyed = new AbortController();
   private running: Promise<StepOutcome> | undefined;
@@ -75,8 +78,9 @@ export class MicroVmSandbox implements Sandbox {
   private stepsRun = 0;
   private stepStopped = false;
 
-  private constructor(id: string, vm: Vm, spec: SandboxSpec, deps: MicroVmDeps, disks: string[], returnDisk: string, started: number) {
+  private constructor(id: string, vm: Vm, spec: SandboxSpec, deps: MicroVmDeps, disks: string[], returnDisk: string, started: number, warmVm?: WarmVm) {
     this.id = id;
+    this.warmVm = warmVm;
     this.returnDisk = returnDisk;
     this.vm = vm;
     this.spec = spec;
@@ -100,6 +104,51 @@ export class MicroVmSandbox implements Sandbox {
     const ms = performance.now() - started;
     this.spec.logger.info("microVM disks mounted", { sandbox: this.id, ms: Math.round(ms) });
     return ms;
+  }
+
+  /** True when the job took a pre-booted VM from the warm pool. */
+  get warm(): boolean {
+    return this.warmVm !== undefined;
+  }
+
+  /** The warm VM's directory, holding its disks. */
+  get warmDir(): string | undefined {
+    return this.warmVm?.dir;
+  }
+
+  /** The shape of VM a job needs (what `create` boots, and what a warm VM must match). */
+  static shapeFor(spec: SandboxSpec, deps: Pick<MicroVmDeps, "cpuLimit">): VmShape {
+    return {
+      cpus: Math.max(1, Math.min(Math.ceil(spec.resources.cpus ?? 1), deps.cpuLimit)),
+      memoryMiB: Math.ceil((spec.resources.memoryBytes ?? DEFAULT_MEMORY_BYTES) / 1024 ** 2) + GUEST_OVERHEAD_MIB,
+      diskBytes: spec.resources.diskBytes ?? DEFAULT_DISK_BYTES,
+    };
+  }
+
+  /**
+   * A sandbox on a warm VM (pool.ts) that the job now owns: its workspace disk gets the job's
+   * workspace, then the agent mounts. On any failure the VM is destroyed, never returned.
+   */
+  static async adopt(spec: SandboxSpec, deps: MicroVmDeps, warm: WarmVm): Promise<MicroVmSandbox> {
+    const started = performance.now();
+    try {
+      const info = await stat(spec.workspace).catch(() => undefined);
+      if (!info?.isDirectory()) throw new SandboxError(`workspace ${spec.workspace} is not a directory`);
+      await writeFile(join(warm.dir, JOB_FILE), `AIRLOCK_JOB=${spec.jobId}\nAIRLOCK_ATTEMPT=${spec.attempt}\n`);
+      if (Boolean(spec.network) !== Boolean(warm.gatewayLink)) throw new SandboxError("a warm VM's network device does not match its job's network");
+      // The guest's forwarder now reaches this job's gateway, and no other.
+      if (spec.network && warm.gatewayLink) await symlink(spec.network.gatewaySocket, warm.gatewayLink);
+      await makeExt4({ path: warm.disks[0], sizeBytes: warm.shape.diskBytes, from: spec.workspace, label: "workspace", hostPath: deps.hostPath });
+    } catch (error) {
+      await warm.vm.kill();
+      await removeWarmDirs(warm);
+      if (error instanceof DiskTooSmall) throw new StepFailedError("prepare", undefined, `the workspace does not fit in the job's disk limit of ${formatSize(warm.shape.diskBytes)}`);
+      throw error;
+    }
+    // Named like a cold one (the job's log shows it); the pool's name is the VM's, for the reaper.
+    const id = `microvm-${spec.jobId}-${spec.attempt}-${randomBytes(3).toString("hex")}-${deps.accelerator.accelerator}`;
+    spec.logger.info("microVM taken from the warm pool", { sandbox: id, vm: warm.id, accelerator: deps.accelerator.accelerator, bootMs: warm.vm.bootMs, idleMs: Date.now() - warm.bornAt });
+    return new MicroVmSandbox(id, warm.vm, spec, deps, [...warm.disks], warm.disks[2], started, warm);
   }
 
   static async create(spec: SandboxSpec, deps: MicroVmDeps, signal: AbortSignal): Promise<MicroVmSandbox> {
@@ -294,6 +343,7 @@ export class MicroVmSandbox implements Sandbox {
     } finally {
       await this.vm.kill();
       await Promise.all(this.disks.map((disk) => rm(disk, { force: true })));
+      if (this.warmVm) await removeWarmDirs(this.warmVm);
     }
   }
 
