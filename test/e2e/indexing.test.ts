@@ -1,0 +1,168 @@
+/**
+ * Indexing real code: immer's published TypeScript sources (fetched with `npm pack`, committed
+ * into a throwaway repository) indexed by scip-typescript in the airlock-test/node-indexer image
+ * in bwrap, through `airlock index`; the index is parsed and checked (its files are documents, a
+ * class defined in one file is referenced from another). Bad input: a repository with nothing to
+ * index, and an indexer that crashes. Skipped, with the reason, without the image, bwrap or the
+ * npm registry.
+ */
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { mkdir, readdir, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { run, runChecked } from "../../src/common/exec.ts";
+import { silentLogger } from "../../src/common/logger.ts";
+import { countScip, DEFINITION_ROLE, readScip } from "../../src/indexing/index.ts";
+import type { IndexView } from "../../src/protocol/index.ts";
+import { BwrapRuntime } from "../../src/runtimes/bwrap/index.ts";
+import { TEST_IMAGES } from "../helpers/bwrap.ts";
+import { baseEnv, ENTRY, logText, makeRepo, startCluster, tempDir, waitForJob, type Cluster } from "../helpers/cluster.ts";
+
+const REGISTRY = "registry.npmjs.org";
+const PACKAGE = "immer@10.1.1";
+
+async function unavailable(): Promise<string | undefined> {
+  if (!existsSync(join(TEST_IMAGES, "node-indexer", "oci", "index.json"))) return `the test image airlock-test/node-indexer is missing in ${TEST_IMAGES} (scripts/test-images.sh builds it)`;
+  const probe = await new BwrapRuntime({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir: join(tmpdir(), "airlock-index-probe"), images: [TEST_IMAGES], logger: silentLogger }).probe();
+  if (!probe.usable) return `bwrap: ${probe.detail}`;
+  try {
+    const response = await fetch(`https://${REGISTRY}/immer`, { method: "HEAD", signal: AbortSignal.timeout(10_000) });
+    return response.ok ? undefined : `the npm registry answered ${response.status}`;
+  } catch (error) {
+    return `the npm registry cannot be reached from this machine (${(error as Error).message})`;
+  }
+}
+
+const skip = await unavailable();
+if (skip) process.stdout.write(`# SKIP indexing with scip-typescript: ${skip}\n`);
+
+/** The package's files as published, with its package.json cut to what indexing needs. */
+async function publishedSources(dir: string): Promise<Record<string, string>> {
+  await mkdir(dir, { recursive: true });
+  // The host's CA bundle may hold this machine's mirror's CA, which Node reads only when told.
+  const ca = process.env.NODE_EXTRA_CA_CERTS ?? "/etc/ssl/certs/ca-certificates.crt";
+  const env = { ...baseEnv, npm_config_cache: join(dir, "npm-cache"), ...(existsSync(ca) ? { NODE_EXTRA_CA_CERTS: ca } : {}) };
+  await runChecked("npm", ["pack", PACKAGE, "--silent", "--pack-destination", dir], { cwd: dir, env });
+  const tarball = (await readdir(dir)).find((name) => name.endsWith(".tgz"));
+  assert.ok(tarball, "npm pack wrote a tarball");
+  await runChecked("tar", ["-xzf", tarball, "-C", dir], { cwd: dir, env: baseEnv });
+  const files: Record<string, string> = {};
+  const walk = async (sub: string): Promise<void> => {
+    for (const entry of await readdir(join(dir, "package", sub), { withFileTypes: true })) {
+      const path = sub ? `${sub}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) await walk(path);
+      else if (path.startsWith("src/")) files[path] = await readFile(join(dir, "package", path), "utf8");
+    }
+  };
+  await walk("");
+  // Its scripts and devDependencies are the maintainers' build and test tools (tsup, jest, ...).
+  const manifest = JSON.parse(await readFile(join(dir, "package", "package.json"), "utf8")) as Record<string, unknown>;
+  files["package.json"] = JSON.stringify({ name: manifest.name, version: manifest.version, dependencies: manifest.dependencies ?? {} }, null, 2);
+  // It publishes no tsconfig.json: the one a project like it would have.
+  files["tsconfig.json"] = JSON.stringify({ compilerOptions: { target: "es2020", module: "esnext", moduleResolution: "bundler", strict: true, noEmit: true }, include: ["src"] });
+  return files;
+}
+
+async function waitForIndex(cluster: Cluster, id: number): Promise<IndexView> {
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    const index = await cluster.api.getIndex(id);
+    if (index.state !== "pending" || Date.now() > deadline) return index;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+describe("indexing with scip-typescript in bwrap", { skip }, () => {
+  let cluster: Cluster;
+  let work: string;
+
+  before(async () => {
+    cluster = await startCluster({ runtime: "bwrap", executorArgs: ["--images", TEST_IMAGES, "--egress-allow", `${REGISTRY}:443`] });
+    work = await tempDir("airlock-indexing-");
+  });
+
+  after(async () => {
+    await cluster?.close();
+  });
+
+  it("indexes immer's TypeScript sources: its files are documents, and a class defined in one file is referenced from another", async () => {
+    const files = await publishedSources(join(work, "pack"));
+    assert.ok(files["src/immer.ts"] && files["src/core/immerClass.ts"], "the package ships its sources");
+    await makeRepo(join(work, "immer"), files);
+    await cluster.api.addRepository("oss/immer", join(work, "immer"));
+
+    const dry = await cluster.api.index({ repository: "oss/immer", dryRun: true });
+    assert.deepEqual(dry.entries.map((entry) => [entry.root, entry.action, entry.indexer]), [[".", "dry-run", "scip-typescript"]]);
+    assert.deepEqual(await cluster.api.listIndexes({ repository: "oss/immer" }), [], "a dry run queues nothing");
+
+    const plan = await cluster.api.index({ repository: "oss/immer" });
+    const [entry] = plan.entries;
+    assert.equal(entry?.action, "queued");
+    const job = await waitForJob(cluster.api, entry.index!.jobId, undefined, 300_000);
+    const log = (await logText(cluster.api, job, "install")) + (await logText(cluster.api, job, "index"));
+    assert.equal(job.state, "completed", `${job.failureMessage}\n${log}`);
+    const index = await waitForIndex(cluster, entry.index!.id);
+    assert.equal(index.state, "completed", index.failureMessage ?? "");
+    assert.equal(index.commit, plan.commit);
+
+    const bytes = Buffer.concat(await Array.fromAsync(await cluster.api.indexFile(index.id), (chunk) => Buffer.from(chunk)));
+    assert.equal(bytes.length, index.size);
+    const scip = readScip(bytes);
+    assert.equal(scip.tool.name, "scip-typescript");
+    assert.equal(scip.tool.version, "0.4.0");
+    const paths = scip.documents.map((document) => document.path);
+    const sources = Object.keys(files).filter((path) => path.endsWith(".ts"));
+    assert.deepEqual([...paths].sort(), sources.sort(), "every source file is a document, and nothing else");
+    const defined = scip.documents.find((document) => document.path === "src/core/immerClass.ts")!.occurrences.find((occurrence) => occurrence.symbol.endsWith("/Immer#") && (occurrence.roles & DEFINITION_ROLE) !== 0);
+    assert.ok(defined, "src/core/immerClass.ts defines the class Immer");
+    const references = scip.documents.filter((document) => document.path !== "src/core/immerClass.ts" && document.occurrences.some((occurrence) => occurrence.symbol === defined.symbol && (occurrence.roles & DEFINITION_ROLE) === 0));
+    assert.ok(references.some((document) => document.path === "src/immer.ts"), `src/immer.ts references ${defined.symbol}; found in ${references.map((document) => document.path).join(", ")}`);
+    const counts = countScip(scip);
+    assert.deepEqual({ documents: index.documents, symbols: index.symbols, occurrences: index.occurrences }, counts);
+    assert.ok(counts.symbols > 100 && counts.occurrences > counts.symbols);
+
+    // The CLI shows the same counts, downloads the same bytes, and lists it.
+    const cli = async (...args: string[]): Promise<string> =>
+      (await runChecked(process.execPath, [ENTRY, ...args, "--url", cluster.coordinator.url, "--token", cluster.coordinator.apiToken], { env: baseEnv })).stdout.toString();
+    assert.match(await cli("index", "show", String(index.id)), new RegExp(`documents ${counts.documents}, symbols ${counts.symbols}, occurrences ${counts.occurrences}`));
+    await cli("index", "download", String(index.id), "-o", join(work, "out.scip"));
+    assert.deepEqual(await readFile(join(work, "out.scip")), bytes);
+    assert.match(await cli("index", "list", "--repo", "oss/immer"), new RegExp(`^${index.id}\\s+oss/immer\\s+${plan.commit.slice(0, 12)}\\s+\\.\\s+scip-typescript@0\\.4\\.0\\s+completed\\s+${counts.documents}\\s`, "m"));
+
+    // The same commit again: the index exists, nothing is queued.
+    const again = await cluster.api.index({ repository: "oss/immer" });
+    assert.deepEqual(again.entries.map((item) => [item.action, item.index?.id]), [["existing", index.id]]);
+  });
+
+  it("says there is nothing to index in a repository without a project, and why", async () => {
+    await makeRepo(join(work, "docs"), { "README.md": "# only docs\n", "lib/package.json": "{}" });
+    await cluster.api.addRepository("oss/docs", join(work, "docs"));
+    await assert.rejects(cluster.api.index({ repository: "oss/docs" }), /nothing to index in oss\/docs at [0-9a-f]{12}: none of its package\.json files \(lib\/package\.json\) has a tsconfig\.json or jsconfig\.json/);
+    const result = await run(process.execPath, [ENTRY, "index", "oss/docs", "--url", cluster.coordinator.url, "--token", cluster.coordinator.apiToken], { env: baseEnv });
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /airlock: nothing to index in oss\/docs/);
+    assert.deepEqual(await cluster.api.listIndexes({ repository: "oss/docs" }), []);
+  });
+
+  it("fails the index of an indexer that crashes, with the job's log, and registers no file", async () => {
+    await makeRepo(join(work, "crash"), {
+      "package.json": "{}",
+      "tsconfig.json": "{}",
+      "src/a.ts": "export const a = 1;\n",
+      "airlock-index.yaml": "roots:\n  - path: .\n    install: []\n    index: \"echo 'indexer: out of memory' >&2; exit 3\"\n",
+    });
+    await cluster.api.addRepository("oss/crash", join(work, "crash"));
+    const plan = await cluster.api.index({ repository: "oss/crash" });
+    assert.equal(plan.entries[0]?.source, "override");
+    const job = await waitForJob(cluster.api, plan.entries[0].index!.jobId, undefined, 120_000);
+    assert.equal(job.state, "failed");
+    assert.match(await logText(cluster.api, job, "index"), /indexer: out of memory/);
+    const index = await waitForIndex(cluster, plan.entries[0].index!.id);
+    assert.equal(index.state, "failed");
+    assert.match(index.failureMessage ?? "", new RegExp(`^job ${job.id} failed`));
+    assert.equal(index.documents, null);
+    await assert.rejects(cluster.api.indexFile(index.id), /index \d+ is failed .*there is no file to download/);
+  });
+});
