@@ -17,6 +17,9 @@ import { silentLogger } from "../../src/common/logger.ts";
 import { countScip, DEFINITION_ROLE, readScip } from "../../src/indexing/index.ts";
 import type { IndexView } from "../../src/protocol/index.ts";
 import { BwrapRuntime } from "../../src/runtimes/bwrap/index.ts";
+import { DockerClient } from "../../src/runtimes/docker/client.ts";
+import { DockerRuntime } from "../../src/runtimes/docker/index.ts";
+import { dockerUnavailable, SOCKET } from "../runtimes/docker-target.ts";
 import { TEST_IMAGES } from "../helpers/bwrap.ts";
 import { baseEnv, ENTRY, logText, makeRepo, startCluster, tempDir, waitForJob, type Cluster } from "../helpers/cluster.ts";
 
@@ -35,8 +38,21 @@ async function unavailable(): Promise<string | undefined> {
   }
 }
 
+async function dockerMissing(): Promise<string | undefined> {
+  const missing = await dockerUnavailable(new DockerRuntime({ host: SOCKET, logger: silentLogger }));
+  if (missing) return missing;
+  const client = new DockerClient({ socketPath: SOCKET });
+  try {
+    return (await client.imageExists("airlock-test/node-indexer")) ? undefined : "test image airlock-test/node-indexer is missing in Docker (scripts/test-images.sh imports it)";
+  } finally {
+    await client.close();
+  }
+}
+
 const skip = await unavailable();
 if (skip) process.stdout.write(`# SKIP indexing with scip-typescript: ${skip}\n`);
+const dockerSkip = skip ?? (await dockerMissing());
+if (dockerSkip && !skip) process.stdout.write(`# SKIP indexing with scip-typescript in docker: ${dockerSkip}\n`);
 
 /** The package's files as published, with its package.json cut to what indexing needs. */
 async function publishedSources(dir: string): Promise<Record<string, string>> {
@@ -74,12 +90,13 @@ async function waitForIndex(cluster: Cluster, id: number): Promise<IndexView> {
   }
 }
 
-describe("indexing with scip-typescript in bwrap", { skip }, () => {
+function indexingSuite(runtime: "bwrap" | "docker", reason: string | undefined, runtimeArgs: string[], badInput: boolean): void {
+describe(`indexing with scip-typescript in ${runtime}`, { skip: reason }, () => {
   let cluster: Cluster;
   let work: string;
 
   before(async () => {
-    cluster = await startCluster({ runtime: "bwrap", executorArgs: ["--images", TEST_IMAGES, "--egress-allow", `${REGISTRY}:443`] });
+    cluster = await startCluster({ runtime, executorArgs: [...runtimeArgs, "--egress-allow", `${REGISTRY}:443`] });
     work = await tempDir("airlock-indexing-");
   });
 
@@ -136,6 +153,8 @@ describe("indexing with scip-typescript in bwrap", { skip }, () => {
     assert.deepEqual(again.entries.map((item) => [item.action, item.index?.id]), [["existing", index.id]]);
   });
 
+  if (!badInput) return;
+
   it("says there is nothing to index in a repository without a project, and why", async () => {
     await makeRepo(join(work, "docs"), { "README.md": "# only docs\n", "lib/package.json": "{}" });
     await cluster.api.addRepository("oss/docs", join(work, "docs"));
@@ -166,3 +185,7 @@ describe("indexing with scip-typescript in bwrap", { skip }, () => {
     await assert.rejects(cluster.api.indexFile(index.id), /index \d+ is failed .*there is no file to download/);
   });
 });
+}
+
+indexingSuite("bwrap", skip, ["--images", TEST_IMAGES], true);
+indexingSuite("docker", dockerSkip, ["--docker-host", SOCKET], false);
