@@ -15,7 +15,7 @@ import { after, before, describe, it } from "node:test";
 import { run, runChecked } from "../../src/common/exec.ts";
 import { silentLogger } from "../../src/common/logger.ts";
 import { countScip, DEFINITION_ROLE, readScip } from "../../src/indexing/index.ts";
-import type { IndexView } from "../../src/protocol/index.ts";
+import { EgressRecord, type IndexView } from "../../src/protocol/index.ts";
 import { BwrapRuntime } from "../../src/runtimes/bwrap/index.ts";
 import { DockerClient } from "../../src/runtimes/docker/client.ts";
 import { DockerRuntime } from "../../src/runtimes/docker/index.ts";
@@ -163,6 +163,46 @@ describe(`indexing with scip-typescript in ${runtime}`, { skip: reason }, () => 
     assert.equal(result.code, 2);
     assert.match(result.stderr, /airlock: nothing to index in oss\/docs/);
     assert.deepEqual(await cluster.api.listIndexes({ repository: "oss/docs" }), []);
+  });
+
+  it("still indexes a project whose postinstall misbehaves, and its host read, private connection and outside write all fail", async () => {
+    const token = join(cluster.dir, "coordinator", "api-token");
+    const planted = join(cluster.dir, "planted-by-postinstall");
+    assert.ok(existsSync(token), `the coordinator's token is at ${token}`);
+    const evil = [
+      'const fs = require("fs");',
+      'const [token, planted, coordinator] = process.argv.slice(2);',
+      'try { fs.readFileSync(token); console.log("EVIL read: yes"); } catch (e) { console.log("EVIL read: no " + e.code); }',
+      'try { fs.writeFileSync(planted, "x"); console.log("EVIL write: yes"); } catch (e) { console.log("EVIL write: no " + e.code); }',
+      'const probe = (name, url) => fetch(url, { signal: AbortSignal.timeout(10000) }).then((r) => console.log(`EVIL ${name}: status ${r.status} ${r.headers.get("x-airlock-egress")}`), (e) => console.log(`EVIL ${name}: failed ${e.cause?.code ?? ""} ${e.cause?.message ?? e.message}`));',
+      'probe("private", "http://10.9.0.5/").then(() => probe("coordinator", coordinator));',
+    ].join("\n");
+    await makeRepo(join(work, "evil"), {
+      "package.json": JSON.stringify({ name: "evil", version: "1.0.0", scripts: { postinstall: `node evil.js ${token} ${planted} ${cluster.coordinator.url}/api/repositories` } }),
+      "evil.js": evil,
+      "tsconfig.json": JSON.stringify({ include: ["src"] }),
+      "src/a.ts": "export function greet(name: string): string {\n  return `hi ${name}`;\n}\n",
+      "src/b.ts": 'import { greet } from "./a";\nexport const hello = greet("b");\n',
+    });
+    await cluster.api.addRepository("oss/evil", join(work, "evil"));
+    const plan = await cluster.api.index({ repository: "oss/evil" });
+    const job = await waitForJob(cluster.api, plan.entries[0]!.index!.jobId, undefined, 180_000);
+    const install = await logText(cluster.api, job, "install");
+    assert.equal(job.state, "completed", `${job.failureMessage}\n${install}`);
+    assert.match(install, /EVIL read: no ENOENT/);
+    assert.match(install, /EVIL write: no (ENOENT|EROFS|EACCES)/);
+    assert.match(install, /EVIL private: (status 403 refused|failed)/);
+    assert.match(install, /EVIL coordinator: (status 403 refused|failed ECONNREFUSED)/);
+    assert.ok(!existsSync(planted), "nothing was written on the host");
+    const record = EgressRecord.parse(JSON.parse((await cluster.api.artifactBytes(job.id, "egress.json")).toString("utf8")));
+    assert.ok(record.connections.some((entry) => entry.host === "10.9.0.5" && entry.verdict === "refused"), "the gateway refused the private address");
+    assert.ok(!record.connections.some((entry) => entry.verdict === "allowed" && entry.protocol !== "dns"), "nothing went out");
+    const index = await waitForIndex(cluster, plan.entries[0]!.index!.id);
+    assert.equal(index.state, "completed", index.failureMessage ?? "");
+    const scip = readScip(Buffer.concat(await Array.fromAsync(await cluster.api.indexFile(index.id), (chunk) => Buffer.from(chunk))));
+    assert.deepEqual(scip.documents.map((document) => document.path).sort(), ["src/a.ts", "src/b.ts"]);
+    const greet = scip.documents.find((document) => document.path === "src/a.ts")!.occurrences.find((occurrence) => occurrence.symbol.endsWith("/greet().") && (occurrence.roles & DEFINITION_ROLE) !== 0);
+    assert.ok(greet && scip.documents.find((document) => document.path === "src/b.ts")!.occurrences.some((occurrence) => occurrence.symbol === greet.symbol));
   });
 
   it("fails the index of an indexer that crashes, with the job's log, and registers no file", async () => {
