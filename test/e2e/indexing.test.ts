@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -21,10 +21,10 @@ import { DockerClient } from "../../src/runtimes/docker/client.ts";
 import { DockerRuntime } from "../../src/runtimes/docker/index.ts";
 import { dockerUnavailable, SOCKET } from "../runtimes/docker-target.ts";
 import { TEST_IMAGES } from "../helpers/bwrap.ts";
+import { publishedSources } from "../helpers/npm-package.ts";
 import { baseEnv, ENTRY, logText, makeRepo, startCluster, tempDir, waitForJob, type Cluster } from "../helpers/cluster.ts";
 
 const REGISTRY = "registry.npmjs.org";
-const PACKAGE = "immer@10.1.1";
 
 async function unavailable(): Promise<string | undefined> {
   if (!existsSync(join(TEST_IMAGES, "node-indexer", "oci", "index.json"))) return `the test image airlock-test/node-indexer is missing in ${TEST_IMAGES} (scripts/test-images.sh builds it)`;
@@ -53,33 +53,6 @@ const skip = await unavailable();
 if (skip) process.stdout.write(`# SKIP indexing with scip-typescript: ${skip}\n`);
 const dockerSkip = skip ?? (await dockerMissing());
 if (dockerSkip && !skip) process.stdout.write(`# SKIP indexing with scip-typescript in docker: ${dockerSkip}\n`);
-
-/** The package's files as published, with its package.json cut to what indexing needs. */
-async function publishedSources(dir: string): Promise<Record<string, string>> {
-  await mkdir(dir, { recursive: true });
-  // The host's CA bundle may hold this machine's mirror's CA, which Node reads only when told.
-  const ca = process.env.NODE_EXTRA_CA_CERTS ?? "/etc/ssl/certs/ca-certificates.crt";
-  const env = { ...baseEnv, npm_config_cache: join(dir, "npm-cache"), ...(existsSync(ca) ? { NODE_EXTRA_CA_CERTS: ca } : {}) };
-  await runChecked("npm", ["pack", PACKAGE, "--silent", "--pack-destination", dir], { cwd: dir, env });
-  const tarball = (await readdir(dir)).find((name) => name.endsWith(".tgz"));
-  assert.ok(tarball, "npm pack wrote a tarball");
-  await runChecked("tar", ["-xzf", tarball, "-C", dir], { cwd: dir, env: baseEnv });
-  const files: Record<string, string> = {};
-  const walk = async (sub: string): Promise<void> => {
-    for (const entry of await readdir(join(dir, "package", sub), { withFileTypes: true })) {
-      const path = sub ? `${sub}/${entry.name}` : entry.name;
-      if (entry.isDirectory()) await walk(path);
-      else if (path.startsWith("src/")) files[path] = await readFile(join(dir, "package", path), "utf8");
-    }
-  };
-  await walk("");
-  // Its scripts and devDependencies are the maintainers' build and test tools (tsup, jest, ...).
-  const manifest = JSON.parse(await readFile(join(dir, "package", "package.json"), "utf8")) as Record<string, unknown>;
-  files["package.json"] = JSON.stringify({ name: manifest.name, version: manifest.version, dependencies: manifest.dependencies ?? {} }, null, 2);
-  // It publishes no tsconfig.json: the one a project like it would have.
-  files["tsconfig.json"] = JSON.stringify({ compilerOptions: { target: "es2020", module: "esnext", moduleResolution: "bundler", strict: true, noEmit: true }, include: ["src"] });
-  return files;
-}
 
 async function waitForIndex(cluster: Cluster, id: number): Promise<IndexView> {
   const deadline = Date.now() + 300_000;
