@@ -47,6 +47,7 @@ export default tseslint.config(
   layer("executor", ["store", "coordinator", "cli"], "the executor speaks only the protocol: never store or coordinator"),
   layer("common", ["store", "coordinator", "executor", "runtimes", "cli", "egress"], "common is shared by everyone and depends on no component"),
   layer("egress", ["store", "coordinator", "executor", "runtimes", "cli"], "the egress gateway depends only on protocol and common; the executor owns it"),
+  layer("indexing", ["store", "coordinator", "executor", "runtimes", "egress", "cli"], "indexing (inference, the SCIP reader) depends only on protocol and common; the coordinator uses it"),
   {
     // The browser UI: DOM globals come from its own tsconfig (web/src/tsconfig.json); of Airlock
     // it may use the protocol only (the coordinator serves the built files, never imports them).

@@ -8,6 +8,10 @@
 #                          host's curl and getent, Debian's CA certificates, Node.js 24 (.tools/)
 #                          and npm, each with the shared libraries it needs; nothing is downloaded.
 #                          Not built (the reason printed) when one of those is missing here.
+#   airlock-test/node-indexer  airlock-test/net plus @sourcegraph/scip-typescript at the version
+#                          pinned below, installed from the npm registry by the host's npm (the one
+#                          download of this script). Not built (the reason printed) without
+#                          airlock-test/net or when the registry cannot be reached.
 # Usage: scripts/test-images.sh OUT_DIR
 set -eu
 out=${1:?usage: test-images.sh OUT_DIR}
@@ -111,6 +115,21 @@ build_net_rootfs() {
   "$dir$loader" --inhibit-cache --library-path "$libpath" "$dir/usr/bin/node" "$dir/usr/lib/node_modules/npm/bin/npm-cli.js" --version >/dev/null
 }
 
+# --- airlock-test/node-indexer: the net image and a pinned scip-typescript (docs/indexing.md) ---
+SCIP_TYPESCRIPT_VERSION=0.4.0
+build_indexer_rootfs() {
+  dir=$1
+  rm -rf "$dir" "$dir.npm-cache"
+  mkdir -p "$(dirname "$dir")" && cp -a "$out/net/rootfs" "$dir" || return 1
+  echo node-indexer >"$dir/etc/airlock-image"
+  npm_config_cache="$dir.npm-cache" "$net_node" "$net_npm/bin/npm-cli.js" install --global --prefix "$dir/usr" \
+    --no-audit --no-fund --loglevel=error "@sourcegraph/scip-typescript@$SCIP_TYPESCRIPT_VERSION" </dev/null >&2 || return 1
+  rm -rf "$dir.npm-cache"
+  [ -f "$dir/usr/lib/node_modules/@sourcegraph/scip-typescript/package.json" ] || return 1
+  ln -sf ../lib/node_modules/@sourcegraph/scip-typescript/dist/src/main.js "$dir/usr/bin/scip-typescript"
+  echo "$SCIP_TYPESCRIPT_VERSION" >"$dir/etc/scip-typescript-version"
+}
+
 blob() { # file -> moves it into blobs/sha256/<digest>, prints the digest
   digest=$(sha256sum "$1" | cut -d' ' -f1)
   mv "$1" "$layout/blobs/sha256/$digest"
@@ -166,11 +185,29 @@ else
   echo "test-images: not building airlock-test/net: $net_missing" >&2
 fi
 
+if [ -f "$out/.built-from-net" ]; then
+  indexer_want="$(cat "$out/.built-from-net") scip-typescript $SCIP_TYPESCRIPT_VERSION v1"
+  if [ ! -f "$out/.built-from-node-indexer" ] || [ "$(cat "$out/.built-from-node-indexer")" != "$indexer_want" ]; then
+    rm -rf "$out/.built-from-node-indexer" "$out/node-indexer"
+    if build_indexer_rootfs "$out/node-indexer/rootfs"; then
+      build_image node-indexer
+      echo "$indexer_want" >"$out/.built-from-node-indexer"
+    else
+      rm -rf "$out/node-indexer"
+      echo "test-images: not building airlock-test/node-indexer: npm could not install @sourcegraph/scip-typescript@$SCIP_TYPESCRIPT_VERSION (is registry.npmjs.org reachable?)" >&2
+    fi
+  fi
+  [ ! -f "$out/.built-from-node-indexer" ] || { images="$images node-indexer"; echo "test-images: airlock-test/node-indexer: $(du -sh "$out/node-indexer/rootfs" | cut -f1) unpacked" >&2; }
+else
+  echo "test-images: not building airlock-test/node-indexer: airlock-test/net was not built" >&2
+fi
+
 # An image goes into Docker again when it was built from other inputs than the one there.
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   for name in $images; do
     built=$want
     [ "$name" != net ] || built=$net_want
+    [ "$name" != node-indexer ] || built=$indexer_want
     there=$(docker image inspect --format '{{.Id}} {{index .Config.Labels "airlock.test-image"}}' "airlock-test/$name:latest" 2>/dev/null || true)
     if [ "${there#* }" != "$built" ]; then
       new=$(tar -C "$out/$name/rootfs" -c . | docker import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \

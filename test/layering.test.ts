@@ -6,13 +6,14 @@ import { describe, it } from "node:test";
 import { ROOT } from "./helpers/cluster.ts";
 
 const FORBIDDEN: Record<string, string[]> = {
-  protocol: ["common", "store", "coordinator", "executor", "runtimes", "egress", "cli"],
-  common: ["store", "coordinator", "executor", "runtimes", "egress", "cli"],
+  protocol: ["common", "store", "coordinator", "executor", "runtimes", "egress", "cli", "indexing"],
+  common: ["store", "coordinator", "executor", "runtimes", "egress", "cli", "indexing"],
   store: ["coordinator", "executor", "runtimes", "cli"],
   runtimes: ["store", "coordinator", "executor", "cli"],
   coordinator: ["runtimes", "executor", "egress", "cli"],
   executor: ["store", "coordinator", "cli"],
   egress: ["store", "coordinator", "executor", "runtimes", "cli"],
+  indexing: ["store", "coordinator", "executor", "runtimes", "egress", "cli"],
 };
 
 function files(dir: string): string[] {

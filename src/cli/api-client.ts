@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { TextDecoder } from "node:util";
 import { HttpClient, type HttpResponse } from "../common/http-client.ts";
+import { IndexPlanResponse, IndexView } from "../protocol/indexing.ts";
 import { ApplyResponse, BatchView, ResolvedBatch, type BatchSummary, type BatchUpload } from "../protocol/batch.ts";
 import {
   fromErrorBody,
@@ -184,6 +185,26 @@ export class ApiClient {
   async applyBatch(name: string, options: { repositories?: string[] | undefined; version?: number | undefined } = {}): Promise<ApplyResponse> {
     const body = { ...(options.repositories ? { repositories: options.repositories } : {}), ...(options.version ? { version: options.version } : {}) };
     return ApplyResponse.parse(await this.json("POST", `/api/batches/${encodeURIComponent(name)}/apply`, body));
+  }
+
+  // Indexes (routes listed in src/protocol/indexing.ts)
+
+  async index(request: { repository: string; commit?: string | undefined; queue?: string | undefined; dryRun?: boolean | undefined }): Promise<IndexPlanResponse> {
+    const body = Object.fromEntries(Object.entries(request).filter(([, value]) => value !== undefined));
+    return IndexPlanResponse.parse(await this.json("POST", "/api/indexes", body));
+  }
+
+  async listIndexes(query: { repository?: string | undefined; commit?: string | undefined } = {}): Promise<IndexView[]> {
+    const params = new URLSearchParams(Object.entries(query).filter((entry): entry is [string, string] => entry[1] !== undefined));
+    return IndexView.array().parse((await this.json<{ indexes: unknown }>("GET", `/api/indexes?${params.toString()}`)).indexes);
+  }
+
+  async getIndex(id: number): Promise<IndexView> {
+    return IndexView.parse(await this.json("GET", `/api/indexes/${id}`));
+  }
+
+  async indexFile(id: number): Promise<AsyncIterable<Uint8Array>> {
+    return (await this.raw("GET", `/api/indexes/${id}/file`)).stream;
   }
 
   async close(): Promise<void> {

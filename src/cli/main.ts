@@ -5,6 +5,7 @@
 import { Command, Option } from "commander";
 import { AIRLOCK_VERSION, AirlockError, coerceError } from "../protocol/index.ts";
 import { registerBatchCommands } from "./commands/batch.ts";
+import { registerIndexCommands } from "./commands/indexes.ts";
 import { apiClient, type CliIO, type ClientFlags } from "./context.ts";
 
 // Commands load their modules on demand: an executor never loads the coordinator's HTTP server
@@ -154,6 +155,7 @@ withClientOptions(repo.command("list").description("registered repositories"))
   .action((flags: ClientFlags) => withClient(flags, async (client) => (await admin()).repoListCommand(client, io)));
 
 registerBatchCommands(program, { io, withClientOptions, withClient, run });
+registerIndexCommands(program, { io, withClientOptions, withClient });
 
 withClientOptions(program.command("executors").description("executors seen by the coordinator"))
   .action((flags: ClientFlags) => withClient(flags, async (client) => (await admin()).executorsCommand(client, io)));

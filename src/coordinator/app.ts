@@ -5,6 +5,7 @@ import { NotFoundError } from "../protocol/index.ts";
 import type { CoordinatorContext } from "./context.ts";
 import { sendError } from "./http/errors.ts";
 import { registerBatchRoutes } from "./routes/batches.ts";
+import { registerIndexRoutes } from "./routes/indexes.ts";
 import { registerExecutorRoutes } from "./routes/executor-api.ts";
 import { registerGitRoutes } from "./routes/git.ts";
 import { registerLogRoutes } from "./routes/logs.ts";
@@ -36,6 +37,7 @@ export function buildApp(ctx: CoordinatorContext): FastifyInstance {
   registerGitRoutes(app, ctx);
   registerUserRoutes(app, ctx);
   registerBatchRoutes(app, ctx);
+  registerIndexRoutes(app, ctx);
   registerLogRoutes(app, ctx);
   registerQueueHistoryRoutes(app, ctx);
   registerWebRoutes(app, ctx);

@@ -7,6 +7,7 @@ import type { Auth } from "./http/auth.ts";
 import type { BatchApplier } from "./services/batch-apply.ts";
 import type { BatchService } from "./services/batches.ts";
 import type { Dispatcher } from "./services/dispatcher.ts";
+import type { IndexService } from "./services/indexes.ts";
 import type { JobService } from "./services/jobs.ts";
 import type { CoordinatorMetrics } from "./services/metrics.ts";
 import type { Repositories } from "./services/repositories.ts";
@@ -22,6 +23,7 @@ export interface CoordinatorContext {
   jobs: JobService;
   batches: BatchService;
   batchApply: BatchApplier;
+  indexes: IndexService;
   metrics: CoordinatorMetrics;
   /** Aborted when the coordinator shuts down (ends long polls and SSE streams). */
   shutdown: AbortSignal;

@@ -11,6 +11,7 @@ import type { CoordinatorContext } from "./context.ts";
 import { Auth } from "./http/auth.ts";
 import { BatchApplier } from "./services/batch-apply.ts";
 import { BatchService } from "./services/batches.ts";
+import { IndexService } from "./services/indexes.ts";
 import { Dispatcher } from "./services/dispatcher.ts";
 import { JobService } from "./services/jobs.ts";
 import { LeaseReaper } from "./services/lease-reaper.ts";
@@ -49,6 +50,7 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
     jobs: new JobService({ store, clock, logger, repositories, metrics }),
     batches,
     batchApply,
+    indexes: new IndexService({ store, clock, logger: logger.child({ scope: "indexes" }), repositories, hostEnv: config.hostEnv }),
     metrics,
     shutdown: shutdown.signal,
   };

@@ -1,5 +1,5 @@
 /**
- * The storage seam. A backend (sqlite/, postgres/) implements `Store`: three small ports, each
+ * The storage seam. A backend (sqlite/, postgres/) implements `Store`: small ports, each
  * with a shared conformance suite in test/store/. Methods take `now` (epoch ms) as an argument so
  * time is an input, identical for every backend and controllable in tests. Records are domain
  * objects, never driver rows.
@@ -291,6 +291,66 @@ export interface BatchStore {
   readBlob(entryId: number, name: string): Promise<Uint8Array | undefined>;
 }
 
+/**
+ * Code indexes (docs/indexing.md): one row per indexing of (repository, commit, root, indexer,
+ * indexer version), made when its job is queued. It is "pending" while the job may still run,
+ * then "completed" (the index is the job's artifact, counted) or "failed" (no index).
+ */
+export type IndexState = "pending" | "completed" | "failed";
+
+export interface IndexCounts {
+  documents: number;
+  symbols: number;
+  occurrences: number;
+  size: number;
+}
+
+export interface IndexRecord {
+  id: number;
+  repository: string;
+  commit: string;
+  /** The project root inside the repository, "." for its top. */
+  root: string;
+  indexer: string;
+  indexerVersion: string;
+  jobId: number;
+  /** The name of the job's artifact holding the index. */
+  artifact: string;
+  state: IndexState;
+  counts: IndexCounts | null;
+  failureMessage: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface NewIndex {
+  repository: string;
+  commit: string;
+  root: string;
+  indexer: string;
+  indexerVersion: string;
+  jobId: number;
+  artifact: string;
+}
+
+export interface IndexFilter {
+  repository?: string | undefined;
+  commit?: string | undefined;
+  limit: number;
+}
+
+export interface IndexStore {
+  create(input: NewIndex, now: number): Promise<IndexRecord>;
+  /** Ends a pending index (a NotFoundError for an unknown id, a ConflictError for one already ended). */
+  complete(id: number, counts: IndexCounts, now: number): Promise<IndexRecord>;
+  fail(id: number, message: string, now: number): Promise<IndexRecord>;
+  get(id: number): Promise<IndexRecord | undefined>;
+  /** Newest first. */
+  list(filter: IndexFilter): Promise<IndexRecord[]>;
+  /** The newest index of this key that is pending or completed (failed ones are done again). */
+  findLive(key: Pick<NewIndex, "repository" | "commit" | "root" | "indexer" | "indexerVersion">): Promise<IndexRecord | undefined>;
+}
+
 /** What a backend can do natively; the coordinator branches on these, never on backend names. */
 export interface StoreCapabilities {
   /** Changes made by other processes are announced (e.g. LISTEN/NOTIFY); else only local ones are. */
@@ -305,6 +365,7 @@ export interface Store {
   readonly outputs: OutputStore;
   readonly repositories: RepositoryStore;
   readonly batches: BatchStore;
+  readonly indexes: IndexStore;
   readonly capabilities: StoreCapabilities;
   /** Subscribes to changes (jobs queued, a job's state or logs changed). Returns an unsubscribe. */
   onChange(listener: (change: StoreChange) => void): () => void;

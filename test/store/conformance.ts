@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import { ConflictError, JobSpecInput, LeaseLostError, NotFoundError, type ExecutorIdentity, type JobSpecInput as SpecInput } from "../../src/protocol/index.ts";
 import type { AttemptRef, JobRecord, Store, StoreChange } from "../../src/store/index.ts";
 import { batchStoreConformance } from "./batch-conformance.ts";
+import { indexStoreConformance } from "./index-conformance.ts";
 
 export interface StoreFactory {
   /** A fresh, migrated, empty store. */
@@ -38,6 +39,7 @@ async function* bytes(...parts: Buffer[]): AsyncIterable<Uint8Array> {
 
 export function storeConformance(backend: string, factory: StoreFactory): void {
   batchStoreConformance(backend, factory);
+  indexStoreConformance(backend, factory);
   describe(`JobStore conformance: ${backend}`, () => {
     let store: Store;
     let tokens = 0;

@@ -8,6 +8,7 @@ import type { Logger } from "../../common/logger.ts";
 import { NETWORK_MODES, UnavailableError, type Isolation } from "../../protocol/index.ts";
 import type { Store, StoreChange } from "../store.ts";
 import { PostgresBatchStore } from "./batch-store.ts";
+import { PostgresIndexStore } from "./index-store.ts";
 import { PostgresDatabase, type Queryable } from "./database.ts";
 import { PostgresJobStore } from "./job-store.ts";
 import { NOTIFY_CHANNEL } from "./migrations.ts";
@@ -90,6 +91,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     outputs: new PostgresOutputStore(db, announcer),
     repositories: new PostgresRepositoryStore(db),
     batches: new PostgresBatchStore(db),
+    indexes: new PostgresIndexStore(db),
     capabilities: { crossProcessNotifications: true },
     get listening() {
       return listener.listening;

@@ -321,4 +321,25 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (entry_id, name)
   );
   `,
+  /* 5: code indexes (as in the SQLite schema) */ `
+  CREATE TABLE code_indexes (
+    id bigserial PRIMARY KEY,
+    repository text NOT NULL,
+    commit_sha text NOT NULL,
+    root text NOT NULL,
+    indexer text NOT NULL,
+    indexer_version text NOT NULL,
+    job_id bigint NOT NULL,
+    artifact text NOT NULL,
+    state text NOT NULL CHECK (state IN ('pending', 'completed', 'failed')),
+    documents bigint,
+    symbols bigint,
+    occurrences bigint,
+    size bigint,
+    failure_message text,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL
+  );
+  CREATE INDEX code_indexes_by_key ON code_indexes (repository, commit_sha, root, indexer, indexer_version, id);
+  `,
 ];

@@ -2,6 +2,7 @@
 import { EventEmitter } from "node:events";
 import type { Store, StoreChange } from "../store.ts";
 import { SqliteBatchStore } from "./batch-store.ts";
+import { SqliteIndexStore } from "./index-store.ts";
 import { SqliteDatabase } from "./database.ts";
 import { SqliteJobStore } from "./job-store.ts";
 import { SqliteOutputStore } from "./output-store.ts";
@@ -20,6 +21,7 @@ export function createSqliteStore(path: string): Store {
     outputs: new SqliteOutputStore(db, jobs, emit),
     repositories: new SqliteRepositoryStore(db),
     batches: new SqliteBatchStore(db),
+    indexes: new SqliteIndexStore(db),
     capabilities: { crossProcessNotifications: false },
     onChange(listener) {
       changes.on("change", listener);

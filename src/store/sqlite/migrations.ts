@@ -184,4 +184,25 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (entry_id, name)
   );
   `,
+  /* 5: code indexes (docs/indexing.md) */ `
+  CREATE TABLE code_indexes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    repository TEXT NOT NULL,
+    commit_sha TEXT NOT NULL,
+    root TEXT NOT NULL,
+    indexer TEXT NOT NULL,
+    indexer_version TEXT NOT NULL,
+    job_id INTEGER NOT NULL,
+    artifact TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'completed', 'failed')),
+    documents INTEGER,
+    symbols INTEGER,
+    occurrences INTEGER,
+    size INTEGER,
+    failure_message TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX code_indexes_by_key ON code_indexes (repository, commit_sha, root, indexer, indexer_version, id);
+  `,
 ];

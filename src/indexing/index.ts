@@ -1,0 +1,4 @@
+/** Code indexing: inference of indexing jobs from a repository's files, and a SCIP reader. */
+export * from "./infer.ts";
+export * from "./scip.ts";
+export * from "./tree.ts";
