@@ -329,7 +329,8 @@ describe("web UI in Chromium", { concurrency: false, timeout: 240_000 }, () => {
     assert.equal(outline, "solid", "focus is visible");
     await page.keyboard.press("Enter");
     await page.getByRole("heading", { level: 1, name: "Executors" }).waitFor();
-    assert.equal(await inPage<string>("document.activeElement.tagName"), "H1", "focus moves to the new page's heading");
+    // The focus moves in an effect after the page renders: wait for it (it never moves if the UI forgets to).
+    await until(async () => (await inPage<string>("document.activeElement.tagName")) === "H1", "focus moves to the new page's heading", 5000);
   });
 
   it("resumes a live log after the coordinator restarts, showing no line twice", async (t) => {

@@ -217,7 +217,7 @@ export function runtimePromiseSuite(target: RuntimeUnderTest): void {
     isolatedIt("a memory hog is killed by the memory limit, with a message naming it", async () => {
       const { sandbox: box } = await sandbox({ memoryBytes: 64 * 1024 * 1024 });
       // A generous bound, not a timing check: under TCG on a loaded machine filling 64 MiB takes long.
-      const result = await exec(box, ["head -c 300m /dev/zero | tail > /dev/null", "echo survived"], { timeoutMs: 180_000 + (target.slack ?? 0) * 1000 });
+      const result = await exec(box, ["head -c 300m /dev/zero | tail > /dev/null", "echo survived"], { timeoutMs: 300_000 + (target.slack ?? 0) * 1000 });
       assert.notEqual(result.outcome.exitCode, 0, result.output);
       assert.doesNotMatch(result.output, /survived/);
       assert.match(`${result.outcome.message ?? ""} ${result.outcome.limit ?? ""}`, /memory|oom/i, JSON.stringify(result.outcome));
