@@ -39,7 +39,7 @@ import { networkInitrd } from "./net.ts";
 import { Vm } from "./vm.ts";
 
 export const POOL_MARKER_PREFIX = "microvm-pool-";
-/** Networked warm VMs' gateway links live in <tmp>/airlock-gw-<executor pid>-XXXXXX/. */
+/** Networked warm VMs' gateway links live in a temporary dir <tmp>/airlock-gw-<executor pid>-<random suffix>/. */
 const GATEWAY_DIR_PREFIX = "airlock-gw-";
 
 /** What a VM is booted with, and so which jobs it can serve. */
