@@ -4,13 +4,10 @@
  * repository's name), the diff exactly as git gives it.
  */
 import assert from "node:assert/strict";
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { silentLogger } from "../../src/common/logger.ts";
-import { BwrapRuntime } from "../../src/runtimes/bwrap/index.ts";
-import { TEST_IMAGES, testImagesMissing } from "../helpers/bwrap.ts";
-import { startCluster, tempDir, type Cluster } from "../helpers/cluster.ts";
+import { bwrapUnavailable, TEST_IMAGES, testImagesMissing } from "../helpers/bwrap.ts";
+import { startCluster, type Cluster } from "../helpers/cluster.ts";
 import { expectedDiff, makeRepos, waitForBatch } from "./helpers.ts";
 
 const SPEC = `name: bwrap-batch
@@ -36,12 +33,7 @@ describe("batch steps in bwrap", { timeout: 180_000 }, () => {
 
   before(async () => {
     skipReason = testImagesMissing();
-    if (!skipReason) {
-      const probeDir = await tempDir("airlock-bwrap-probe-");
-      const probe = await new BwrapRuntime({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir: probeDir, images: [], logger: silentLogger }).probe();
-      await rm(probeDir, { recursive: true, force: true });
-      if (!probe.usable) skipReason = probe.detail;
-    }
+    skipReason ??= await bwrapUnavailable();
     if (skipReason) {
       process.stdout.write(`# SKIP batch steps in bwrap: ${skipReason}\n`);
       return;

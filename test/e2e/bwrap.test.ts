@@ -5,13 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { silentLogger } from "../../src/common/logger.ts";
-import { BwrapRuntime } from "../../src/runtimes/bwrap/index.ts";
-import { TEST_IMAGES, testImagesMissing } from "../helpers/bwrap.ts";
-import { baseEnv, ENTRY, logText, makeRepo, startCluster, tempDir, waitForJob, type Cluster } from "../helpers/cluster.ts";
+import { bwrapUnavailable, TEST_IMAGES, testImagesMissing } from "../helpers/bwrap.ts";
+import { baseEnv, ENTRY, logText, makeRepo, startCluster, waitForJob, type Cluster } from "../helpers/cluster.ts";
 
 describe("end to end: executor with the bwrap runtime", () => {
   let cluster: Cluster | undefined;
@@ -19,12 +16,7 @@ describe("end to end: executor with the bwrap runtime", () => {
 
   before(async () => {
     skipReason = testImagesMissing();
-    if (!skipReason) {
-      const probeDir = await tempDir("airlock-bwrap-probe-");
-      const probe = await new BwrapRuntime({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir: probeDir, images: [], logger: silentLogger }).probe();
-      await rm(probeDir, { recursive: true, force: true });
-      if (!probe.usable) skipReason = probe.detail;
-    }
+    skipReason ??= await bwrapUnavailable();
     if (skipReason) {
       process.stdout.write(`# SKIP bwrap end to end: ${skipReason}\n`);
       return;

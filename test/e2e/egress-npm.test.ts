@@ -9,20 +9,17 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { EgressRecord } from "../../src/protocol/index.ts";
-import { BwrapRuntime } from "../../src/runtimes/bwrap/index.ts";
-import { silentLogger } from "../../src/common/logger.ts";
 import { logText, startCluster, waitForJob, type Cluster } from "../helpers/cluster.ts";
-import { TEST_IMAGES } from "../helpers/bwrap.ts";
+import { bwrapUnavailable, TEST_IMAGES } from "../helpers/bwrap.ts";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { tmpdir } from "node:os";
 
 const REGISTRY = "registry.npmjs.org";
 
 async function unavailable(): Promise<string | undefined> {
   if (!existsSync(join(TEST_IMAGES, "net", "oci", "index.json"))) return `the test image airlock-test/net is missing in ${TEST_IMAGES}`;
-  const probe = await new BwrapRuntime({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir: join(tmpdir(), "airlock-npm-probe"), images: [TEST_IMAGES], logger: silentLogger }).probe();
-  if (!probe.usable) return `bwrap: ${probe.detail}`;
+  const bwrap = await bwrapUnavailable();
+  if (bwrap) return `bwrap: ${bwrap}`;
   try {
     const response = await fetch(`https://${REGISTRY}/is-number`, { method: "HEAD", signal: AbortSignal.timeout(10_000) });
     return response.ok ? undefined : `the npm registry answered ${response.status}`;

@@ -12,18 +12,10 @@ import type { Page } from "playwright-core";
 import { isTerminal } from "../../src/protocol/index.ts";
 import { launchBrowser, type Browser } from "../helpers/browser.ts";
 import { makeRepo, startCluster, waitForJob, type Cluster } from "../helpers/cluster.ts";
-import { TEST_IMAGES } from "../helpers/bwrap.ts";
+import { bwrapUnavailable, TEST_IMAGES } from "../helpers/bwrap.ts";
 import { existsSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { silentLogger } from "../../src/common/logger.ts";
-import { BwrapRuntime } from "../../src/runtimes/bwrap/index.ts";
 
 const egressUnavailable = existsSync(join(TEST_IMAGES, "net", "oci", "index.json")) ? undefined : `the test image airlock-test/net is missing in ${TEST_IMAGES}`;
-
-async function bwrapUnavailable(): Promise<string | undefined> {
-  const probe = await new BwrapRuntime({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir: join(tmpdir(), "airlock-web-ui-probe"), images: [TEST_IMAGES], logger: silentLogger }).probe();
-  return probe.usable ? undefined : `bwrap: ${probe.detail}`;
-}
 
 let cluster: Cluster;
 let browser: Browser | undefined;

@@ -1,7 +1,10 @@
 /** Shared by the bwrap tests and benchmark: the test images, and processes still in a job's cgroup. */
 import { existsSync } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { silentLogger } from "../../src/common/logger.ts";
+import { BwrapRuntime } from "../../src/runtimes/bwrap/index.ts";
 import { ROOT } from "./cluster.ts";
 
 /** Where scripts/test-images.sh put the test images (OCI layouts, archives, root filesystems). */
@@ -9,6 +12,17 @@ export const TEST_IMAGES = process.env.AIRLOCK_TEST_IMAGES ?? join(ROOT, ".test-
 
 export function testImagesMissing(): string | undefined {
   return existsSync(join(TEST_IMAGES, "busybox", "oci", "index.json")) ? undefined : `no test images in ${TEST_IMAGES} (run scripts/test-images.sh ${TEST_IMAGES})`;
+}
+
+/** Why the bwrap runtime cannot run here (its probe, in a throwaway data dir), or undefined. */
+export async function bwrapUnavailable(): Promise<string | undefined> {
+  const probeDir = await mkdtemp(join(tmpdir(), "airlock-bwrap-probe-"));
+  try {
+    const probe = await new BwrapRuntime({ path: process.env.PATH ?? "/usr/bin:/bin", dataDir: probeDir, images: [], logger: silentLogger }).probe();
+    return probe.usable ? undefined : probe.detail;
+  } finally {
+    await rm(probeDir, { recursive: true, force: true });
+  }
 }
 
 /**
