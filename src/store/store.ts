@@ -236,20 +236,11 @@ export interface BatchEntryRecord {
   updatedAt: number;
 }
 
-export interface NewBatchEntry {
-  repository: string;
-  workspace: string;
-  branch: string;
-  commit: string;
-  jobId: number | null;
-  cachedFromEntryId: number | null;
-  state: JobState;
-  diffStat: BatchDiffStat | null;
-  cacheKey: string;
-  failureMessage: string | null;
+/** An entry as written: the record less what the store assigns (ids, version, times) and the apply result. */
+export type NewBatchEntry = Omit<BatchEntryRecord, "id" | "batchId" | "version" | "apply" | "createdAt" | "updatedAt"> & {
   /** Stored with the entry (uploaded results): "diff", "log", "outputs". */
   blobs?: Record<string, Uint8Array> | undefined;
-}
+};
 
 export interface NewBatchVersion {
   name: string;
