@@ -3,7 +3,8 @@
  * the demo (and of the end-to-end tests and benchmarks), each logging to a file.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, openSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, openSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { HttpClient } from "../common/http-client.ts";
@@ -95,6 +96,13 @@ export interface LocalCoordinator extends ManagedProcess {
   executorToken: string;
 }
 
+/** The data dir's secrets key, made (0600) on first use. */
+export function localSecretsKey(dataDir: string): string {
+  const path = join(dataDir, "secrets-key");
+  if (!existsSync(path)) writeFileSync(path, `${randomBytes(32).toString("base64")}\n`, { mode: 0o600, flag: "wx" });
+  return path;
+}
+
 export async function startLocalCoordinator(options: {
   entry: string;
   dataDir: string;
@@ -106,6 +114,10 @@ export async function startLocalCoordinator(options: {
 }): Promise<LocalCoordinator> {
   const port = options.port ?? (await freePort());
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const extraArgs = options.extraArgs ?? [];
+  // A local cluster (the demo, tests, benchmarks) keeps secrets sealed like any coordinator: with
+  // a key of its own, in its data dir, unless it was given a key or told to store them plainly.
+  const secretsArgs = extraArgs.some((arg) => arg === "--secrets-key-file" || arg === "--allow-plaintext-secrets") ? [] : ["--secrets-key-file", localSecretsKey(options.dataDir)];
   const managed = startAirlock(
     options.entry,
     [
@@ -117,7 +129,8 @@ export async function startLocalCoordinator(options: {
       "--log-format",
       "json",
       ...(options.tls ? ["--tls-cert", options.tls.certPath, "--tls-key", options.tls.keyPath] : []),
-      ...(options.extraArgs ?? []),
+      ...secretsArgs,
+      ...extraArgs,
     ],
     { env: options.env, logFile: join(options.dataDir, `coordinator-${port}.log`) },
   );

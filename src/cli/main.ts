@@ -49,9 +49,11 @@ async function withClient(flags: ClientFlags, action: (client: ReturnType<typeof
 const program = new Command("airlock")
   .description("Run untrusted code against git repositories, in sandboxes, on machines you control.")
   .version(AIRLOCK_VERSION)
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // `server rotate-secrets-key --data ...`: options after a subcommand are its own, not its parent's.
+  .enablePositionalOptions();
 
-program
+const server = program
   .command("server")
   .description("run a coordinator: queue, repositories, logs, results, executor API")
   .option("--listen <host:port>", "address to listen on (env AIRLOCK_LISTEN)", undefined)
@@ -71,7 +73,18 @@ program
   .option("--web-dir <dir>", "serve the web UI from this built directory (env AIRLOCK_WEB_DIR; default: the package's web/dist)")
   .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
   .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]))
+  .option("--secrets-key-file <file>", "256-bit key (32 bytes raw, hex or base64; mode 0600) job secrets are encrypted with at rest (env AIRLOCK_SECRETS_KEY_FILE; default none: jobs with secrets are refused)")
+  .option("--previous-secrets-key-file <files>", "keys of before a rotation, comma-separated: they still decrypt, never encrypt (env AIRLOCK_PREVIOUS_SECRETS_KEY_FILE)")
+  .option("--allow-plaintext-secrets", "without --secrets-key-file, store job secrets unencrypted instead of refusing jobs that have any (env AIRLOCK_ALLOW_PLAINTEXT_SECRETS)")
   .action((flags: Record<string, unknown>) => run(async () => (await import("./commands/server.ts")).serverCommand(flags, io)));
+server
+  .command("rotate-secrets-key")
+  .description("re-encrypt the stored job secrets with a new key (safe while coordinators run; see docs/security.md)")
+  .option("--new-key-file <file>", "the key to encrypt with from now on")
+  .option("--old-key-file <files>", "the key(s) they are encrypted with now, comma-separated (none needed for values stored unencrypted)")
+  .option("--data <dir>", "the coordinator's data dir, for its SQLite file (env AIRLOCK_DATA; default ./.airlock)")
+  .option("--database <url>", "the coordinators' postgres:// URL (env AIRLOCK_DATABASE_URL)")
+  .action((flags: Record<string, unknown>) => run(async () => (await import("./commands/server.ts")).rotateSecretsKeyCommand(flags, io)));
 
 const executor = program.command("executor").description("run or check an executor");
 const executorOptions = (command: Command): Command =>

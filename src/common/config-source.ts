@@ -43,6 +43,16 @@ export class ConfigSource {
       .filter(Boolean);
   }
 
+  /** A switch: the flag given, or the env var set to 1/true (0/false/unset: off). */
+  flag(flag: string, envName: string | undefined): boolean {
+    const found = this.raw(flag, envName);
+    if (!found) return false;
+    const value = found.value.toLowerCase();
+    if (value === "true" || value === "1") return true;
+    if (value === "false" || value === "0") return false;
+    throw new ValidationError(`${found.from}: "${found.value}" must be true or false`, { field: flag });
+  }
+
   durationMs(flag: string, envName: string | undefined, fallback: string): number {
     const found = this.raw(flag, envName) ?? { value: fallback, from: "default" };
     const ms = parseDuration(found.value);

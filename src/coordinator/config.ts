@@ -36,6 +36,12 @@ export interface CoordinatorConfig {
    * (e.g. "store --file=/etc/airlock/git-credentials"); git runs it, so no secret is in a log.
    */
   gitCredentialHelper: string | undefined;
+  /** The 256-bit key job secrets are sealed with at rest (a file only its owner may read). */
+  secretsKeyFile: string | undefined;
+  /** Keys of before a rotation: they open values not yet re-sealed, and seal nothing. */
+  previousSecretsKeyFiles: readonly string[];
+  /** Without a key, store secrets unencrypted instead of refusing jobs that have any. */
+  allowPlaintextSecrets: boolean;
   /** The host environment git runs with (PATH only). */
   hostEnv: Readonly<Record<string, string | undefined>>;
 }
@@ -70,6 +76,9 @@ export function resolveCoordinatorConfig(flags: Flags, env: Env): Readonly<Coord
     logFormat: source.oneOf("logFormat", "AIRLOCK_LOG_FORMAT", ["text", "json"] as const, "text"),
     webDir: optionalPath(source.string("webDir", "AIRLOCK_WEB_DIR")),
     gitCredentialHelper: source.string("gitCredentialHelper", "AIRLOCK_GIT_CREDENTIAL_HELPER"),
+    secretsKeyFile: optionalPath(source.string("secretsKeyFile", "AIRLOCK_SECRETS_KEY_FILE")),
+    previousSecretsKeyFiles: Object.freeze(source.list("previousSecretsKeyFile", "AIRLOCK_PREVIOUS_SECRETS_KEY_FILE", []).map((path) => resolve(path))),
+    allowPlaintextSecrets: source.flag("allowPlaintextSecrets", "AIRLOCK_ALLOW_PLAINTEXT_SECRETS"),
     hostEnv: Object.freeze({ PATH: env.PATH }),
   });
 }

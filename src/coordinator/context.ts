@@ -11,6 +11,7 @@ import type { IndexService } from "./services/indexes.ts";
 import type { JobService } from "./services/jobs.ts";
 import type { CoordinatorMetrics } from "./services/metrics.ts";
 import type { Repositories } from "./services/repositories.ts";
+import type { JobSecrets } from "./secrets/job-secrets.ts";
 
 export interface CoordinatorContext {
   config: Readonly<CoordinatorConfig>;
@@ -21,6 +22,7 @@ export interface CoordinatorContext {
   dispatcher: Dispatcher;
   repositories: Repositories;
   jobs: JobService;
+  secrets: JobSecrets;
   batches: BatchService;
   batchApply: BatchApplier;
   indexes: IndexService;

@@ -17,6 +17,8 @@ import { JobService } from "./services/jobs.ts";
 import { LeaseReaper } from "./services/lease-reaper.ts";
 import { CoordinatorMetrics } from "./services/metrics.ts";
 import { Repositories } from "./services/repositories.ts";
+import { JobSecrets } from "./secrets/job-secrets.ts";
+import { readSecretKeyFile } from "./secrets/keyring.ts";
 
 export interface RunningCoordinator {
   /** Base URL executors and the CLI use, e.g. "http://127.0.0.1:7780". */
@@ -33,11 +35,16 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const executorToken = ensureToken(config.dataDir, "executor", config.executorToken);
   const apiToken = ensureToken(config.dataDir, "api", config.apiToken);
+  const secretKeys = {
+    key: config.secretsKeyFile ? readSecretKeyFile(config.secretsKeyFile) : undefined,
+    previousKeys: config.previousSecretsKeyFiles.map((path) => readSecretKeyFile(path, "--previous-secrets-key-file")),
+  };
   const store = await openStore({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, "airlock.db"), logger: logger.child({ scope: "store" }) });
   const shutdown = new AbortController();
+  const secrets = new JobSecrets({ store, ...secretKeys, allowPlaintext: config.allowPlaintextSecrets });
   const metrics = new CoordinatorMetrics(store, clock, config.leaseMs);
   const repositories = new Repositories({ store, dataDir: config.dataDir, hostEnv: config.hostEnv, clock, logger: logger.child({ scope: "repositories" }) });
-  const batches = new BatchService({ store, clock, logger: logger.child({ scope: "batches" }), repositories, hostEnv: config.hostEnv });
+  const batches = new BatchService({ store, secrets, clock, logger: logger.child({ scope: "batches" }), repositories, hostEnv: config.hostEnv });
   const batchApply = new BatchApplier({ store, clock, logger: logger.child({ scope: "batches" }), repositories, batches, hostEnv: config.hostEnv, credentialHelper: config.gitCredentialHelper });
   const ctx: CoordinatorContext = {
     config,
@@ -47,7 +54,8 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
     auth: new Auth({ executorToken: executorToken.token, apiToken: apiToken.token, store }),
     dispatcher: new Dispatcher({ store, clock, leaseMs: config.leaseMs, logger, queueWeights: config.queueWeights }),
     repositories,
-    jobs: new JobService({ store, clock, logger, repositories, metrics }),
+    jobs: new JobService({ store, clock, logger, repositories, metrics, secrets }),
+    secrets,
     batches,
     batchApply,
     indexes: new IndexService({ store, clock, logger: logger.child({ scope: "indexes" }), repositories, hostEnv: config.hostEnv }),
@@ -69,7 +77,7 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
   const port = typeof address === "object" && address ? address.port : config.port;
   const host = config.host.includes(":") ? `[${config.host}]` : config.host === "0.0.0.0" ? "127.0.0.1" : config.host;
   const url = `${config.tls ? "https" : "http"}://${host}:${port}`;
-  logger.info("coordinator listening", { url, dataDir: config.dataDir });
+  logger.info("coordinator listening", { url, dataDir: config.dataDir, secrets: secrets.mode });
   let closed = false;
   return {
     url,

@@ -23,6 +23,7 @@ export * from "./executor-api.ts";
 export * from "./job.ts";
 export * from "./indexing.ts";
 export * from "./job-spec.ts";
+export * from "./job-secrets.ts";
 export * from "./paths.ts";
 export * from "./queue-history.ts";
 export * from "./spec-input.ts";

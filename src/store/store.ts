@@ -77,8 +77,27 @@ export interface TokenLookup extends AttemptRef {
   live: boolean;
 }
 
+/**
+ * One secret value of a job as stored: sealed by the coordinator (src/coordinator/secrets), opaque
+ * to the store. Names are "secrets.<NAME>" and "registryAuth.<host>" (src/protocol/job-secrets.ts).
+ */
+export interface SealedSecret {
+  name: string;
+  /** Which key sealed it ("plaintext": none). */
+  keyId: string;
+  nonce: Uint8Array;
+  ciphertext: Uint8Array;
+}
+
+export interface StoredSecret extends SealedSecret {
+  jobId: number;
+}
+
 export interface NewJob {
+  /** Stored with every secret value masked; the values go in `secrets`. */
   spec: JobSpec;
+  /** The sealed values of the spec's secrets, one per name (see job-secrets.ts); a name without one is refused. */
+  secrets?: SealedSecret[] | undefined;
   /** The commit as submitted and as resolved; both null without a repository. */
   ref: string | null;
   commit: string | null;
@@ -163,6 +182,22 @@ export interface OutputStore {
   putArtifact(ref: AttemptRef, name: string, data: AsyncIterable<Uint8Array>, now: number): Promise<ArtifactRecord>;
   /** The artifact's bytes in order, or undefined when the job's current attempt has none by that name. */
   readArtifact(jobId: number, name: string): Promise<{ record: ArtifactRecord; chunks: AsyncIterable<Uint8Array> } | undefined>;
+}
+
+/**
+ * The sealed secret values of jobs that have not ended. A job's are written with it (enqueue) and
+ * deleted, in the same transaction, when it reaches a terminal state, by whatever path (a trigger
+ * in both schemas, so no code path can forget).
+ */
+export interface SecretStore {
+  forJob(jobId: number): Promise<SealedSecret[]>;
+  /** Every stored secret (for re-sealing under a new key), by job then name. */
+  list(): Promise<StoredSecret[]>;
+  /**
+   * Replaces a stored value if it is still sealed as `current` says (same key id and nonce);
+   * false when it changed or is gone (its job ended meanwhile).
+   */
+  reseal(jobId: number, current: SealedSecret, next: SealedSecret): Promise<boolean>;
 }
 
 export interface RepositoryRecord {
@@ -354,6 +389,7 @@ export type StoreChange = { kind: "queued"; queue: string; isolation: Isolation;
 export interface Store {
   readonly jobs: JobStore;
   readonly outputs: OutputStore;
+  readonly secrets: SecretStore;
   readonly repositories: RepositoryStore;
   readonly batches: BatchStore;
   readonly indexes: IndexStore;

@@ -8,6 +8,7 @@ import { ConflictError, JobSpecInput, LeaseLostError, NotFoundError, type Execut
 import type { AttemptRef, JobRecord, Store, StoreChange } from "../../src/store/index.ts";
 import { batchStoreConformance } from "./batch-conformance.ts";
 import { indexStoreConformance } from "./index-conformance.ts";
+import { secretStoreConformance } from "./secret-conformance.ts";
 
 export interface StoreFactory {
   /** A fresh, migrated, empty store. */
@@ -40,6 +41,7 @@ async function* bytes(...parts: Buffer[]): AsyncIterable<Uint8Array> {
 export function storeConformance(backend: string, factory: StoreFactory): void {
   batchStoreConformance(backend, factory);
   indexStoreConformance(backend, factory);
+  secretStoreConformance(backend, factory);
   describe(`JobStore conformance: ${backend}`, () => {
     let store: Store;
     let tokens = 0;

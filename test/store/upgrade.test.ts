@@ -2,7 +2,8 @@
  * Upgrading a store made by schema version 1 (log entries and the attempts row written at claim,
  * a job's token cleared when its attempt ended) to the current schema keeps every job working:
  * a live attempt's token stays live, an ended one stays known and dead, ending the live attempt
- * records it, and the entries it never touched show as skipped. On both backends.
+ * records it, and the entries it never touched show as skipped; secret values leave the specs. On
+ * both backends.
  */
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -10,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import pg from "pg";
+import { SECRET_MASK } from "../../src/protocol/index.ts";
 import type { Store } from "../../src/store/index.ts";
 import { openPostgresStore } from "../../src/store/postgres/index.ts";
 import { POSTGRES_MIGRATIONS } from "../../src/store/postgres/migrations.ts";
@@ -20,6 +22,8 @@ import { ADMIN_URL, NO_POSTGRES } from "../helpers/postgres.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const SPEC = JSON.stringify({ queue: "default", isolation: "none", maxAttempts: 1, steps: [{ key: "one", commands: ["true"], dir: ".", env: {} }] });
+/** Specs of before secrets were stored apart held their values. */
+const SECRET_SPEC = JSON.stringify({ ...(JSON.parse(SPEC) as object), secrets: { API_KEY: "old-plain-value" }, registryAuth: { "ghcr.io": { username: "bot", password: "old-registry-password" } } });
 
 /** Rows as version 1 wrote them: job 1 processing (prepare done, step "one" pending), job 2 completed. */
 const VERSION_1_ROWS = [
@@ -28,7 +32,9 @@ const VERSION_1_ROWS = [
   `INSERT INTO jobs (id, queue, spec, state, attempt, max_attempts, isolation, isolation_rank, executor_name, token_hash, created_at, queued_at, started_at, lease_expires_at)
    VALUES (1, 'default', '${SPEC}', 'processing', 1, 1, 'none', 0, 'exec-a', 'live-token', ${T0}, ${T0}, ${T0 + 10}, ${T0 + 60_000})`,
   `INSERT INTO jobs (id, queue, spec, state, attempt, max_attempts, isolation, isolation_rank, executor_name, created_at, queued_at, started_at, finished_at)
-   VALUES (2, 'default', '${SPEC}', 'completed', 1, 1, 'none', 0, 'exec-b', ${T0}, ${T0}, ${T0 + 10}, ${T0 + 20})`,
+   VALUES (2, 'default', '${SECRET_SPEC}', 'completed', 1, 1, 'none', 0, 'exec-b', ${T0}, ${T0}, ${T0 + 10}, ${T0 + 20})`,
+  `INSERT INTO jobs (id, queue, spec, state, attempt, max_attempts, isolation, isolation_rank, created_at, queued_at)
+   VALUES (3, 'default', '${SECRET_SPEC}', 'queued', 0, 1, 'none', 0, ${T0}, ${T0})`,
   `INSERT INTO attempts (job_id, attempt, executor_name, token_hash, started_at) VALUES (1, 1, 'exec-a', 'live-token', ${T0 + 10})`,
   `INSERT INTO attempts (job_id, attempt, executor_name, token_hash, started_at, finished_at, outcome) VALUES (2, 1, 'exec-b', 'ended-token', ${T0 + 10}, ${T0 + 20}, 'completed')`,
   `INSERT INTO entries (job_id, attempt, key, kind, idx, state, started_at, finished_at) VALUES (1, 1, 'prepare', 'prepare', 0, 'completed', ${T0 + 11}, ${T0 + 12})`,
@@ -37,6 +43,14 @@ const VERSION_1_ROWS = [
 
 async function checkUpgraded(store: Store): Promise<void> {
   await store.migrate();
+  // Secrets moved out of the specs: kept (unsealed, until a rotation seals them) for the queued job only.
+  for (const id of [2, 3]) {
+    const spec = (await store.jobs.getJob(id))?.job.spec;
+    assert.deepEqual([spec?.secrets, spec?.registryAuth], [{ API_KEY: SECRET_MASK }, { "ghcr.io": { username: "bot", password: SECRET_MASK } }], `job ${id}'s spec is masked`);
+  }
+  assert.deepEqual(await store.secrets.forJob(2), []);
+  const moved = (await store.secrets.forJob(3)).map((secret) => [secret.name, secret.keyId, Buffer.from(secret.ciphertext).toString("utf8")]);
+  assert.deepEqual(moved, [["registryAuth.ghcr.io", "plaintext", "old-registry-password"], ["secrets.API_KEY", "plaintext", "old-plain-value"]]);
   const ref = { jobId: 1, attempt: 1, repository: null, executorName: "exec-a" };
   assert.deepEqual(await store.jobs.findAttempt("live-token"), { ...ref, live: true });
   assert.deepEqual(await store.jobs.findAttempt("ended-token"), { jobId: 2, attempt: 1, repository: null, executorName: "exec-b", live: false });
@@ -94,7 +108,7 @@ describe("store upgrade from schema version 1", () => {
     try {
       await client.query(POSTGRES_MIGRATIONS[0] as string);
       for (const sql of VERSION_1_ROWS) await client.query(sql);
-      await client.query("SELECT setval('jobs_id_seq', 2)");
+      await client.query("SELECT setval('jobs_id_seq', 3)");
     } finally {
       await client.end();
     }

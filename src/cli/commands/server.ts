@@ -1,7 +1,13 @@
-/** `airlock server`: run a coordinator until SIGTERM/SIGINT. */
+/** `airlock server`: run a coordinator until SIGTERM/SIGINT; `airlock server rotate-secrets-key`. */
+import { join, resolve } from "node:path";
+import { ConfigSource } from "../../common/config-source.ts";
 import { createLogger } from "../../common/logger.ts";
 import { resolveCoordinatorConfig } from "../../coordinator/config.ts";
+import { readSecretKeyFile } from "../../coordinator/secrets/keyring.ts";
+import { rotateSecretsKey } from "../../coordinator/secrets/rotate.ts";
 import { startCoordinator } from "../../coordinator/server.ts";
+import { ValidationError } from "../../protocol/index.ts";
+import { openStore } from "../../store/index.ts";
 import { println, type CliIO } from "../context.ts";
 import { waitForSignal } from "../signals.ts";
 
@@ -16,4 +22,26 @@ export async function serverCommand(flags: Record<string, unknown>, io: CliIO): 
   logger.info("shutting down", { signal });
   await coordinator.close();
   return 0;
+}
+
+/** `airlock server rotate-secrets-key`: re-seals every stored job secret under a new key. */
+export async function rotateSecretsKeyCommand(flags: Record<string, unknown>, io: CliIO): Promise<number> {
+  const source = new ConfigSource(flags, io.env);
+  const newPath = source.string("newKeyFile", undefined);
+  if (!newPath) throw new ValidationError("--new-key-file is required: the key to seal stored secrets with", { field: "newKeyFile" });
+  const oldPaths = source.list("oldKeyFile", undefined, []);
+  const newKey = readSecretKeyFile(resolve(newPath), "--new-key-file");
+  const oldKeys = oldPaths.map((path) => readSecretKeyFile(resolve(path), "--old-key-file"));
+  const dataDir = resolve(source.string("data", "AIRLOCK_DATA", ".airlock"));
+  const databaseUrl = source.string("database", "AIRLOCK_DATABASE_URL");
+  const store = await openStore({ databaseUrl, sqlitePath: join(dataDir, "airlock.db") });
+  try {
+    const report = await rotateSecretsKey(store, oldKeys, newKey);
+    println(io.stdout, `re-sealed ${report.resealed} secret(s) under key ${newKey.id}; ${report.alreadyNew} already under it; ${report.vanished} gone meanwhile (their jobs ended)`);
+    const unknown = Object.entries(report.unknown);
+    for (const [id, count] of unknown) println(io.stderr, `${count} secret(s) are sealed under key ${id}, which was not given (--old-key-file): left as they are`);
+    return unknown.length > 0 ? 1 : 0;
+  } finally {
+    await store.close();
+  }
 }

@@ -17,6 +17,7 @@ import {
   type LogAppendResponse,
 } from "../../protocol/index.ts";
 import type { CoordinatorContext } from "../context.ts";
+import { SecretKeyError } from "../secrets/keyring.ts";
 
 const JobParams = z.object({ id: z.coerce.number().int().positive() });
 const EntryParams = JobParams.extend({ key: z.string().min(1).max(64) });
@@ -50,11 +51,22 @@ export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorCon
     const claimed = await ctx.dispatcher.dequeue(body, Math.min(body.waitMs, config.maxDequeueWaitMs), signal);
     if (!claimed) return reply.status(204).send();
     const { job, token } = claimed;
+    const ref = { jobId: job.id, attempt: job.attempt, repository: job.repository, executorName: body.executorName };
     if (reply.raw.destroyed) {
       // The executor left while we claimed: hand the job back rather than wait out its lease.
-      const ref = { jobId: job.id, attempt: job.attempt, repository: job.repository, executorName: body.executorName };
       await jobs.finishAttempt(ref, "errored", "executor disconnected before it received the job");
       return reply;
+    }
+    let spec;
+    try {
+      spec = await ctx.secrets.reveal(job);
+    } catch (error) {
+      if (!(error instanceof SecretKeyError)) throw error;
+      // Its secrets do not open here (sealed under a key this coordinator lacks): the attempt ends
+      // with the reason, and the executor asks again.
+      ctx.logger.warn("job secrets do not open", { jobId: job.id, attempt: job.attempt, error: error.message });
+      await jobs.finishAttempt(ref, "errored", error.message);
+      return reply.status(204).send();
     }
     ctx.metrics.queueWait.observe({ queue: job.queue }, Math.max(0, (job.startedAt ?? clock.now()) - job.queuedAt) / 1000);
     ctx.logger.info("job dequeued", { jobId: job.id, attempt: job.attempt, executor: body.executorName });
@@ -63,7 +75,7 @@ export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorCon
       attempt: job.attempt,
       token,
       queue: job.queue,
-      spec: job.spec,
+      spec,
       repository:
         job.repository && job.commit ? { name: job.repository, commit: job.commit, gitPath: `/.executors/git/${job.repository}` } : null,
       leaseMs: config.leaseMs,

@@ -14,12 +14,14 @@ import type { BatchEntryRecord, BatchRecord, BatchVersionRecord, NewBatchEntry, 
 import { batchSummary, batchView } from "../batch-views.ts";
 import { BatchTargets, cacheKey, jobSpecFor, mapLimit, type BatchTarget } from "./batch-targets.ts";
 import type { Repositories } from "./repositories.ts";
+import type { JobSecrets } from "../secrets/job-secrets.ts";
 
 export interface BatchServiceOptions {
   store: Store;
   clock: Clock;
   logger: Logger;
   repositories: Repositories;
+  secrets: JobSecrets;
   hostEnv: Readonly<Record<string, string | undefined>>;
 }
 
@@ -78,7 +80,7 @@ export class BatchService {
           entries.push({ ...base, jobId: null, cachedFromEntryId: cached.id, state: "completed", diffStat: cached.diffStat });
           continue;
         }
-        const job = await this.store.jobs.enqueue({ spec: workspace.spec, ref: workspace.branch, commit: workspace.commit }, now);
+        const job = await this.store.jobs.enqueue({ ...this.options.secrets.seal(workspace.spec), ref: workspace.branch, commit: workspace.commit }, now);
         queued.push(job.id);
         entries.push({ ...base, jobId: job.id, cachedFromEntryId: null, state: "queued", diffStat: null });
       }
@@ -185,7 +187,7 @@ export class BatchService {
     const now = this.options.clock.now();
     for (const entry of chosen) {
       const target: BatchTarget = { repository: entry.repository, branch: entry.branch, commit: entry.commit, workspace: entry.workspace, onlyFetchWorkspace: this.onlyFetch(spec, entry.repository) };
-      const job = await this.store.jobs.enqueue({ spec: jobSpecFor(spec, target, version.specText), ref: entry.branch, commit: entry.commit }, now);
+      const job = await this.store.jobs.enqueue({ ...this.options.secrets.seal(jobSpecFor(spec, target, version.specText)), ref: entry.branch, commit: entry.commit }, now);
       await this.store.batches.updateEntry(entry.id, { state: "queued", jobId: job.id, cachedFromEntryId: null, diffStat: null, failureMessage: null, apply: null }, now);
     }
     this.options.logger.info("batch retried", { batch: name, version: version.version, jobs: chosen.length });

@@ -7,11 +7,21 @@ import type { AttemptRef, EntryResult, JobDetail, JobRecord, Store } from "../..
 import { jobView } from "../views.ts";
 import type { CoordinatorMetrics } from "./metrics.ts";
 import type { Repositories } from "./repositories.ts";
+import type { JobSecrets } from "../secrets/job-secrets.ts";
+
+export interface JobServiceOptions {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  repositories: Repositories;
+  metrics: CoordinatorMetrics;
+  secrets: JobSecrets;
+}
 
 export class JobService {
-  private readonly options: { store: Store; clock: Clock; logger: Logger; repositories: Repositories; metrics: CoordinatorMetrics };
+  private readonly options: JobServiceOptions;
 
-  constructor(options: { store: Store; clock: Clock; logger: Logger; repositories: Repositories; metrics: CoordinatorMetrics }) {
+  constructor(options: JobServiceOptions) {
     this.options = options;
   }
 
@@ -20,13 +30,15 @@ export class JobService {
     const parsed = JobSpecInput.safeParse(input);
     if (!parsed.success) throw validationErrorFrom(parsed.error, "invalid job spec");
     const spec = parsed.data;
+    // Refused before anything else when this coordinator may not keep the job's secrets.
+    this.options.secrets.check(spec);
     let ref: string | null = null;
     let commit: string | null = null;
     if (spec.repository !== undefined) {
       ref = spec.commit ?? "HEAD";
       commit = await this.options.repositories.resolveCommit(spec.repository, ref);
     }
-    const job = await this.options.store.jobs.enqueue({ spec: commit ? { ...spec, commit } : spec, ref, commit }, this.options.clock.now());
+    const job = await this.options.store.jobs.enqueue({ ...this.options.secrets.seal(commit ? { ...spec, commit } : spec), ref, commit }, this.options.clock.now());
     this.options.logger.info("job queued", { jobId: job.id, queue: job.queue, repository: job.repository, commit });
     return jobView(await this.detail(job.id));
   }

@@ -15,6 +15,7 @@ import { NOTIFY_CHANNEL } from "./migrations.ts";
 import { ChangeListener, JobChangePublisher, queuedPayload } from "./notifier.ts";
 import { PostgresOutputStore } from "./output-store.ts";
 import { PostgresRepositoryStore } from "./repository-store.ts";
+import { PostgresSecretStore } from "./secret-store.ts";
 
 /**
  * How the stores announce changes. A job made claimable is announced inside the transaction that
@@ -89,6 +90,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
   return {
     jobs: new PostgresJobStore(db, announcer),
     outputs: new PostgresOutputStore(db, announcer),
+    secrets: new PostgresSecretStore(db),
     repositories: new PostgresRepositoryStore(db),
     batches: new PostgresBatchStore(db),
     indexes: new PostgresIndexStore(db),

@@ -23,6 +23,7 @@
  */
 import { ConflictError, isolationRank, LeaseLostError, networkRank, NotFoundError } from "../../protocol/index.ts";
 import type { AttemptOutcome, ExecutorIdentity, JobSpec, JobState } from "../../protocol/index.ts";
+import { storedSecrets } from "../secret-rows.ts";
 import { currentEntries, leaseExpiredMessages, plannedEntry, toEntry, toJob, type EntryRow, type JobRow } from "../rows.ts";
 import type {
   AttemptRef,
@@ -96,6 +97,12 @@ export async function ensureEntry(client: Queryable, ref: AttemptRef, key: strin
   ]);
 }
 
+const INSERT_JOB = `inserted AS (
+  INSERT INTO jobs (queue, repository, ref, commit_sha, spec, state, max_attempts, isolation, isolation_rank, network_rank, created_at, queued_at)
+  VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $12, $9, $9) RETURNING *
+)`;
+const SELECT_INSERTED = "SELECT inserted.*, pg_notify($10, json_build_object('o', $11::text, 'q', queue, 'i', isolation, 'n', network_rank)::text) FROM inserted";
+
 export class PostgresJobStore implements JobStore {
   private readonly db: PostgresDatabase;
   private readonly announce: Announcer;
@@ -112,28 +119,39 @@ export class PostgresJobStore implements JobStore {
   }
 
   async enqueue(job: NewJob, now: number): Promise<JobRecord> {
-    const rows = await this.db.query<JobRow>(
-      `WITH inserted AS (
-         INSERT INTO jobs (queue, repository, ref, commit_sha, spec, state, max_attempts, isolation, isolation_rank, network_rank, created_at, queued_at)
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $12, $9, $9) RETURNING *
-       )
-       SELECT inserted.*, pg_notify($10, json_build_object('o', $11::text, 'q', queue, 'i', isolation, 'n', network_rank)::text) FROM inserted`,
-      [
-        job.spec.queue,
-        job.spec.repository ?? null,
-        job.ref,
-        job.commit,
-        JSON.stringify(job.spec),
-        job.spec.maxAttempts,
-        job.spec.isolation,
-        isolationRank(job.spec.isolation),
-        now,
-        this.announce.channel,
-        this.announce.origin,
-        networkRank(job.spec.network.mode),
-      ],
-      "airlock_enqueue",
-    );
+    const { spec, secrets } = storedSecrets(job);
+    const params = [
+      job.spec.queue,
+      job.spec.repository ?? null,
+      job.ref,
+      job.commit,
+      JSON.stringify(spec),
+      job.spec.maxAttempts,
+      job.spec.isolation,
+      isolationRank(job.spec.isolation),
+      now,
+      this.announce.channel,
+      this.announce.origin,
+      networkRank(job.spec.network.mode),
+    ];
+    // The job and its sealed secrets in one statement (one transaction); most jobs have none.
+    const rows =
+      secrets.length === 0
+        ? await this.db.query<JobRow>(`WITH ${INSERT_JOB} ${SELECT_INSERTED}`, params, "airlock_enqueue")
+        : await this.db.query<JobRow>(
+            `WITH ${INSERT_JOB}, sealed AS (
+               INSERT INTO job_secrets (job_id, name, key_id, nonce, ciphertext)
+               SELECT inserted.id, s.name, s.key_id, s.nonce, s.ciphertext FROM inserted, unnest($13::text[], $14::text[], $15::bytea[], $16::bytea[]) AS s (name, key_id, nonce, ciphertext)
+             ) ${SELECT_INSERTED}`,
+            [
+              ...params,
+              secrets.map((secret) => secret.name),
+              secrets.map((secret) => secret.keyId),
+              secrets.map((secret) => Buffer.from(secret.nonce)),
+              secrets.map((secret) => Buffer.from(secret.ciphertext)),
+            ],
+            "airlock_enqueue_sealed",
+          );
     const record = toJob(rows[0] as JobRow);
     this.announce.committed([{ kind: "queued", queue: record.queue, isolation: record.isolation, network: record.network }]);
     return record;

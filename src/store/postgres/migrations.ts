@@ -342,4 +342,37 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX code_indexes_by_key ON code_indexes (repository, commit_sha, root, indexer, indexer_version, id);
   `,
+  /* 6: job secrets sealed in a table of their own, gone when the job ends (as in the SQLite schema) */ `
+  CREATE TABLE job_secrets (
+    job_id bigint NOT NULL REFERENCES jobs (id),
+    name text NOT NULL,
+    key_id text NOT NULL,
+    nonce bytea NOT NULL,
+    ciphertext bytea NOT NULL,
+    PRIMARY KEY (job_id, name)
+  );
+  -- Every path that ends a job (an attempt's end, grouped or not, a lapsed lease, a cancel)
+  -- updates its state: the secrets go in that same transaction.
+  CREATE FUNCTION airlock_job_secrets_end() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    DELETE FROM job_secrets WHERE job_id = NEW.id;
+    RETURN NULL;
+  END
+  $$;
+  CREATE TRIGGER job_secrets_end AFTER UPDATE OF state ON jobs
+    FOR EACH ROW WHEN (NEW.state IN ('completed', 'failed', 'errored', 'canceled') AND OLD.state IS DISTINCT FROM NEW.state)
+    EXECUTE FUNCTION airlock_job_secrets_end();
+  -- Specs stored before held their values: those of unfinished jobs move here (unsealed, until
+  -- \`airlock server rotate-secrets-key\` seals them), and every spec keeps only the names.
+  INSERT INTO job_secrets (job_id, name, key_id, nonce, ciphertext)
+    SELECT j.id, 'secrets.' || s.key, 'plaintext', '\\x'::bytea, convert_to(s.value, 'UTF8')
+    FROM jobs j, json_each_text(j.spec -> 'secrets') s WHERE j.state IN ('queued', 'processing');
+  INSERT INTO job_secrets (job_id, name, key_id, nonce, ciphertext)
+    SELECT j.id, 'registryAuth.' || r.key, 'plaintext', '\\x'::bytea, convert_to(r.value ->> 'password', 'UTF8')
+    FROM jobs j, json_each(j.spec -> 'registryAuth') r WHERE j.state IN ('queued', 'processing') AND json_typeof(j.spec -> 'registryAuth') = 'object';
+  UPDATE jobs SET spec = jsonb_set(spec::jsonb, '{secrets}', (SELECT jsonb_object_agg(key, '********') FROM json_each(jobs.spec -> 'secrets')))::json
+    WHERE json_typeof(spec -> 'secrets') = 'object' AND spec::jsonb -> 'secrets' <> '{}'::jsonb;
+  UPDATE jobs SET spec = jsonb_set(spec::jsonb, '{registryAuth}', (SELECT jsonb_object_agg(key, jsonb_set(value::jsonb, '{password}', '"********"')) FROM json_each(jobs.spec -> 'registryAuth')))::json
+    WHERE json_typeof(spec -> 'registryAuth') = 'object' AND spec::jsonb -> 'registryAuth' <> '{}'::jsonb;
+  `,
 ];

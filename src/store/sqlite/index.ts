@@ -7,6 +7,7 @@ import { SqliteDatabase } from "./database.ts";
 import { SqliteJobStore } from "./job-store.ts";
 import { SqliteOutputStore } from "./output-store.ts";
 import { SqliteRepositoryStore } from "./repository-store.ts";
+import { SqliteSecretStore } from "./secret-store.ts";
 
 export function createSqliteStore(path: string): Store {
   const db = new SqliteDatabase(path);
@@ -19,6 +20,7 @@ export function createSqliteStore(path: string): Store {
   return {
     jobs,
     outputs: new SqliteOutputStore(db, jobs, emit),
+    secrets: new SqliteSecretStore(db),
     repositories: new SqliteRepositoryStore(db),
     batches: new SqliteBatchStore(db),
     indexes: new SqliteIndexStore(db),

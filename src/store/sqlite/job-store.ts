@@ -25,6 +25,7 @@ import type {
   StoreChange,
   TokenLookup,
 } from "../store.ts";
+import { storedSecrets } from "../secret-rows.ts";
 import { currentEntries, leaseExpiredMessages, plannedEntry, toEntry, toJob, type EntryRow, type JobRow } from "../rows.ts";
 import type { SqliteDatabase } from "./database.ts";
 import { listExecutors, upsertExecutor } from "./executors.ts";
@@ -40,23 +41,36 @@ export class SqliteJobStore implements JobStore {
   }
 
   async enqueue(job: NewJob, now: number): Promise<JobRecord> {
-    const row = this.db.get<JobRow>(
-      `INSERT INTO jobs (queue, repository, ref, commit_sha, spec, state, max_attempts, isolation, isolation_rank, network_rank, created_at, queued_at)
-       VALUES ($queue, $repository, $ref, $commit, $spec, 'queued', $maxAttempts, $isolation, $rank, $networkRank, $now, $now) RETURNING *`,
-      {
-        queue: job.spec.queue,
-        repository: job.spec.repository ?? null,
-        ref: job.ref,
-        commit: job.commit,
-        spec: JSON.stringify(job.spec),
-        maxAttempts: job.spec.maxAttempts,
-        isolation: job.spec.isolation,
-        rank: isolationRank(job.spec.isolation),
-        networkRank: networkRank(job.spec.network.mode),
-        now,
-      },
-    );
-    const record = toJob(row as JobRow);
+    const { spec, secrets } = storedSecrets(job);
+    const row = this.db.write(() => {
+      const inserted = this.db.get<JobRow>(
+        `INSERT INTO jobs (queue, repository, ref, commit_sha, spec, state, max_attempts, isolation, isolation_rank, network_rank, created_at, queued_at)
+         VALUES ($queue, $repository, $ref, $commit, $spec, 'queued', $maxAttempts, $isolation, $rank, $networkRank, $now, $now) RETURNING *`,
+        {
+          queue: job.spec.queue,
+          repository: job.spec.repository ?? null,
+          ref: job.ref,
+          commit: job.commit,
+          spec: JSON.stringify(spec),
+          maxAttempts: job.spec.maxAttempts,
+          isolation: job.spec.isolation,
+          rank: isolationRank(job.spec.isolation),
+          networkRank: networkRank(job.spec.network.mode),
+          now,
+        },
+      ) as JobRow;
+      for (const secret of secrets) {
+        this.db.run("INSERT INTO job_secrets (job_id, name, key_id, nonce, ciphertext) VALUES ($id, $name, $keyId, $nonce, $ciphertext)", {
+          id: Number(inserted.id),
+          name: secret.name,
+          keyId: secret.keyId,
+          nonce: secret.nonce,
+          ciphertext: secret.ciphertext,
+        });
+      }
+      return inserted;
+    });
+    const record = toJob(row);
     this.emit({ kind: "queued", queue: record.queue, isolation: record.isolation, network: record.network });
     return record;
   }

@@ -205,4 +205,33 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX code_indexes_by_key ON code_indexes (repository, commit_sha, root, indexer, indexer_version, id);
   `,
+  /* 6: job secrets sealed in a table of their own, gone when the job ends (src/coordinator/secrets) */ `
+  CREATE TABLE job_secrets (
+    job_id INTEGER NOT NULL REFERENCES jobs (id),
+    name TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    PRIMARY KEY (job_id, name)
+  );
+  -- Every path that ends a job (an attempt's end, a lapsed lease, a cancel) updates its state:
+  -- the secrets go in that same transaction.
+  CREATE TRIGGER job_secrets_end AFTER UPDATE OF state ON jobs
+    WHEN NEW.state IN ('completed', 'failed', 'errored', 'canceled')
+  BEGIN
+    DELETE FROM job_secrets WHERE job_id = NEW.id;
+  END;
+  -- Specs stored before held their values: those of unfinished jobs move here (unsealed, until
+  -- \`airlock server rotate-secrets-key\` seals them), and every spec keeps only the names.
+  INSERT INTO job_secrets (job_id, name, key_id, nonce, ciphertext)
+    SELECT j.id, 'secrets.' || s.key, 'plaintext', X'', CAST(s.value AS BLOB)
+    FROM jobs j, json_each(j.spec, '$.secrets') s WHERE j.state IN ('queued', 'processing');
+  INSERT INTO job_secrets (job_id, name, key_id, nonce, ciphertext)
+    SELECT j.id, 'registryAuth.' || r.key, 'plaintext', X'', CAST(json_extract(r.value, '$.password') AS BLOB)
+    FROM jobs j, json_each(j.spec, '$.registryAuth') r WHERE j.state IN ('queued', 'processing');
+  UPDATE jobs SET spec = json_set(spec, '$.secrets', json((SELECT json_group_object(key, '********') FROM json_each(jobs.spec, '$.secrets'))))
+    WHERE json_type(spec, '$.secrets') = 'object' AND spec -> '$.secrets' <> '{}';
+  UPDATE jobs SET spec = json_set(spec, '$.registryAuth', json((SELECT json_group_object(key, json_set(value, '$.password', '********')) FROM json_each(jobs.spec, '$.registryAuth'))))
+    WHERE json_type(spec, '$.registryAuth') = 'object' AND spec -> '$.registryAuth' <> '{}';
+  `,
 ];
