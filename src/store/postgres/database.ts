@@ -22,6 +22,14 @@ const types = {
 const MIGRATION_LOCK = 0x6169726c; // "airl"
 /** Deadlocks and serialization failures are retried: the transaction did nothing. */
 const RETRYABLE = new Set(["40P01", "40001"]);
+/**
+ * Connecting failed (refused, or the server is still starting after a restart): nothing was sent,
+ * so trying again is safe for any statement. Retried for up to NOT_SENT_RETRY_MS, which rides out
+ * a Postgres restart; a statement whose connection broke after it was sent is never retried (it
+ * may have committed), its caller gets UnavailableError.
+ */
+const NOT_SENT = new Set(["ECONNREFUSED", "ENOENT", "57P03"]);
+const NOT_SENT_RETRY_MS = 5_000;
 
 export type Queryable = Pick<pg.PoolClient, "query">;
 
@@ -52,15 +60,22 @@ export class PostgresDatabase {
 
   /** One statement on any pooled connection. A `name` makes it a prepared statement (parsed and planned once per connection): for the hot paths. */
   async query<T extends pg.QueryResultRow>(sql: string, params: unknown[] = [], name?: string): Promise<T[]> {
-    const result = await this.pool.query<T>(name ? { name, text: sql, values: params } : { text: sql, values: params }).catch(unavailable);
+    const result = await whileNotSent(() => this.pool.query<T>(name ? { name, text: sql, values: params } : { text: sql, values: params })).catch(unavailable);
     return result.rows;
   }
 
   /** Runs `fn` in one transaction on one connection; retried from the start on a deadlock. */
   async tx<T>(fn: (client: Queryable) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt += 1) {
-      const client = await this.pool.connect().catch(unavailable);
+      const client = await whileNotSent(() => this.pool.connect()).catch(unavailable);
       let broken = false;
+      // The pool listens for errors only on idle clients: a connection that dies while checked
+      // out (between this transaction's statements, or as the server crashes) would emit an
+      // 'error' no one handles, and that kills the process.
+      const onError = (): void => {
+        broken = true;
+      };
+      client.on("error", onError);
       try {
         await client.query("BEGIN");
         const result = await fn(client);
@@ -74,6 +89,7 @@ export class PostgresDatabase {
         if (RETRYABLE.has(code) && attempt < 5) continue;
         throw unavailableOr(error);
       } finally {
+        client.removeListener("error", onError);
         client.release(broken);
       }
     }
@@ -99,10 +115,22 @@ export class PostgresDatabase {
   }
 }
 
+async function whileNotSent<T>(fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + NOT_SENT_RETRY_MS;
+  for (let delay = 100; ; delay = Math.min(1000, delay * 2)) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (!NOT_SENT.has((error as { code?: string }).code ?? "") || Date.now() + delay > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
+
 /** Connection-level failures become UnavailableError (503); anything else passes through. */
 function unavailableOr(error: unknown): unknown {
   const code = (error as { code?: string }).code ?? "";
-  if (/^(ECONN|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|57P0|08)/.test(code) || (error instanceof Error && /Connection terminated|timeout exceeded when trying to connect/.test(error.message))) {
+  if (/^(ECONN|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|57P0|08)/.test(code) || (error instanceof Error && /Connection terminated|not queryable|timeout exceeded when trying to connect/.test(error.message))) {
     return new UnavailableError(`database unavailable: ${(error as Error).message}`, { cause: error });
   }
   return error;
