@@ -35,6 +35,9 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const executorToken = ensureToken(config.dataDir, "executor", config.executorToken);
   const apiToken = ensureToken(config.dataDir, "api", config.apiToken);
+  for (const stored of [executorToken, apiToken]) {
+    if (stored.tightened) logger.warn("a token file was readable by others: made private again (mode 0600); rotate the token if others may have read it", { path: stored.path });
+  }
   const secretKeys = {
     key: config.secretsKeyFile ? readSecretKeyFile(config.secretsKeyFile) : undefined,
     previousKeys: config.previousSecretsKeyFiles.map((path) => readSecretKeyFile(path, "--previous-secrets-key-file")),
