@@ -74,6 +74,8 @@ export function gitEnv(hostEnv: Readonly<Record<string, string | undefined>>, ex
     GIT_TERMINAL_PROMPT: "0",
     GIT_LFS_SKIP_SMUDGE: "1",
     GIT_ASKPASS: "/bin/false",
+    // Transports git may use at all: never ext:: or other remote helpers that run commands.
+    GIT_ALLOW_PROTOCOL: "file:git:http:https:ssh",
     ...extra,
   };
 }

@@ -214,7 +214,14 @@ export function parseBatchSpec(text: string): BatchSpec {
     const line = first.linePos?.[0]?.line;
     throw new ValidationError(`invalid batch spec: ${line !== undefined ? `line ${line}: ` : ""}not valid YAML: ${(first.message.split("\n")[0] ?? "").replace(/ at line \d+, column \d+:?$/, "")}`);
   }
-  return normalizeBatchSpec(doc.toJS() as unknown, source);
+  let value: unknown;
+  try {
+    // toJS expands aliases; a document expanding too many (a "billion laughs") is refused here.
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    throw new ValidationError(`invalid batch spec: not valid YAML: ${(error as Error).message}`);
+  }
+  return normalizeBatchSpec(value, source);
 }
 
 /** Checks an already-parsed spec object (JSON bodies); line numbers are known only from text. */

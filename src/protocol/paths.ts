@@ -4,11 +4,22 @@
  */
 import { z } from "zod";
 
+/** True when `text` holds a C0 control character or DEL (NUL, newlines, terminal escapes). */
+export function hasControlCharacter(text: string): boolean {
+  for (let index = 0; index < text.length; index += 1) {
+    const code = text.charCodeAt(index);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
+}
+
 /** Why a workspace-relative path is refused, or undefined when it is acceptable. */
 export function workspacePathProblem(path: string): string | undefined {
   if (path.length === 0) return "is empty";
   if (path.length > 1024) return "is longer than 1024 characters";
+  // Control characters (NUL, newlines, terminal escapes) have no place in a file name a job names.
   if (path.includes("\0")) return "contains a NUL byte";
+  if (hasControlCharacter(path)) return "contains a control character";
   if (path.includes("\\")) return "contains a backslash";
   if (path.startsWith("/")) return "is absolute; write it relative to the workspace";
   const parts = path.split("/");
@@ -26,7 +37,7 @@ export function normalizeWorkspacePath(path: string): string {
 export const WorkspacePath = z.string().transform((value, ctx) => {
   const problem = workspacePathProblem(value);
   if (problem) {
-    ctx.addIssue({ code: "custom", message: `path "${value}" ${problem}` });
+    ctx.addIssue({ code: "custom", message: `path ${JSON.stringify(value)} ${problem}` });
     return z.NEVER;
   }
   return normalizeWorkspacePath(value);

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { Isolation, QueueName, RepositoryName } from "./job-spec.ts";
 import { JobState } from "./job.ts";
+import { hasControlCharacter } from "./paths.ts";
 
 export const API_AUTH_SCHEME = "Bearer";
 
@@ -39,10 +40,38 @@ export const QueueView = z.object({
 });
 export type QueueView = z.infer<typeof QueueView>;
 
+/**
+ * Why a repository source is refused, or undefined: git is handed it as an argument, so nothing
+ * that reads as an option, a remote-helper transport (`ext::cmd`), a URL scheme beyond
+ * http(s)/ssh/git, or a host that reads as an ssh option.
+ */
+export function repositorySourceProblem(source: string): string | undefined {
+  if (hasControlCharacter(source)) return "contains a control character";
+  if (source !== source.trim()) return "has leading or trailing whitespace";
+  if (source.startsWith("-")) return "may not start with '-' (git would read it as an option)";
+  if (/^[A-Za-z][A-Za-z0-9+.-]*::/.test(source)) return "names a git remote helper (<transport>::...), which runs commands; give an http(s), ssh or git URL or a path";
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(source)?.[1]?.toLowerCase();
+  if (scheme === "file") return "is a file:// URL; give the repository's path instead";
+  if (scheme !== undefined && !["http", "https", "ssh", "git", "git+ssh", "ssh+git"].includes(scheme)) return `uses the ${scheme}:// scheme; give an http(s), ssh or git URL or a path`;
+  if (scheme !== undefined && /^[^:]+:\/\/([^@/]*@)?[-]/.test(source)) return "names a host starting with '-' (ssh would read it as an option)";
+  const scpHost = scheme === undefined ? /^([^/:]+):/.exec(source)?.[1] : undefined;
+  if (scpHost !== undefined && /^([^@]*@)?-/.test(scpHost)) return "names a host starting with '-' (ssh would read it as an option)";
+  return undefined;
+}
+
+export const RepositorySource = z
+  .string()
+  .min(1)
+  .max(4096)
+  .superRefine((source, ctx) => {
+    const problem = repositorySourceProblem(source);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
+
 export const AddRepositoryRequest = z.strictObject({
   name: RepositoryName,
-  /** A local path or a URL git can clone from. */
-  source: z.string().min(1).max(4096),
+  /** A local path or an http(s), ssh or git URL git can clone from. */
+  source: RepositorySource,
 });
 export type AddRepositoryRequest = z.infer<typeof AddRepositoryRequest>;
 

@@ -12,7 +12,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import type { Clock } from "../../common/clock.ts";
 import { CommandError, gitEnv, run, runChecked } from "../../common/exec.ts";
 import type { Logger } from "../../common/logger.ts";
-import { NotFoundError, ValidationError } from "../../protocol/index.ts";
+import { NotFoundError, repositorySourceProblem, ValidationError } from "../../protocol/index.ts";
 import type { RepositoryRecord, Store } from "../../store/index.ts";
 
 const SHA = /^[0-9a-f]{40}$|^[0-9a-f]{64}$/;
@@ -35,8 +35,9 @@ export class Repositories {
 
   /** Registers (or re-points) a repository and mirrors it now, so a bad source fails here. */
   async add(name: string, source: string): Promise<RepositoryRecord> {
+    const problem = repositorySourceProblem(source);
+    if (problem) throw new ValidationError(`source: ${problem}`, { field: "source" });
     const normalized = isAbsolute(source) || source.startsWith(".") ? resolve(source) : source;
-    if (normalized.startsWith("-")) throw new ValidationError("source may not start with '-'", { field: "source" });
     const target = this.mirrorPath(name);
     const staging = `${target}.tmp-${process.pid}-${Date.now()}`;
     await mkdir(dirname(target), { recursive: true });
