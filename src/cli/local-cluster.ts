@@ -109,6 +109,8 @@ export async function startLocalCoordinator(options: {
   port?: number;
   env: Record<string, string | undefined>;
   extraArgs?: string[];
+  /** Where the coordinator's output goes (default: coordinator-<port>.log in its data dir). */
+  logFile?: string;
   /** Serve https with this certificate and key; `caPem` verifies it while waiting for health. */
   tls?: { certPath: string; keyPath: string; caPem: Buffer };
 }): Promise<LocalCoordinator> {
@@ -132,7 +134,7 @@ export async function startLocalCoordinator(options: {
       ...secretsArgs,
       ...extraArgs,
     ],
-    { env: options.env, logFile: join(options.dataDir, `coordinator-${port}.log`) },
+    { env: options.env, logFile: options.logFile ?? join(options.dataDir, `coordinator-${port}.log`) },
   );
   const url = `${options.tls ? "https" : "http"}://127.0.0.1:${port}`;
   await waitForHealthy(url, managed, 30_000, options.tls?.caPem);

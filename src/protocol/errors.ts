@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   step_failed: 500,
   internal: 500,
   unavailable: 503,
+  insufficient_storage: 507,
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 
@@ -85,6 +86,13 @@ export class UnavailableError extends AirlockError {
   }
 }
 
+/** The server's disk is full: the request stored nothing; it may succeed once space is freed. */
+export class InsufficientStorageError extends AirlockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("insufficient_storage", message, options);
+  }
+}
+
 /** A sandbox could not be built or broke: infrastructure, so the attempt is retried. */
 export class SandboxError extends AirlockError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -139,6 +147,8 @@ export function fromErrorBody(status: number, body: unknown): AirlockError {
       return new PayloadTooLargeError(message);
     case "unavailable":
       return new UnavailableError(message);
+    case "insufficient_storage":
+      return new InsufficientStorageError(message);
     default:
       return new AirlockError("internal", message);
   }

@@ -49,7 +49,9 @@ export class SqliteDatabase {
       this.db.exec("COMMIT");
       return result;
     } catch (error) {
-      this.db.exec("ROLLBACK");
+      // Some errors (SQLITE_FULL, SQLITE_IOERR...) roll the transaction back by themselves; a
+      // ROLLBACK then would fail and hide the error that matters.
+      if (this.db.isTransaction) this.db.exec("ROLLBACK");
       throw error;
     } finally {
       this.depth -= 1;
