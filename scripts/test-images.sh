@@ -12,6 +12,10 @@
 #                          pinned below, installed from the npm registry by the host's npm (the one
 #                          download of this script). Not built (the reason printed) without
 #                          airlock-test/net or when the registry cannot be reached.
+#   airlock-test/python-indexer  airlock-test/net plus Debian's Python 3 (the files of the
+#                          installed python3, python3-pip, ... packages, with the libraries ldd
+#                          lists) and @sourcegraph/scip-python at the version pinned below. Not
+#                          built (the reason printed) without those packages or the registry.
 # Usage: scripts/test-images.sh OUT_DIR
 set -eu
 out=${1:?usage: test-images.sh OUT_DIR}
@@ -130,6 +134,53 @@ build_indexer_rootfs() {
   echo "$SCIP_TYPESCRIPT_VERSION" >"$dir/etc/scip-typescript-version"
 }
 
+# --- airlock-test/python-indexer: the net image, Debian's Python and a pinned scip-python ---
+SCIP_PYTHON_VERSION=0.6.6
+PYTHON_PACKAGES="python3-minimal python3 python3.11-minimal python3.11 libpython3.11-minimal libpython3.11-stdlib python3-pip python3-setuptools python3-wheel python3-pkg-resources python3-distutils python3-lib2to3"
+python_inputs() { # sets python_files (the packages' files) or python_missing
+  python_missing="" python_files=""
+  for pkg in $PYTHON_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || { python_missing="Debian package $pkg is not installed (apt-get install python3-pip)"; return 1; }
+  done
+  # shellcheck disable=SC2086
+  python_files=$(dpkg -L $PYTHON_PACKAGES | while read -r path; do [ -f "$path" ] && [ ! -L "$path" ] && echo "$path"; done | grep -v -e '^/usr/share/doc/' -e '^/usr/share/man/' -e '/__pycache__/' | sort -u)
+}
+
+python_digest() {
+  # shellcheck disable=SC2086
+  dpkg-query -W -f='${Package} ${Version}\n' $PYTHON_PACKAGES | sha256sum | cut -d' ' -f1
+}
+
+build_python_indexer_rootfs() {
+  dir=$1
+  rm -rf "$dir" "$dir.npm-cache"
+  mkdir -p "$(dirname "$dir")" && cp -a "$out/net/rootfs" "$dir" || return 1
+  echo python-indexer >"$dir/etc/airlock-image"
+  printf '%s\n' "$python_files" | sed 's|^/||' | tar -C / --no-recursion -T - -cf - | tar -C "$dir" -xf - || return 1
+  # The symlinks the packages ship (python3 -> python3.11, pip3 -> ...), as they are.
+  # shellcheck disable=SC2086
+  dpkg -L $PYTHON_PACKAGES | while read -r path; do [ -L "$path" ] && echo "$path"; done | sed 's|^/||' | tar -C / --no-recursion -T - -cf - | tar -C "$dir" -xf -
+  # Debian marks its Python as managed by apt (PEP 668); in this image pip installs into the
+  # job's own user site (PYTHONUSERBASE in the workspace), so the marker is dropped.
+  rm -f "$dir"/usr/lib/python3*/EXTERNALLY-MANAGED
+  libs=""
+  for bin in "$dir/usr/bin/python3.11" $(find "$dir/usr/lib/python3.11/lib-dynload" -name '*.so'); do
+    libs="$libs $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }')"
+  done
+  for lib in $(printf '%s\n' $libs | sort -u); do
+    [ -e "$dir$lib" ] || { mkdir -p "$dir$(dirname "$lib")"; cp -L "$lib" "$dir$lib"; }
+  done
+  npm_config_cache="$dir.npm-cache" "$net_node" "$net_npm/bin/npm-cli.js" install --global --prefix "$dir/usr" \
+    --no-audit --no-fund --loglevel=error "@sourcegraph/scip-python@$SCIP_PYTHON_VERSION" </dev/null >&2 || return 1
+  rm -rf "$dir.npm-cache"
+  [ -f "$dir/usr/lib/node_modules/@sourcegraph/scip-python/package.json" ] || return 1
+  ln -sf ../lib/node_modules/@sourcegraph/scip-python/index.js "$dir/usr/bin/scip-python"
+  echo "$SCIP_PYTHON_VERSION" >"$dir/etc/scip-python-version"
+  # Python, pip and the indexer run from the image alone.
+  chroot_ok=$("$dir/lib64/ld-linux-x86-64.so.2" --inhibit-cache --library-path "$dir/lib/x86_64-linux-gnu:$dir/usr/lib/x86_64-linux-gnu" "$dir/usr/bin/python3.11" -c 'print("ok")' 2>&1 || true)
+  [ "$chroot_ok" = ok ] || { echo "test-images: python3.11 does not run from airlock-test/python-indexer: $chroot_ok" >&2; return 1; }
+}
+
 blob() { # file -> moves it into blobs/sha256/<digest>, prints the digest
   digest=$(sha256sum "$1" | cut -d' ' -f1)
   mv "$1" "$layout/blobs/sha256/$digest"
@@ -202,12 +253,30 @@ else
   echo "test-images: not building airlock-test/node-indexer: airlock-test/net was not built" >&2
 fi
 
+if [ -f "$out/.built-from-net" ] && python_inputs; then
+  python_want="$(cat "$out/.built-from-net") python $(python_digest) scip-python $SCIP_PYTHON_VERSION v1"
+  if [ ! -f "$out/.built-from-python-indexer" ] || [ "$(cat "$out/.built-from-python-indexer")" != "$python_want" ]; then
+    rm -rf "$out/.built-from-python-indexer" "$out/python-indexer"
+    if build_python_indexer_rootfs "$out/python-indexer/rootfs"; then
+      build_image python-indexer
+      echo "$python_want" >"$out/.built-from-python-indexer"
+    else
+      rm -rf "$out/python-indexer"
+      echo "test-images: not building airlock-test/python-indexer: its Python or @sourcegraph/scip-python@$SCIP_PYTHON_VERSION could not be installed (is registry.npmjs.org reachable?)" >&2
+    fi
+  fi
+  [ ! -f "$out/.built-from-python-indexer" ] || { images="$images python-indexer"; echo "test-images: airlock-test/python-indexer: $(du -sh "$out/python-indexer/rootfs" | cut -f1) unpacked" >&2; }
+else
+  echo "test-images: not building airlock-test/python-indexer: ${python_missing:-airlock-test/net was not built}" >&2
+fi
+
 # An image goes into Docker again when it was built from other inputs than the one there.
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   for name in $images; do
     built=$want
     [ "$name" != net ] || built=$net_want
     [ "$name" != node-indexer ] || built=$indexer_want
+    [ "$name" != python-indexer ] || built=$python_want
     there=$(docker image inspect --format '{{.Id}} {{index .Config.Labels "airlock.test-image"}}' "airlock-test/$name:latest" 2>/dev/null || true)
     if [ "${there#* }" != "$built" ]; then
       new=$(tar -C "$out/$name/rootfs" -c . | docker import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \

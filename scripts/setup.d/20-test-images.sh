@@ -8,6 +8,8 @@ case ${1:-} in
     apt_install busybox-static
     # airlock-test/net copies the host's curl and CA certificates.
     [ "${2:-}" != test ] || apt_install curl ca-certificates
+    # airlock-test/python-indexer copies Debian's Python and pip.
+    [ "${2:-}" != test ] || apt_install python3 python3-pip python3-setuptools python3-wheel
     "$root/scripts/test-images.sh" "$root/.test-images"
     ;;
   start | start-demo)
