@@ -80,9 +80,9 @@ net_inputs() { # sets net_curl net_getent net_npm net_libs, or net_missing (why 
   net_libs=$(printf '%s\n' $net_libs | sort -u)
 }
 
-net_digest() { # of everything the image copies, and where from
+net_digest() { # of everything the image copies (contents only: every checkout computes the same)
   # shellcheck disable=SC2086
-  sha256sum "$busybox" "$net_curl" "$net_getent" "$net_node" "$net_cacert" "$net_npm/package.json" $net_libs | sha256sum | cut -d' ' -f1
+  sha256sum "$busybox" "$net_curl" "$net_getent" "$net_node" "$net_cacert" "$net_npm/package.json" $net_libs | cut -d' ' -f1 | sha256sum | cut -d' ' -f1
 }
 
 build_net_rootfs() {

@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { TextDecoder } from "node:util";
 import { HttpClient, type HttpResponse } from "../common/http-client.ts";
-import { IndexPlanResponse, IndexView } from "../protocol/indexing.ts";
+import { IndexPlanResponse, IndexPolicyResponse, IndexPolicyView, IndexView, RepositorySyncResponse, type IndexPolicyRequest } from "../protocol/indexing.ts";
 import { ApplyResponse, BatchView, ResolvedBatch, type BatchSummary, type BatchUpload } from "../protocol/batch.ts";
 import {
   fromErrorBody,
@@ -205,6 +205,20 @@ export class ApiClient {
 
   async indexFile(id: number): Promise<AsyncIterable<Uint8Array>> {
     return (await this.raw("GET", `/api/indexes/${id}/file`)).stream;
+  }
+
+  async indexPolicies(repository?: string): Promise<IndexPolicyView[]> {
+    const query = repository === undefined ? "" : `?${new URLSearchParams({ repository }).toString()}`;
+    return IndexPolicyView.array().parse((await this.json<{ policies: unknown }>("GET", `/api/index-policies${query}`)).policies);
+  }
+
+  async setIndexPolicy(request: IndexPolicyRequest): Promise<IndexPolicyResponse> {
+    const body = Object.fromEntries(Object.entries(request).filter(([, value]) => value !== undefined));
+    return IndexPolicyResponse.parse(await this.json("PUT", "/api/index-policies", body));
+  }
+
+  async syncRepository(repository: string): Promise<RepositorySyncResponse> {
+    return RepositorySyncResponse.parse(await this.json("POST", "/api/repositories/sync", { repository }));
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,7 @@ import { Command, Option } from "commander";
 import { AIRLOCK_VERSION, AirlockError, coerceError } from "../protocol/index.ts";
 import { registerBatchCommands } from "./commands/batch.ts";
 import { registerIndexCommands } from "./commands/indexes.ts";
+import { registerRepoIndexCommands } from "./commands/repo-index.ts";
 import { apiClient, type CliIO, type ClientFlags } from "./context.ts";
 
 // Commands load their modules on demand: an executor never loads the coordinator's HTTP server
@@ -70,6 +71,7 @@ const server = program
   .option("--max-log-chunk <size>", "largest log append request (env AIRLOCK_MAX_LOG_CHUNK; default 8m)")
   .option("--max-artifact-size <size>", "largest artifact (env AIRLOCK_MAX_ARTIFACT_SIZE; default 1g)")
   .option("--git-credential-helper <helper>", "git credential helper for pushing applied batch branches to origins (env AIRLOCK_GIT_CREDENTIAL_HELPER; default none)")
+  .option("--sync-interval <duration>", "fetch every auto-indexed repository this often and index a new HEAD, e.g. 5m (env AIRLOCK_SYNC_INTERVAL; default off)")
   .option("--web-dir <dir>", "serve the web UI from this built directory (env AIRLOCK_WEB_DIR; default: the package's web/dist)")
   .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
   .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]))
@@ -163,12 +165,21 @@ withClientOptions(jobs.command("artifact <id> <name>").description("print (or sa
 
 const repo = program.command("repo").description("repositories the coordinator serves");
 withClientOptions(repo.command("add <name> <source>").description("mirror a git repository (a path or URL) under NAME"))
-  .action((name: string, source: string, flags: ClientFlags) => withClient(flags, async (client) => (await admin()).repoAddCommand(client, name, source, io)));
+  .option("--auto-index", "index the default branch now and on each new HEAD (docs/indexing.md)")
+  .option("--index-config <file>", "an index config the coordinator holds for it, overriding airlock-index.yaml and inference")
+  .action((name: string, source: string, flags: ClientFlags & { autoIndex?: boolean; indexConfig?: string }) =>
+    withClient(flags, async (client) => {
+      const code = await (await admin()).repoAddCommand(client, name, source, io);
+      await (await import("./commands/repo-index.ts")).applyPolicyFlags(client, name, flags, io);
+      return code;
+    }),
+  );
 withClientOptions(repo.command("list").description("registered repositories"))
   .action((flags: ClientFlags) => withClient(flags, async (client) => (await admin()).repoListCommand(client, io)));
 
 registerBatchCommands(program, { io, withClientOptions, withClient, run });
 registerIndexCommands(program, { io, withClientOptions, withClient });
+registerRepoIndexCommands(repo, { io, withClientOptions, withClient });
 
 withClientOptions(program.command("executors").description("executors seen by the coordinator"))
   .action((flags: ClientFlags) => withClient(flags, async (client) => (await admin()).executorsCommand(client, io)));

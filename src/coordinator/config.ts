@@ -42,6 +42,8 @@ export interface CoordinatorConfig {
   previousSecretsKeyFiles: readonly string[];
   /** Without a key, store secrets unencrypted instead of refusing jobs that have any. */
   allowPlaintextSecrets: boolean;
+  /** Fetch every auto-indexed repository this often (docs/indexing.md); undefined: never on a timer. */
+  syncIntervalMs: number | undefined;
   /** The host environment git runs with (PATH only). */
   hostEnv: Readonly<Record<string, string | undefined>>;
 }
@@ -79,6 +81,7 @@ export function resolveCoordinatorConfig(flags: Flags, env: Env): Readonly<Coord
     secretsKeyFile: optionalPath(source.string("secretsKeyFile", "AIRLOCK_SECRETS_KEY_FILE")),
     previousSecretsKeyFiles: Object.freeze(source.list("previousSecretsKeyFile", "AIRLOCK_PREVIOUS_SECRETS_KEY_FILE", []).map((path) => resolve(path))),
     allowPlaintextSecrets: source.flag("allowPlaintextSecrets", "AIRLOCK_ALLOW_PLAINTEXT_SECRETS"),
+    syncIntervalMs: syncInterval(source),
     hostEnv: Object.freeze({ PATH: env.PATH }),
   });
 }
@@ -96,6 +99,14 @@ export function parseQueueWeights(found: { value: string; from: string } | undef
     weights[name] = value;
   }
   return Object.freeze(weights);
+}
+
+function syncInterval(source: ConfigSource): number | undefined {
+  const found = source.raw("syncInterval", "AIRLOCK_SYNC_INTERVAL");
+  if (found === undefined || found.value === "off") return undefined;
+  const ms = source.durationMs("syncInterval", "AIRLOCK_SYNC_INTERVAL", "0s");
+  if (ms < 1000) throw new ValidationError(`${found.from}: "${found.value}" is shorter than 1s (e.g. 5m, or off)`, { field: "syncInterval" });
+  return ms;
 }
 
 function optionalPath(path: string | undefined): string | undefined {

@@ -7,6 +7,7 @@ import type { Auth } from "./http/auth.ts";
 import type { BatchApplier } from "./services/batch-apply.ts";
 import type { BatchService } from "./services/batches.ts";
 import type { Dispatcher } from "./services/dispatcher.ts";
+import type { IndexPolicies } from "./services/index-policies.ts";
 import type { IndexService } from "./services/indexes.ts";
 import type { JobService } from "./services/jobs.ts";
 import type { CoordinatorMetrics } from "./services/metrics.ts";
@@ -26,6 +27,7 @@ export interface CoordinatorContext {
   batches: BatchService;
   batchApply: BatchApplier;
   indexes: IndexService;
+  indexPolicies: IndexPolicies;
   metrics: CoordinatorMetrics;
   /** Aborted when the coordinator shuts down (ends long polls and SSE streams). */
   shutdown: AbortSignal;

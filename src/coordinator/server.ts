@@ -11,6 +11,7 @@ import type { CoordinatorContext } from "./context.ts";
 import { Auth } from "./http/auth.ts";
 import { BatchApplier } from "./services/batch-apply.ts";
 import { BatchService } from "./services/batches.ts";
+import { IndexPolicies } from "./services/index-policies.ts";
 import { IndexService } from "./services/indexes.ts";
 import { Dispatcher } from "./services/dispatcher.ts";
 import { JobService } from "./services/jobs.ts";
@@ -48,6 +49,8 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
   const metrics = new CoordinatorMetrics(store, clock, config.leaseMs);
   const repositories = new Repositories({ store, dataDir: config.dataDir, hostEnv: config.hostEnv, clock, logger: logger.child({ scope: "repositories" }) });
   const batches = new BatchService({ store, secrets, clock, logger: logger.child({ scope: "batches" }), repositories, hostEnv: config.hostEnv });
+  const indexes = new IndexService({ store, clock, logger: logger.child({ scope: "indexes" }), repositories, hostEnv: config.hostEnv });
+  const indexPolicies = new IndexPolicies({ store, clock, logger: logger.child({ scope: "indexes" }), repositories, indexes, syncIntervalMs: config.syncIntervalMs });
   const batchApply = new BatchApplier({ store, clock, logger: logger.child({ scope: "batches" }), repositories, batches, hostEnv: config.hostEnv, credentialHelper: config.gitCredentialHelper });
   const ctx: CoordinatorContext = {
     config,
@@ -61,7 +64,8 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
     secrets,
     batches,
     batchApply,
-    indexes: new IndexService({ store, clock, logger: logger.child({ scope: "indexes" }), repositories, hostEnv: config.hostEnv }),
+    indexes,
+    indexPolicies,
     metrics,
     shutdown: shutdown.signal,
   };
@@ -76,6 +80,7 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
   const app = buildApp(ctx);
   await app.listen({ host: config.host, port: config.port });
   reaper.start();
+  indexPolicies.start();
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const host = config.host.includes(":") ? `[${config.host}]` : config.host === "0.0.0.0" ? "127.0.0.1" : config.host;
@@ -94,6 +99,7 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
       shutdown.abort();
       ctx.dispatcher.close();
       await reaper.stop();
+      await indexPolicies.stop();
       await app.close();
       await store.close();
     },

@@ -1,5 +1,5 @@
-/** Index rows as both backends store them (table code_indexes), and their records. */
-import type { IndexRecord, IndexState } from "./store.ts";
+/** Index rows as both backends store them (tables code_indexes, index_policies), and their records. */
+import type { IndexPolicyRecord, IndexRecord, IndexState } from "./store.ts";
 
 export interface IndexRow {
   id: number;
@@ -39,4 +39,16 @@ export function indexRecord(row: IndexRow): IndexRecord {
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
   };
+}
+
+export interface IndexPolicyRow {
+  repository: string;
+  auto_index: number | boolean;
+  config: string | null;
+  seen_head: string | null;
+  updated_at: number;
+}
+
+export function indexPolicyRecord(row: IndexPolicyRow): IndexPolicyRecord {
+  return { repository: row.repository, autoIndex: Boolean(row.auto_index), config: row.config, seenHead: row.seen_head, updatedAt: Number(row.updated_at) };
 }

@@ -375,6 +375,33 @@ export interface IndexStore {
   list(filter: IndexFilter): Promise<IndexRecord[]>;
   /** The newest index of this key that is pending or completed (failed ones are done again). */
   findLive(key: Pick<NewIndex, "repository" | "commit" | "root" | "indexer" | "indexerVersion">): Promise<IndexRecord | undefined>;
+  /** A repository's indexing policy; undefined when none was ever set. */
+  getPolicy(repository: string): Promise<IndexPolicyRecord | undefined>;
+  /** Creates or changes a policy; `undefined` fields keep their value (new policy: off, no config). */
+  putPolicy(repository: string, patch: IndexPolicyPatch, now: number): Promise<IndexPolicyRecord>;
+  /** By repository name. */
+  listPolicies(): Promise<IndexPolicyRecord[]>;
+  /**
+   * Records `head` as the default branch's HEAD last acted on; true only for the one caller that
+   * changed it (so a new HEAD is indexed once, whichever coordinator sees it first).
+   */
+  markHeadSeen(repository: string, head: string, now: number): Promise<boolean>;
+}
+
+/** Per repository: index the default branch on each new HEAD, and the index config overriding inference. */
+export interface IndexPolicyRecord {
+  repository: string;
+  autoIndex: boolean;
+  /** airlock-index.yaml text held by the coordinator; null: the tree's file or inference. */
+  config: string | null;
+  /** The default branch's HEAD last acted on (indexed when auto-indexing). */
+  seenHead: string | null;
+  updatedAt: number;
+}
+
+export interface IndexPolicyPatch {
+  autoIndex?: boolean | undefined;
+  config?: string | null | undefined;
 }
 
 /** What a backend can do natively; the coordinator branches on these, never on backend names. */

@@ -82,4 +82,54 @@ describe("index inference", () => {
     await assert.rejects(inferIndexPlans(memoryTree({ "airlock-index.yaml": "roots: [{ path: a, colour: red }]" }), OPTIONS), /invalid airlock-index\.yaml/);
     await assert.rejects(inferIndexPlans(memoryTree({ "airlock-index.yaml": "roots: [\n" }), OPTIONS), /airlock-index\.yaml is not valid YAML/);
   });
+
+  it("finds Python roots (pyproject.toml, setup.py, a requirements.txt outside them) with pip into the root's own user site and scip-python", async () => {
+    const tree = memoryTree({
+      "services/api/pyproject.toml": '[build-system]\nrequires = ["hatchling"]\n\n[project]\nname = "acme-api"\nversion = "1.0"\n',
+      "services/api/requirements.txt": "attrs==23.2.0\n",
+      "services/api/docs/requirements.txt": "sphinx\n",
+      "legacy/setup.py": "from setuptools import setup\nsetup()\n",
+      "scripts/requirements.txt": "requests\n",
+      ".venv/lib/python3.11/site-packages/x/pyproject.toml": "",
+      "web/package.json": "{}",
+      "web/tsconfig.json": "{}",
+    });
+    const plans = await inferIndexPlans(tree, OPTIONS);
+    assert.deepEqual(plans.map((plan) => [plan.root, plan.language, plan.indexer, plan.indexerVersion]), [
+      ["web", "typescript", "scip-typescript", "0.4.0"],
+      ["legacy", "python", "scip-python", "0.6.6"],
+      ["scripts", "python", "scip-python", "0.6.6"],
+      ["services/api", "python", "scip-python", "0.6.6"],
+    ]);
+    const api = plans.find((plan) => plan.root === "services/api")!;
+    assert.deepEqual(api.spec.outputs.paths, ["services/api/index.scip"]);
+    assert.deepEqual(api.spec.steps.map((step) => [step.key, step.dir, step.image]), [
+      ["install", "services/api", "airlock-test/python-indexer"],
+      ["index", "services/api", "airlock-test/python-indexer"],
+    ]);
+    const userSite = 'export PYTHONUSERBASE="$PWD/.airlock-python" PATH="$PWD/.airlock-python/bin:$PATH"';
+    assert.deepEqual(api.spec.steps[0]!.commands, [userSite, "pip3 install --user --no-warn-script-location -r requirements.txt", `src=$(mktemp -d) && cp -R . "$src" && pip3 install --user --no-warn-script-location "$src"`]);
+    assert.deepEqual(api.spec.steps[1]!.commands, [userSite, "scip-python index . --project-name acme-api --project-version aaaaaaaaaaaa --output index.scip"], "the name comes from [project]");
+    const scripts = plans.find((plan) => plan.root === "scripts")!;
+    assert.match(scripts.spec.steps[1]!.commands[1]!, /--project-name scripts /, "no pyproject: the directory's name");
+    assert.equal(scripts.spec.network.mode, "internet");
+  });
+
+  it("an override root with Python files is a Python root unless it says otherwise", async () => {
+    const tree = memoryTree({
+      "airlock-index.yaml": "roots:\n  - path: py\n    install: pip3 install --user -r requirements-dev.txt\n  - path: js\n    language: typescript\n",
+      "py/setup.py": "",
+      "js/requirements.txt": "",
+    });
+    const plans = await inferIndexPlans(tree, OPTIONS);
+    assert.deepEqual(plans.map((plan) => [plan.root, plan.language, plan.indexer]), [["py", "python", "scip-python"], ["js", "typescript", "scip-typescript"]]);
+    assert.deepEqual(plans[0]!.spec.steps[0]!.commands.slice(1), ["pip3 install --user -r requirements-dev.txt"]);
+  });
+
+  it("the coordinator's index config replaces the tree's file and inference", async () => {
+    const tree = memoryTree({ "airlock-index.yaml": "roots: [{ path: a }]", "a/tsconfig.json": "{}", "b/package.json": "{}", "b/tsconfig.json": "{}" });
+    const plans = await inferIndexPlans(tree, { ...OPTIONS, override: "image: ops/indexer\nroots: [{ path: b, install: [] }]\n" });
+    assert.deepEqual(plans.map((plan) => [plan.root, plan.source, plan.spec.steps.map((step) => `${step.key}@${step.image}`).join(" ")]), [["b", "coordinator", "index@ops/indexer"]]);
+    await assert.rejects(inferIndexPlans(tree, { ...OPTIONS, override: "roots: [{ path: /abs }]" }), /invalid index config of the repository/);
+  });
 });

@@ -64,5 +64,23 @@ export function indexStoreConformance(backend: string, factory: StoreFactory): v
       assert.deepEqual((await store.indexes.list({ limit: 1 })).map((record) => record.id), [c.id]);
       assert.deepEqual(await store.indexes.list({ repository: "nobody", limit: 10 }), []);
     });
+
+    it("keeps an indexing policy per repository: auto-index, config, the HEAD last acted on (once per new HEAD)", async () => {
+      assert.equal(await store.indexes.getPolicy("acme/web"), undefined);
+      const on = await store.indexes.putPolicy("acme/web", { autoIndex: true }, T0);
+      assert.deepEqual(on, { repository: "acme/web", autoIndex: true, config: null, seenHead: null, updatedAt: T0 });
+      const configured = await store.indexes.putPolicy("acme/web", { config: "roots: [{ path: a }]\n" }, T0 + 1);
+      assert.deepEqual([configured.autoIndex, configured.config], [true, "roots: [{ path: a }]\n"], "a field not given keeps its value");
+      assert.equal(await store.indexes.markHeadSeen("acme/web", SHA, T0 + 2), true);
+      assert.equal(await store.indexes.markHeadSeen("acme/web", SHA, T0 + 3), false, "the same HEAD again is not new");
+      assert.equal(await store.indexes.markHeadSeen("acme/web", "c".repeat(40), T0 + 4), true);
+      const off = await store.indexes.putPolicy("acme/web", { autoIndex: false, config: null }, T0 + 5);
+      assert.deepEqual(off, { repository: "acme/web", autoIndex: false, config: null, seenHead: "c".repeat(40), updatedAt: T0 + 5 });
+      assert.equal(await store.indexes.markHeadSeen("acme/api", SHA, T0 + 6), true, "a repository without a policy gets one, off");
+      assert.deepEqual((await store.indexes.listPolicies()).map((policy) => [policy.repository, policy.autoIndex, policy.seenHead]), [
+        ["acme/api", false, SHA],
+        ["acme/web", false, "c".repeat(40)],
+      ]);
+    });
   });
 }

@@ -1,4 +1,4 @@
-/** The index API under /api/indexes (API token); the list of routes is in src/protocol/indexing.ts. */
+/** The index API under /api/indexes and /api/index-policies, and repository sync (API token); the routes are listed in src/protocol/indexing.ts. */
 import type { FastifyInstance } from "fastify";
 import { Readable } from "node:stream";
 import { z } from "zod";
@@ -12,9 +12,10 @@ const ListQuery = z.object({
   commit: z.string().min(1).max(256).optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
 });
+const PolicyQuery = z.object({ repository: RepositoryName.optional() });
 
 export function registerIndexRoutes(app: FastifyInstance, ctx: CoordinatorContext): void {
-  const { indexes } = ctx;
+  const { indexes, indexPolicies } = ctx;
   app.register(async (api) => {
     api.addHook("onRequest", async (request) => {
       ctx.auth.requireApi(request);
@@ -26,6 +27,12 @@ export function registerIndexRoutes(app: FastifyInstance, ctx: CoordinatorContex
     });
 
     api.get("/api/indexes", async (request) => ({ indexes: await indexes.list(parse(ListQuery, request.query, "invalid query")) }));
+
+    api.get("/api/index-policies", async (request) => ({ policies: await indexPolicies.list(parse(PolicyQuery, request.query, "invalid query").repository) }));
+
+    api.put("/api/index-policies", async (request) => indexPolicies.set(request.body ?? {}));
+
+    api.post("/api/repositories/sync", async (request) => indexPolicies.sync(request.body ?? {}));
 
     api.get("/api/indexes/:id", async (request) => indexes.view(parse(IdParams, request.params, "invalid path").id));
 

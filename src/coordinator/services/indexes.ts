@@ -3,6 +3,9 @@
  * its files in the mirror, queueing them (one job and one pending index per project root, unless
  * an index of that key is pending or completed already), and the indexes themselves.
  *
+ * Plans of one repository run one at a time in this process (`locks`), so two requests for the
+ * same commit (a user's and auto-indexing's) do not both find no index and queue two jobs.
+ *
  * A pending index follows its job: whenever it is read (`sync`), an index whose job ended is
  * completed (its artifact parsed and counted) or failed (the job's state and message). Reads may
  * race on one index; the store ends it once (a ConflictError for the loser, who reads it again).
@@ -51,6 +54,7 @@ export interface IndexServiceOptions {
 
 export class IndexService {
   private readonly options: IndexServiceOptions;
+  private readonly locks = new Map<string, Promise<unknown>>();
 
   constructor(options: IndexServiceOptions) {
     this.options = options;
@@ -78,9 +82,22 @@ export class IndexService {
     const parsed = IndexRequest.safeParse(input);
     if (!parsed.success) throw validationErrorFrom(parsed.error, "invalid index request");
     const request = parsed.data;
+    const previous = this.locks.get(request.repository) ?? Promise.resolve();
+    const mine = previous.catch(() => undefined).then(() => this.planLocked(request));
+    this.locks.set(request.repository, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.locks.get(request.repository) === mine) this.locks.delete(request.repository);
+    }
+  }
+
+  private async planLocked(request: IndexRequest): Promise<IndexPlanResponse> {
     const ref = request.commit ?? "HEAD";
     const commit = await this.options.repositories.resolveCommit(request.repository, ref);
-    const plans = await inferIndexPlans(await this.tree(request.repository, commit), { repository: request.repository, commit, queue: request.queue });
+    // The coordinator's index config for the repository, when it holds one, replaces the tree's file.
+    const override = (await this.options.store.indexes.getPolicy(request.repository))?.config ?? undefined;
+    const plans = await inferIndexPlans(await this.tree(request.repository, commit), { repository: request.repository, commit, queue: request.queue, override });
     const entries: IndexPlanEntry[] = [];
     for (const plan of plans) {
       const base = { root: plan.root, indexer: plan.indexer, indexerVersion: plan.indexerVersion, source: plan.source, spec: plan.spec };

@@ -18,7 +18,8 @@ import type { RepositoryRecord, Store } from "../../store/index.ts";
 const SHA = /^[0-9a-f]{40}$|^[0-9a-f]{64}$/;
 
 export class Repositories {
-  private readonly fetches = new Map<string, Promise<void>>();
+  private readonly fetches = new Map<string, Promise<string | undefined>>();
+  private readonly fetchListeners: ((name: string) => void)[] = [];
   private readonly options: { store: Store; dataDir: string; hostEnv: Record<string, string | undefined>; clock: Clock; logger: Logger };
 
   constructor(options: { store: Store; dataDir: string; hostEnv: Record<string, string | undefined>; clock: Clock; logger: Logger }) {
@@ -51,6 +52,27 @@ export class Repositories {
     await rm(target, { recursive: true, force: true });
     await rename(staging, target);
     return this.options.store.repositories.put(name, normalized, this.options.clock.now());
+  }
+
+  /** Called after every fetch of a mirror (auto-indexing looks at its HEAD then). */
+  onFetched(listener: (name: string) => void): void {
+    this.fetchListeners.push(listener);
+  }
+
+  /** The default branch's HEAD in the mirror, or null when it has none. */
+  async head(name: string): Promise<string | null> {
+    const path = this.mirrorPath(name);
+    if (!existsSync(path)) return null;
+    return (await this.revParse(path, "HEAD")) ?? null;
+  }
+
+  /** Fetches the repository's source now; a ValidationError when the fetch fails. Returns HEAD after it. */
+  async sync(name: string): Promise<string | null> {
+    const record = await this.options.store.repositories.get(name);
+    if (!record) throw new NotFoundError(`repository "${name}" is not registered (see \`airlock repo add\`)`);
+    const failure = await this.fetch(record);
+    if (failure) throw new ValidationError(`cannot fetch ${record.source} for ${name}: ${failure}`, { field: "repository" });
+    return this.head(name);
   }
 
   async list(): Promise<(RepositoryRecord & { headCommit: string | null })[]> {
@@ -108,28 +130,32 @@ export class Repositories {
     return result.code === 0 ? result.stdout.toString().trim() : undefined;
   }
 
-  private fetch(record: RepositoryRecord): Promise<void> {
+  /** Resolves to why the fetch failed, or undefined when it worked. */
+  private fetch(record: RepositoryRecord): Promise<string | undefined> {
     // Submits arriving while a fetch runs share it; the next submit fetches again, so a ref
     // always resolves to what the source had when the job was submitted.
     const inFlight = this.fetches.get(record.name);
     if (inFlight) return inFlight;
     const promise = this.doFetch(record).finally(() => {
       this.fetches.delete(record.name);
+      for (const listener of this.fetchListeners) listener(record.name);
     });
     this.fetches.set(record.name, promise);
     return promise;
   }
 
-  private async doFetch(record: RepositoryRecord): Promise<void> {
+  private async doFetch(record: RepositoryRecord): Promise<string | undefined> {
     const path = this.mirrorPath(record.name);
     if (!existsSync(path)) {
       await mkdir(dirname(path), { recursive: true });
       const staging = `${path}.tmp-${process.pid}-${Date.now()}`;
       await runChecked("git", ["clone", "--mirror", "--quiet", "--", record.source, staging], { env: this.env() });
       await rename(staging, path);
-      return;
+      return undefined;
     }
     const result = await run("git", ["fetch", "--prune", "--quiet", "origin"], { cwd: path, env: this.env() });
-    if (result.code !== 0) this.options.logger.warn("mirror fetch failed; using what the mirror has", { repository: record.name, stderr: result.stderr.trim() });
+    if (result.code === 0) return undefined;
+    this.options.logger.warn("mirror fetch failed; using what the mirror has", { repository: record.name, stderr: result.stderr.trim() });
+    return result.stderr.trim().split("\n").pop() || `git fetch exited with ${result.code}`;
   }
 }

@@ -1,7 +1,7 @@
 /** Code indexes in Postgres (as in the SQLite store; see IndexStore in store.ts). */
 import { ConflictError, NotFoundError } from "../../protocol/index.ts";
-import { indexRecord, type IndexRow } from "../index-rows.ts";
-import type { IndexCounts, IndexFilter, IndexRecord, IndexStore, NewIndex } from "../store.ts";
+import { indexPolicyRecord, indexRecord, type IndexPolicyRow, type IndexRow } from "../index-rows.ts";
+import type { IndexCounts, IndexFilter, IndexPolicyPatch, IndexPolicyRecord, IndexRecord, IndexStore, NewIndex } from "../store.ts";
 import type { PostgresDatabase } from "./database.ts";
 
 export class PostgresIndexStore implements IndexStore {
@@ -60,5 +60,35 @@ export class PostgresIndexStore implements IndexStore {
       [key.repository, key.commit, key.root, key.indexer, key.indexerVersion],
     );
     return row ? indexRecord(row) : undefined;
+  }
+
+  async getPolicy(repository: string): Promise<IndexPolicyRecord | undefined> {
+    const [row] = await this.db.query<IndexPolicyRow>("SELECT * FROM index_policies WHERE repository = $1", [repository]);
+    return row ? indexPolicyRecord(row) : undefined;
+  }
+
+  async putPolicy(repository: string, patch: IndexPolicyPatch, now: number): Promise<IndexPolicyRecord> {
+    const [row] = await this.db.query<IndexPolicyRow>(
+      `INSERT INTO index_policies (repository, auto_index, config, updated_at) VALUES ($1, coalesce($2::boolean, false), $3, $5)
+       ON CONFLICT (repository) DO UPDATE SET auto_index = coalesce($2::boolean, index_policies.auto_index),
+         config = CASE WHEN $4::boolean THEN index_policies.config ELSE $3 END, updated_at = $5
+       RETURNING *`,
+      [repository, patch.autoIndex ?? null, patch.config ?? null, patch.config === undefined, now],
+    );
+    return indexPolicyRecord(row as IndexPolicyRow);
+  }
+
+  async listPolicies(): Promise<IndexPolicyRecord[]> {
+    return (await this.db.query<IndexPolicyRow>("SELECT * FROM index_policies ORDER BY repository")).map(indexPolicyRecord);
+  }
+
+  async markHeadSeen(repository: string, head: string, now: number): Promise<boolean> {
+    const rows = await this.db.query<IndexPolicyRow>(
+      `INSERT INTO index_policies (repository, seen_head, updated_at) VALUES ($1, $2, $3)
+       ON CONFLICT (repository) DO UPDATE SET seen_head = $2, updated_at = $3 WHERE index_policies.seen_head IS DISTINCT FROM $2
+       RETURNING *`,
+      [repository, head, now],
+    );
+    return rows.length > 0;
   }
 }

@@ -375,4 +375,13 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   UPDATE jobs SET spec = jsonb_set(spec::jsonb, '{registryAuth}', (SELECT jsonb_object_agg(key, jsonb_set(value::jsonb, '{password}', '"********"')) FROM json_each(jobs.spec -> 'registryAuth')))::json
     WHERE json_typeof(spec -> 'registryAuth') = 'object' AND spec::jsonb -> 'registryAuth' <> '{}'::jsonb;
   `,
+  /* 7: indexing policies per repository (as in the SQLite schema) */ `
+  CREATE TABLE index_policies (
+    repository text PRIMARY KEY,
+    auto_index boolean NOT NULL DEFAULT false,
+    config text,
+    seen_head text,
+    updated_at bigint NOT NULL
+  );
+  `,
 ];

@@ -1,7 +1,7 @@
 /** Code indexes in SQLite (see IndexStore in store.ts). */
 import { ConflictError, NotFoundError } from "../../protocol/index.ts";
-import { indexRecord, type IndexRow } from "../index-rows.ts";
-import type { IndexCounts, IndexFilter, IndexRecord, IndexStore, NewIndex } from "../store.ts";
+import { indexPolicyRecord, indexRecord, type IndexPolicyRow, type IndexRow } from "../index-rows.ts";
+import type { IndexCounts, IndexFilter, IndexPolicyPatch, IndexPolicyRecord, IndexRecord, IndexStore, NewIndex } from "../store.ts";
 import type { SqliteDatabase } from "./database.ts";
 
 export class SqliteIndexStore implements IndexStore {
@@ -65,5 +65,34 @@ export class SqliteIndexStore implements IndexStore {
       { repository: key.repository, commit: key.commit, root: key.root, indexer: key.indexer, version: key.indexerVersion },
     );
     return row ? indexRecord(row) : undefined;
+  }
+
+  async getPolicy(repository: string): Promise<IndexPolicyRecord | undefined> {
+    const row = this.db.get<IndexPolicyRow>("SELECT * FROM index_policies WHERE repository = $repository", { repository });
+    return row ? indexPolicyRecord(row) : undefined;
+  }
+
+  async putPolicy(repository: string, patch: IndexPolicyPatch, now: number): Promise<IndexPolicyRecord> {
+    const row = this.db.get<IndexPolicyRow>(
+      `INSERT INTO index_policies (repository, auto_index, config, updated_at) VALUES ($repository, coalesce($auto, 0), $config, $now)
+       ON CONFLICT (repository) DO UPDATE SET auto_index = coalesce($auto, auto_index), config = CASE WHEN $keepConfig THEN config ELSE $config END, updated_at = $now
+       RETURNING *`,
+      { repository, auto: patch.autoIndex === undefined ? null : Number(patch.autoIndex), config: patch.config ?? null, keepConfig: Number(patch.config === undefined), now },
+    );
+    return indexPolicyRecord(row as IndexPolicyRow);
+  }
+
+  async listPolicies(): Promise<IndexPolicyRecord[]> {
+    return this.db.all<IndexPolicyRow>("SELECT * FROM index_policies ORDER BY repository").map(indexPolicyRecord);
+  }
+
+  async markHeadSeen(repository: string, head: string, now: number): Promise<boolean> {
+    const row = this.db.get<IndexPolicyRow>(
+      `INSERT INTO index_policies (repository, seen_head, updated_at) VALUES ($repository, $head, $now)
+       ON CONFLICT (repository) DO UPDATE SET seen_head = $head, updated_at = $now WHERE index_policies.seen_head IS NOT $head
+       RETURNING *`,
+      { repository, head, now },
+    );
+    return row !== undefined;
   }
 }

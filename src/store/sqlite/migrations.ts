@@ -234,4 +234,13 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   UPDATE jobs SET spec = json_set(spec, '$.registryAuth', json((SELECT json_group_object(key, json_set(value, '$.password', '********')) FROM json_each(jobs.spec, '$.registryAuth'))))
     WHERE json_type(spec, '$.registryAuth') = 'object' AND spec -> '$.registryAuth' <> '{}';
   `,
+  /* 7: indexing policies per repository (docs/indexing.md) */ `
+  CREATE TABLE index_policies (
+    repository TEXT PRIMARY KEY,
+    auto_index INTEGER NOT NULL DEFAULT 0,
+    config TEXT,
+    seen_head TEXT,
+    updated_at INTEGER NOT NULL
+  );
+  `,
 ];
