@@ -21,7 +21,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { silentLogger } from "../src/common/logger.ts";
-import { bwrapArgs, FD, namespaceArgs } from "../src/runtimes/bwrap/args.ts";
+import { bwrapArgs, FD, flatArgv, namespaceArgs } from "../src/runtimes/bwrap/args.ts";
 import { BwrapRuntime } from "../src/runtimes/bwrap/index.ts";
 import { sandboxLabels, stepScript } from "../src/runtimes/index.ts";
 import { TEST_IMAGES, testImagesMissing } from "../test/helpers/bwrap.ts";
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
         name: "bare + our flags",
         run: () => {
           const seccomp = openSync(seccompFile, "r");
-          return spawnAndWait("bwrap", bwrapArgs({ rootfs: image.rootfs, workspace, cwd: "/work" }, "true"), ["ignore", "pipe", "pipe", "pipe", "ignore", seccomp], (child) => {
+          return spawnAndWait("bwrap", flatArgv(bwrapArgs({ rootfs: image.rootfs, workspace, cwd: "/work" }, "true")), ["ignore", "pipe", "pipe", "pipe", "ignore", seccomp], (child) => {
             closeSync(seccomp);
             (child.stdio[FD.status] as NodeJS.ReadableStream | null)?.resume();
           });

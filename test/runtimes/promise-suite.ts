@@ -194,6 +194,8 @@ export function runtimePromiseSuite(target: RuntimeUnderTest): void {
       ]);
       assert.doesNotMatch(result.output, /srw/, "no unix socket of a container daemon is visible");
       assert.doesNotMatch(result.output, new RegExp(FAKE_EXECUTOR_TOKEN));
+      // pid 1 of a bwrap sandbox is bwrap: its argv once named the rootfs and the workspace.
+      for (const hostPath of [root, "/.test-images/"]) assert.ok(!result.output.includes(hostPath), `no process in the sandbox shows the host path ${hostPath} in its cmdline or environ`);
     });
 
     isolatedIt("a step cannot reach a service listening on the host's loopback", async () => {

@@ -9,6 +9,10 @@
  * the forwarder wraps the step's shell, serving the proxy ports on the sandbox's own loopback;
  * it keeps CAP_NET_BIND_SERVICE (in the sandbox's own user and network namespaces only) to bind
  * port 53 there.
+ * Every option that names a host path (the image's rootfs, the workspace, the egress socket) goes
+ * to bwrap through `--args FD`, never its argv: pid 1 of the sandbox is bwrap itself, and its
+ * /proc/1/cmdline is readable by the step. bwrap closes that descriptor once read. Only the
+ * step's own command stays in argv.
  * No `--disable-userns`: the seccomp filter already refuses every way to make a namespace
  * (unshare, setns, clone with namespace flags, clone3), and the flag costs bwrap a nested user
  * namespace per step.
@@ -19,7 +23,18 @@ export const WORKSPACE_MOUNT = "/work";
 export const SANDBOX_HOSTNAME = "airlock";
 
 /** File descriptors bwrap gets beyond stdio (see launcher.ts). */
-export const FD = { status: 3, seccomp: 5 } as const;
+export const FD = { status: 3, seccomp: 5, args: 6 } as const;
+
+/** bwrap's options (passed through `--args`, NUL-separated) and the command it runs. */
+export interface BwrapInvocation {
+  options: string[];
+  command: string[];
+}
+
+/** The whole argv, for callers that start bwrap directly (benchmarks, tests): host paths show. */
+export function flatArgv(invocation: BwrapInvocation): string[] {
+  return [...invocation.options, "--", ...invocation.command];
+}
 
 export interface StepMounts {
   rootfs: string;
@@ -59,7 +74,7 @@ export function namespaceArgs(network = false): string[] {
   ];
 }
 
-export function bwrapArgs(mounts: StepMounts, script: string): string[] {
+export function bwrapArgs(mounts: StepMounts, script: string): BwrapInvocation {
   const network = mounts.network;
   const egress = network
     ? [
@@ -73,7 +88,7 @@ export function bwrapArgs(mounts: StepMounts, script: string): string[] {
       ]
     : [];
   const wrapper = network ? [`${EGRESS_MOUNT}/forwarder`, "--unix", `${EGRESS_MOUNT}/gateway.sock`, "--"] : [];
-  return [
+  const options = [
     ...namespaceArgs(network !== undefined),
     "--ro-bind",
     mounts.rootfs,
@@ -100,12 +115,8 @@ export function bwrapArgs(mounts: StepMounts, script: string): string[] {
     String(FD.status),
     "--seccomp",
     String(FD.seccomp),
-    "--",
-    ...wrapper,
-    "/bin/sh",
-    "-c",
-    script,
   ];
+  return { options, command: [...wrapper, "/bin/sh", "-c", script] };
 }
 
 /** The environment a step sees: defaults, then the image's, then the step's own. */

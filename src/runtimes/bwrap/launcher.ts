@@ -8,11 +8,13 @@
  * cheaper than forking the executor's Node process.
  *
  * Protocol: Node writes one line per step to the shell's stdin:
- *   ( unset SHLVL; export 'K=V' ...; exec bwrap ARGS 5<SECCOMP </dev/null ); s=$?; printf %s TOKEN; printf %s TOKEN >&2; echo "done $s" >&3
+ *   ( unset SHLVL; export 'K=V' ...; printf '%s\0' OPTIONS | ( exec bwrap --args 6 -- COMMAND 6<&0 5<SECCOMP </dev/null ) ); s=$?;
+ *     printf %s TOKEN; printf %s TOKEN >&2; echo "done $s" >&3
  * fd 1 and 2 carry every step's stdout and stderr; each step's output ends with TOKEN (random per
  * step, never shown to the step), which is cut out. fd 3 carries bwrap's --json-status-fd lines
  * (the sandbox's pid, its exit code), then "done <status>". A step has ended once "done" and
- * both tokens have arrived. Secrets reach bwrap's environment through the shell's memory: never
+ * both tokens have arrived. bwrap's options (host paths) reach it through a pipe on fd 6, so its
+ * argv, which the step can read as /proc/1/cmdline, holds only the command. Secrets reach bwrap's environment through the shell's memory: never
  * argv (which every local user can read), never a file.
  *
  * States: IDLE <-> RUNNING (one step at a time: the job runner awaits each), GONE once the shell
@@ -24,6 +26,7 @@ import { existsSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
 import { SandboxError } from "../../protocol/index.ts";
 import type { StepIO } from "../runtime.ts";
+import { FD, type BwrapInvocation } from "./args.ts";
 
 const SETPRIV = "/usr/bin/setpriv";
 const BASH = "/bin/bash";
@@ -142,7 +145,7 @@ export class Launcher {
   }
 
   /** Runs bwrap with `args` and `env`; output goes to `io` as it comes. */
-  run(bwrap: string, args: readonly string[], env: Readonly<Record<string, string>>, seccompFile: string, io: StepIO, onSandboxPid: (pid: number) => void): Promise<LaunchResult> {
+  run(bwrap: string, args: BwrapInvocation, env: Readonly<Record<string, string>>, seccompFile: string, io: StepIO, onSandboxPid: (pid: number) => void): Promise<LaunchResult> {
     if (this.gone) return Promise.resolve({ exitCode: undefined, status: undefined, problem: "the step launcher is gone" });
     if (this.running) throw new SandboxError("a step is already running in this sandbox");
     const token = `airlock-end-${randomBytes(16).toString("hex")}`;
@@ -150,7 +153,8 @@ export class Launcher {
       .filter(([name]) => ENV_NAME.test(name))
       .map(([name, value]) => quote(`${name}=${value}`));
     const line =
-      `( unset SHLVL;${exports.length ? ` export ${exports.join(" ")};` : ""} exec ${quote(bwrap)} ${args.map(quote).join(" ")} 5<${quote(seccompFile)} </dev/null); ` +
+      `( unset SHLVL;${exports.length ? ` export ${exports.join(" ")};` : ""} printf '%s\\0' ${args.options.map(quote).join(" ")} | ` +
+      `( exec ${quote(bwrap)} --args ${FD.args} -- ${args.command.map(quote).join(" ")} ${FD.args}<&0 ${FD.seccomp}<${quote(seccompFile)} </dev/null ) ); ` +
       `s=$?; printf %s ${token}; printf %s ${token} >&2; echo "done $s" >&3\n`;
     return new Promise<LaunchResult>((resolve) => {
       this.running = {
