@@ -152,13 +152,17 @@ withClientOptions(jobs.command("list").description("recent jobs, newest first"))
 withClientOptions(jobs.command("show <id>").description("a job's state, steps and artifacts"))
   .option("--json", "print the job as JSON")
   .action((id: string, flags: ClientFlags & { json?: boolean }) => withClient(flags, async (client) => (await jobsCommands()).showCommand(client, jobId(id), Boolean(flags.json), io)));
-withClientOptions(jobs.command("logs <id>").description("a job's logs"))
+withClientOptions(jobs.command("logs <id>").description("a job's logs (terminal escapes other than colours shown as text)"))
   .option("-f, --follow", "stream until the job ends")
-  .action((id: string, flags: ClientFlags & { follow?: boolean }) => withClient(flags, async (client) => (await jobsCommands()).logsCommand(client, jobId(id), Boolean(flags.follow), io)));
+  .option("--raw", "print the logs as stored, escape sequences and all")
+  .action((id: string, flags: ClientFlags & { follow?: boolean; raw?: boolean }) =>
+    withClient(flags, async (client) => (await jobsCommands()).logsCommand(client, jobId(id), Boolean(flags.follow), io, Boolean(flags.raw))),
+  );
 withClientOptions(jobs.command("cancel <id>").description("cancel a queued or running job"))
   .action((id: string, flags: ClientFlags) => withClient(flags, async (client) => (await jobsCommands()).cancelCommand(client, jobId(id), io)));
-withClientOptions(jobs.command("diff <id>").description("print the job's diff artifact"))
-  .action((id: string, flags: ClientFlags) => withClient(flags, async (client) => (await jobsCommands()).artifactCommand(client, jobId(id), "diff", undefined, io)));
+withClientOptions(jobs.command("diff <id>").description("print the job's diff artifact (terminal escapes other than colours shown as text)"))
+  .option("--raw", "print the diff as stored (`artifact <id> diff` does too)")
+  .action((id: string, flags: ClientFlags & { raw?: boolean }) => withClient(flags, async (client) => (await jobsCommands()).artifactCommand(client, jobId(id), "diff", undefined, io, !flags.raw)));
 withClientOptions(jobs.command("artifact <id> <name>").description("print (or save with -o) one of the job's artifacts"))
   .option("-o, --output <file>", "write to a file instead of stdout")
   .action((id: string, name: string, flags: ClientFlags & { output?: string }) => withClient(flags, async (client) => (await jobsCommands()).artifactCommand(client, jobId(id), name, flags.output, io)));

@@ -5,6 +5,7 @@ import type { BatchEntryView, BatchView } from "../../protocol/batch.ts";
 import { formatDuration, isTerminal, ValidationError } from "../../protocol/index.ts";
 import type { ApiClient } from "../api-client.ts";
 import { println, table, type CliIO } from "../context.ts";
+import { inert } from "../inert.ts";
 
 const POLL_MS = 500;
 
@@ -149,12 +150,12 @@ export async function showCommand(client: ApiClient, name: string, options: { js
 
 export async function diffCommand(client: ApiClient, name: string, options: { repository: string | undefined; workspace: string | undefined }, io: CliIO): Promise<number> {
   if (options.workspace !== undefined && options.repository === undefined) throw new ValidationError("--workspace needs --repo");
-  io.stdout.write(await client.batchDiff(name, options));
+  io.stdout.write(inert(Buffer.from(await client.batchDiff(name, options))));
   return 0;
 }
 
 export async function logsCommand(client: ApiClient, name: string, options: { repository: string; workspace: string | undefined }, io: CliIO): Promise<number> {
-  io.stdout.write(await client.batchLogs(name, options));
+  io.stdout.write(inert(Buffer.from(await client.batchLogs(name, options))));
   return 0;
 }
 

@@ -8,6 +8,7 @@ import { formatDuration, formatSize, NotFoundError, ValidationError, type JobVie
 import type { ApiClient } from "../api-client.ts";
 import { println, table, type CliIO } from "../context.ts";
 import { followJob } from "../follow.ts";
+import { inert, InertText } from "../inert.ts";
 
 /** Exit codes of `submit --follow` and `jobs logs -f`: 0 completed, 1 failed, 2 anything else. */
 export function exitCodeFor(state: string): number {
@@ -83,13 +84,14 @@ export async function showCommand(client: ApiClient, id: number, json: boolean, 
   return 0;
 }
 
-export async function logsCommand(client: ApiClient, id: number, follow: boolean, io: CliIO): Promise<number> {
-  if (follow) return exitCodeFor(await followJob(client, id, { out: io.stdout, notices: io.stderr }));
+export async function logsCommand(client: ApiClient, id: number, follow: boolean, io: CliIO, raw = false): Promise<number> {
+  if (follow) return exitCodeFor(await followJob(client, id, { out: io.stdout, notices: io.stderr, raw }));
   const job = await client.getJob(id);
   for (const entry of job.entries) {
     if (entry.size === 0 && entry.state === "pending") continue;
     io.stderr.write(`\n── ${entry.key} ──\n`);
-    io.stdout.write(await client.readLog(id, entry.key));
+    const text = await client.readLog(id, entry.key);
+    io.stdout.write(raw ? text : inert(text));
   }
   return 0;
 }
@@ -100,12 +102,19 @@ export async function cancelCommand(client: ApiClient, id: number, io: CliIO): P
   return 0;
 }
 
-export async function artifactCommand(client: ApiClient, id: number, name: string, output: string | undefined, io: CliIO): Promise<number> {
+/** `inertText`: the artifact goes to a terminal or pipe as text (`jobs diff`), made inert unless --raw. */
+export async function artifactCommand(client: ApiClient, id: number, name: string, output: string | undefined, io: CliIO, inertText = false): Promise<number> {
   const job = await client.getJob(id);
   if (!job.artifacts.some((artifact) => artifact.name === name)) {
     throw new NotFoundError(`job ${id} has no artifact "${name}"${job.artifacts.length ? ` (it has: ${job.artifacts.map((a) => a.name).join(", ")})` : ""}`);
   }
   const body = Readable.from(await client.artifact(id, name));
+  if (inertText && !output) {
+    const converter = new InertText();
+    for await (const chunk of body as AsyncIterable<Uint8Array>) io.stdout.write(converter.push(chunk));
+    io.stdout.write(converter.end());
+    return 0;
+  }
   await pipeline(body, output ? createWriteStream(output) : io.stdout, { end: Boolean(output) });
   return 0;
 }

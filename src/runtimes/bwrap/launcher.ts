@@ -8,7 +8,7 @@
  * cheaper than forking the executor's Node process.
  *
  * Protocol: Node writes one line per step to the shell's stdin:
- *   ( unset SHLVL; export 'K=V' ...; printf '%s\0' OPTIONS | ( exec bwrap --args 6 -- COMMAND 6<&0 5<SECCOMP </dev/null ) ); s=$?;
+ *   ( unset SHLVL PWD OLDPWD; export 'K=V' ...; printf '%s\0' OPTIONS | ( exec bwrap --args 6 -- COMMAND 6<&0 5<SECCOMP </dev/null ) ); s=$?;
  *     printf %s TOKEN; printf %s TOKEN >&2; echo "done $s" >&3
  * fd 1 and 2 carry every step's stdout and stderr; each step's output ends with TOKEN (random per
  * step, never shown to the step), which is cut out. fd 3 carries bwrap's --json-status-fd lines
@@ -123,7 +123,8 @@ export class Launcher {
     const shell = existsSync(BASH) ? BASH : "/bin/sh";
     // With setpriv the shell dies with the executor, and with it every step (bwrap --die-with-parent).
     const [command, args] = existsSync(SETPRIV) ? [SETPRIV, ["--pdeathsig", "KILL", "--", shell, "-s"]] : [shell, ["-s"]];
-    const child = spawn(command, args, { env: {}, stdio: ["pipe", "pipe", "pipe", "pipe"], detached: true });
+    // cwd "/": the shell exports PWD, which bwrap (pid 1 of the sandbox, its environ readable there) inherits.
+    const child = spawn(command, args, { env: {}, cwd: "/", stdio: ["pipe", "pipe", "pipe", "pipe"], detached: true });
     if (child.pid === undefined) throw new SandboxError(`could not start the step launcher (${shell})`);
     const launcher = new Launcher(child);
     try {
@@ -153,7 +154,7 @@ export class Launcher {
       .filter(([name]) => ENV_NAME.test(name))
       .map(([name, value]) => quote(`${name}=${value}`));
     const line =
-      `( unset SHLVL;${exports.length ? ` export ${exports.join(" ")};` : ""} printf '%s\\0' ${args.options.map(quote).join(" ")} | ` +
+      `( unset SHLVL PWD OLDPWD;${exports.length ? ` export ${exports.join(" ")};` : ""} printf '%s\\0' ${args.options.map(quote).join(" ")} | ` +
       `( exec ${quote(bwrap)} --args ${FD.args} -- ${args.command.map(quote).join(" ")} ${FD.args}<&0 ${FD.seccomp}<${quote(seccompFile)} </dev/null ) ); ` +
       `s=$?; printf %s ${token}; printf %s ${token} >&2; echo "done $s" >&3\n`;
     return new Promise<LaunchResult>((resolve) => {
