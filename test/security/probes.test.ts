@@ -123,7 +123,11 @@ describe("adversarial probes against every sandboxing runtime", () => {
             cells.set(probe.id, { state: "skipped", note: skip ?? "the jobs did not run" });
             return t.skip(skip ?? "the jobs did not run");
           }
-          const verdict: Verdict = probe.check(evidence);
+          // A probe whose job did not run to the end proved nothing: that counts as a break.
+          const unfinished = [evidence.explore.job, evidence.checker.job].find((job) => job.state !== "completed");
+          const verdict: Verdict = unfinished
+            ? { holds: false, detail: `probe job ${unfinished.id} ended ${unfinished.state}: ${unfinished.failureMessage ?? ""}` }
+            : probe.check(evidence);
           if ("skip" in verdict) {
             cells.set(probe.id, { state: "skipped", note: verdict.skip });
             return t.skip(verdict.skip);

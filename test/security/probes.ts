@@ -29,6 +29,8 @@ export interface Evidence {
   leftovers: string[];
   plantedOnHost: string[];
   gitMarkersFound: string[];
+  /** The host lists its own abstract socket in /proc/net/unix (the probe's method works). */
+  abstractListedOnHost: boolean;
   cli: { logs: string; diff: string };
   web: { pwned: unknown; injected: number; dialogs: string[] } | { skip: string } | { failed: string };
 }
@@ -119,7 +121,10 @@ export const PROBES: Probe[] = [
   {
     id: "abstract-socket",
     title: "a host process's abstract unix socket",
-    check: ({ explore, context }) => noneOf(section(explore.logs.network ?? "", "abstract"), [context.abstractName], "the host's abstract socket is listed in the sandbox"),
+    check: ({ explore, context, abstractListedOnHost }) =>
+      abstractListedOnHost
+        ? noneOf(section(explore.logs.network ?? "", "abstract"), [context.abstractName], "the host's abstract socket is listed in the sandbox")
+        : { skip: "the host's /proc/net/unix does not list the test's abstract socket, so its absence in the sandbox proves nothing" },
   },
   {
     id: "persistence",
@@ -186,6 +191,16 @@ export const PROBES: Probe[] = [
     check: ({ gitMarkersFound, explore }) => {
       if (gitMarkersFound.length > 0) return { holds: false, detail: `git ran the job's commands on the host: ${gitMarkersFound.join(", ")}` };
       return explore.job.state === "completed" && explore.diff.length > 0 ? { holds: true } : { holds: false, detail: `no diff was made (${explore.job.state}: ${explore.job.failureMessage ?? ""})` };
+    },
+  },
+  {
+    id: "repo-cache",
+    title: "the executor's repository cache, through objects in the workspace's .git",
+    check: ({ explore, checker }) => {
+      if (!(explore.logs.workspace ?? "").includes("objects-overwritten")) return { holds: false, detail: "the probe did not overwrite the workspace's git objects" };
+      const prepare = checker.logs.prepare ?? "";
+      if (/rebuilding the mirror|checkout failed/.test(prepare)) return { holds: false, detail: `the next job found the cache corrupted: ${prepare.slice(-200)}` };
+      return /checked out probe\/repo/.test(prepare) ? { holds: true } : { holds: false, detail: `the next job did not check out: ${prepare.slice(-200)}` };
     },
   },
   {

@@ -207,6 +207,7 @@ export async function gatherEvidence(target: ProbeTarget, cluster: Cluster, cont
     leftovers,
     plantedOnHost: (await plantedUnder([...context.dataDirs, cluster.dir], context.nonce)).map((path) => relative(cluster.dir, path)),
     gitMarkersFound: (await readdir(cluster.dir)).filter((name) => name.startsWith("git-ran-")),
+    abstractListedOnHost: (await readOr("/proc/net/unix")).includes(context.abstractName),
     cli: { logs: await cli(["jobs", "logs", String(exploreJob.id)], cluster), diff: await cli(["jobs", "diff", String(exploreJob.id)], cluster) },
     web: await inBrowser(browser, cluster, exploreJob),
   };

@@ -137,6 +137,8 @@ export function workspaceCommands(context: ProbeContext): string[] {
     `ln -s ${context.hostSecretDir} link-dir || true`,
     "ln /etc/airlock-image hard-image 2>/dev/null || echo 'hard link to the image refused'",
     "ln /etc/shadow hard-shadow 2>/dev/null || echo 'hard link to /etc/shadow refused'",
+    // Poison every object of the workspace's git dir: the executor's repository cache must not share them.
+    "for f in $(find .git/objects -type f); do chmod u+w $f; echo CORRUPT > $f; done; echo objects-overwritten",
     writeFile(".git/config", config, true),
     "mkdir -p .git/hooks evil-hooks",
     ...hooks.flatMap((name) => [writeFile(`.git/hooks/${name}`, hook(name)), writeFile(`evil-hooks/${name}`, hook(name)), `chmod +x .git/hooks/${name} evil-hooks/${name}`]),
