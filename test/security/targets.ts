@@ -27,8 +27,8 @@ export interface ProbeTarget {
   leftovers(jobId: number): Promise<string[]>;
   /** Whether the sandbox's processes show in the host's process table (else leftovers covers them). */
   hostVisibleProcesses: boolean;
-  /** Known, documented exposures: probe id -> where it is documented. */
-  known: Record<string, string>;
+  /** Known exposures: probe id -> what it is, and the doc (under docs/) that must name it. */
+  known: Record<string, { why: string; doc: string; mentions: RegExp }>;
   /** Time a job may take here. */
   jobTimeoutMs: number;
 }
@@ -52,7 +52,7 @@ function cgroupsOfJob(jobId: number): string[] {
   return found;
 }
 
-const MOUNTINFO_KNOWN = "bind-mount sources show as host paths in /proc/self/mountinfo (docs/bwrap.md, docs/security.md)";
+const mountinfoKnown = (doc: string) => ({ why: `bind-mount sources show as host paths in /proc/self/mountinfo (docs/${doc})`, doc, mentions: /mountinfo/ });
 
 export const TARGETS: ProbeTarget[] = [
   {
@@ -64,7 +64,7 @@ export const TARGETS: ProbeTarget[] = [
     dataDirs: (dir) => [join(dir, "executor-1"), join(dir, "coordinator")],
     leftovers: async (jobId) => [...(await processesOfJob(jobId)), ...cgroupsOfJob(jobId).map((path) => `cgroup ${path}`)],
     hostVisibleProcesses: true,
-    known: { mountinfo: MOUNTINFO_KNOWN },
+    known: { mountinfo: mountinfoKnown("bwrap.md") },
     jobTimeoutMs: 60_000,
   },
   {
@@ -76,7 +76,7 @@ export const TARGETS: ProbeTarget[] = [
     dataDirs: (dir) => [join(dir, "executor-1"), join(dir, "coordinator")],
     leftovers: (jobId) => jobContainers(jobId),
     hostVisibleProcesses: true,
-    known: { mountinfo: MOUNTINFO_KNOWN },
+    known: { mountinfo: mountinfoKnown("docker.md") },
     jobTimeoutMs: 90_000,
   },
   {
