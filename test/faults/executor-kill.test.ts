@@ -6,25 +6,48 @@
  * the first attempt's log is kept and readable.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { detectCgroups } from "../../src/runtimes/bwrap/cgroup-detect.ts";
 import { Cgroups } from "../../src/runtimes/bwrap/cgroups.ts";
 import { silentLogger } from "../../src/common/logger.ts";
+import { DockerClient } from "../../src/runtimes/docker/client.ts";
 import { DockerRuntime } from "../../src/runtimes/docker/index.ts";
+import { LABEL } from "../../src/runtimes/labels.ts";
 import { findMarked } from "../../src/runtimes/shell/process-tree.ts";
-import { bwrapUnavailable, processesOfJob, TEST_IMAGES, testImagesMissing } from "../helpers/bwrap.ts";
+import { bwrapUnavailable, TEST_IMAGES, testImagesMissing } from "../helpers/bwrap.ts";
 import { logText, startCluster, waitForJob, type Cluster } from "../helpers/cluster.ts";
-import { dockerUnavailable, IMAGES, jobContainers, SOCKET } from "../runtimes/docker-target.ts";
+import { dockerUnavailable, IMAGES, SOCKET } from "../runtimes/docker-target.ts";
 import { attemptLog, printFigures, until } from "./helpers.ts";
 
 const LEASE_MS = 3000;
 
-/** The job's cgroups (bwrap kills the sandbox's processes with the executor; its cgroup stays). */
-async function bwrapGroupsOf(jobId: number): Promise<string[]> {
+/** Processes in a cgroup (any hierarchy) whose name starts with `prefix`. */
+async function processesInGroup(prefix: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const name of await readdir("/proc")) {
+    if (/^\d+$/.test(name) && (await readFile(`/proc/${name}/cgroup`, "utf8").catch(() => "")).includes(`/${prefix}`)) found.push(`process ${name}`);
+  }
+  return found;
+}
+
+/** The attempt's cgroups (bwrap kills the sandbox's processes with the executor; its cgroup stays). */
+async function bwrapGroupsOf(prefix: string): Promise<string[]> {
   const layout = await detectCgroups();
   if ("problem" in layout) return [];
-  return (await (await Cgroups.prepare(layout)).list()).filter((name) => name.startsWith(`job-${jobId}-`)).map((name) => `cgroup ${name}`);
+  return (await (await Cgroups.prepare(layout)).list()).filter((name) => name.startsWith(prefix)).map((name) => `cgroup ${name}`);
+}
+
+/** Containers of the job made by the executor of that pid. */
+async function containersOf(jobId: number, executorPid: number): Promise<string[]> {
+  const client = new DockerClient({ socketPath: SOCKET });
+  try {
+    return (await client.list([`${LABEL.job}=${jobId}`, `${LABEL.executorPid}=${executorPid}`])).map((container) => `${container.Names?.[0] ?? container.Id} (${container.State ?? "?"})`);
+  } finally {
+    await client.close();
+  }
 }
 
 interface RuntimeCase {
@@ -33,8 +56,8 @@ interface RuntimeCase {
   executorArgs: string[];
   image?: string;
   skip: () => Promise<string | undefined>;
-  /** What the dead executor's attempt left on the host. */
-  leftovers: (jobId: number) => Promise<string[]>;
+  /** What attempt 1 of the job, run by the executor of that pid, left on the host (other test runs may have jobs of the same id). */
+  leftovers: (jobId: number, executorPid: number) => Promise<string[]>;
 }
 
 const CASES: RuntimeCase[] = [
@@ -43,7 +66,7 @@ const CASES: RuntimeCase[] = [
     isolation: "none",
     executorArgs: [],
     skip: async () => undefined,
-    leftovers: async (jobId) => findMarked((marker) => marker.startsWith(`shell-${jobId}-1-`)).map(String),
+    leftovers: async (jobId, pid) => findMarked((marker) => marker === `shell-${jobId}-1-${pid}`).map(String),
   },
   {
     runtime: "bwrap",
@@ -51,7 +74,10 @@ const CASES: RuntimeCase[] = [
     executorArgs: ["--images", TEST_IMAGES],
     image: "airlock-test/busybox",
     skip: async () => testImagesMissing() ?? (await bwrapUnavailable()),
-    leftovers: async (jobId) => [...(await processesOfJob(jobId)), ...(await bwrapGroupsOf(jobId))],
+    leftovers: async (jobId, pid) => {
+      const group = `job-${jobId}-1.pid-${pid}.`;
+      return [...(await processesInGroup(group)), ...(await bwrapGroupsOf(group))];
+    },
   },
   {
     runtime: "docker",
@@ -59,7 +85,7 @@ const CASES: RuntimeCase[] = [
     executorArgs: ["--docker-host", SOCKET],
     image: IMAGES.primary,
     skip: () => dockerUnavailable(new DockerRuntime({ host: SOCKET, logger: silentLogger })),
-    leftovers: jobContainers,
+    leftovers: async (jobId, pid) => containersOf(jobId, pid),
   },
 ];
 
@@ -100,14 +126,16 @@ describe("fault: executor SIGKILLed mid-job", { concurrency: false }, () => {
       doomed.child.kill("SIGKILL");
       await doomed.exited;
       const killedAt = Date.now();
-      const left = await runtime.leftovers(submitted.id);
+      const doomedPid = doomed.child.pid as number;
+      const left = await runtime.leftovers(submitted.id, doomedPid);
       assert.ok(left.length > 0, "the dead executor left its sandbox behind (else this case proves nothing)");
 
       // No executor runs now: only the coordinator's lease reaper can hand the job back.
       const reclaimed = await waitForJob(cluster.api, submitted.id, (job) => job.state === "queued", LEASE_MS * 3);
       const reclaimMs = Date.now() - killedAt;
       assert.match(reclaimed.failureMessage ?? "", /lease|heartbeat/i, "the requeue says why");
-      assert.ok(reclaimMs <= LEASE_MS + 1500, `reclaimed ${reclaimMs} ms after the kill, lease ${LEASE_MS} ms`);
+      // The lease runs from the last heartbeat; the reaper looks every lease/4.
+      assert.ok(reclaimMs <= LEASE_MS + LEASE_MS / 4 + 1000, `reclaimed ${reclaimMs} ms after the kill, lease ${LEASE_MS} ms`);
 
       const stored = await attemptLog(cluster.coordinator.url, cluster.coordinator.apiToken, submitted.id, "work", 1);
       assert.equal(stored.status, 200);
@@ -121,11 +149,17 @@ describe("fault: executor SIGKILLed mid-job", { concurrency: false }, () => {
 
       const restartedAt = Date.now();
       const successor = cluster.startExecutor(["--data", dataDir, "--name", `${runtime.runtime}-successor`]);
+      let remaining: string[] = [];
       const reaped = await until(
         "the dead executor's sandbox is gone",
-        async () => ((await runtime.leftovers(submitted.id)).length === 0 ? Date.now() - restartedAt : undefined),
+        async () => {
+          remaining = await runtime.leftovers(submitted.id, doomedPid);
+          return remaining.length === 0 ? Date.now() - restartedAt : undefined;
+        },
         20_000,
-      );
+      ).catch((error: unknown) => {
+        throw new Error(`${(error as Error).message}; left: ${remaining.join("; ")}; successor log: ${readFileSync(successor.logFile, "utf8").slice(-3000)}`);
+      });
       const done = await waitForJob(cluster.api, submitted.id, undefined, 120_000);
       assert.equal(done.state, "completed", done.failureMessage ?? "");
       assert.equal(done.attempt, 2);
