@@ -99,6 +99,7 @@ const executorOptions = (command: Command): Command =>
     .option("--max-jobs <n>", "jobs run at once (env AIRLOCK_MAX_JOBS; default 1)")
     .option("--warm-vms <n>", "pre-booted microVMs kept waiting for jobs, each used by one job (env AIRLOCK_WARM_VMS; default --max-jobs; 0: none)")
     .option("--warm-vm-max-age <duration>", "idle warm microVMs older than this are replaced (env AIRLOCK_WARM_VM_MAX_AGE; default 30m)")
+    .option("--warm-vm-refill <how>", "restore (from a snapshot of a booted guest, made per executor) or boot (env AIRLOCK_WARM_VM_REFILL; default restore)")
     .option("--data <dir>", "executor data dir (env AIRLOCK_EXECUTOR_DATA; default ./.airlock-executor)")
     .option("--images <paths>", "OCI image layouts, OCI archives, or dirs holding layouts, comma-separated, for the bwrap and microvm runtimes (env AIRLOCK_IMAGES; default none)")
     .option("--workspace-root <dir>", "where job workspaces go (env AIRLOCK_WORKSPACE_ROOT; default <data>/workspaces)")

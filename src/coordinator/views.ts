@@ -62,6 +62,7 @@ export function executorView(executor: ExecutorRecord, now: number, aliveWindowM
     lastHeartbeatAt: new Date(executor.lastHeartbeatAt).toISOString(),
     alive: now - executor.lastHeartbeatAt <= aliveWindowMs,
     runningJobIds: executor.runningJobIds,
+    warmPool: executor.warmPool,
   };
 }
 

@@ -51,6 +51,8 @@ export interface ExecutorConfig {
   warmVms: number;
   /** Idle warm VMs older than this are replaced. */
   warmVmMaxAgeMs: number;
+  /** How the warm pool makes VMs: restored from a snapshot of a booted guest, or booted. */
+  warmVmRefill: "restore" | "boot";
 }
 
 /** A name suffix, not a secret (Math.random keeps OpenSSL out of the executor's memory). */
@@ -118,6 +120,7 @@ export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<Executor
     maxJobs,
     warmVms: source.integer("warmVms", "AIRLOCK_WARM_VMS", maxJobs, 0, 64),
     warmVmMaxAgeMs: source.durationMs("warmVmMaxAge", "AIRLOCK_WARM_VM_MAX_AGE", "30m"),
+    warmVmRefill: source.oneOf("warmVmRefill", "AIRLOCK_WARM_VM_REFILL", ["restore", "boot"] as const, "restore"),
     dataDir,
     images: source.list("images", "AIRLOCK_IMAGES", []).map((path) => resolve(path)),
     workspaceRoot: resolve(source.string("workspaceRoot", "AIRLOCK_WORKSPACE_ROOT", resolve(dataDir, "workspaces"))),

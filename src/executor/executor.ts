@@ -135,7 +135,7 @@ export class Executor {
   async heartbeat(): Promise<void> {
     const sent = this.runningJobIds;
     try {
-      const reply = await this.client.heartbeat({ ...this.identity, jobIds: sent });
+      const reply = await this.client.heartbeat({ ...this.identity, jobIds: sent, warmPool: this.runtime.warmPool?.() });
       const known = new Set(reply.knownIds);
       for (const id of sent) {
         if (!known.has(id)) this.running.get(id)?.stop({ kind: "lease-lost" });

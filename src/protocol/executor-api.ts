@@ -49,8 +49,23 @@ export const JobPayload = z.object({
 });
 export type JobPayload = z.infer<typeof JobPayload>;
 
+/** A microVM executor's warm pool as of a heartbeat: what its idle VMs cost in memory. */
+export const WarmPoolReport = z.object({
+  /** VMs kept idle when full (both kinds: with and without a network device). */
+  size: z.number().int().min(0),
+  idle: z.number().int().min(0),
+  booting: z.number().int().min(0),
+  /** Resident memory of the idle VMs' QEMU processes, summed. */
+  idleRssBytes: z.number().int().min(0),
+  /** How refills are made: restored from a snapshot, or booted. */
+  refill: z.enum(["restore", "boot"]),
+});
+export type WarmPoolReport = z.infer<typeof WarmPoolReport>;
+
 export const HeartbeatRequest = ExecutorIdentity.extend({
   jobIds: z.array(z.number().int()).max(1000),
+  /** Only executors with a warm pool send it. */
+  warmPool: WarmPoolReport.optional(),
   telemetry: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
 });
 export type HeartbeatRequest = z.infer<typeof HeartbeatRequest>;

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { Isolation, QueueName, RepositoryName } from "./job-spec.ts";
 import { JobState } from "./job.ts";
+import { WarmPoolReport } from "./executor-api.ts";
 import { hasControlCharacter } from "./paths.ts";
 
 export const API_AUTH_SCHEME = "Bearer";
@@ -28,6 +29,8 @@ export const ExecutorView = z.object({
   /** False once the executor missed its lease window. */
   alive: z.boolean(),
   runningJobIds: z.array(z.number().int()),
+  /** Its warm microVM pool at its last heartbeat; null without one. */
+  warmPool: WarmPoolReport.nullable(),
 });
 export type ExecutorView = z.infer<typeof ExecutorView>;
 

@@ -32,6 +32,8 @@ export interface RuntimeHost {
   /** Pre-booted VMs the microvm runtime keeps waiting for jobs, and their maximum idle age. */
   warmVms?: number | undefined;
   warmVmMaxAgeMs?: number | undefined;
+  /** How the warm pool makes its VMs (default restore). */
+  warmVmRefill?: "restore" | "boot" | undefined;
 }
 
 /**
@@ -40,7 +42,9 @@ export interface RuntimeHost {
  */
 function lazy(name: string, isolation: Isolation, load: () => Promise<Runtime>, traits: { enforcesDiskLimit?: boolean } = {}): Runtime {
   let loaded: Promise<Runtime> | undefined;
-  const get = (): Promise<Runtime> => (loaded ??= load());
+  // The loaded runtime, for the synchronous calls (none before it has loaded).
+  let ready: Runtime | undefined;
+  const get = (): Promise<Runtime> => (loaded ??= load().then((runtime) => (ready = runtime)));
   return {
     name,
     isolation,
@@ -51,6 +55,7 @@ function lazy(name: string, isolation: Isolation, load: () => Promise<Runtime>, 
     start: async (host) => (await get()).start?.(host),
     // Nothing to end when the runtime was never loaded.
     close: async () => (loaded ? (await loaded).close?.() : undefined),
+    warmPool: () => ready?.warmPool?.(),
   };
 }
 
@@ -65,6 +70,7 @@ export function microvmOptions(host: RuntimeHost): MicroVmRuntimeOptions {
     logger: host.logger,
     warmVms: host.warmVms,
     warmVmMaxAgeMs: host.warmVmMaxAgeMs,
+    warmVmRefill: host.warmVmRefill,
   };
 }
 

@@ -15,7 +15,7 @@
  *   left behind.
  */
 import type { Logger } from "../common/logger.ts";
-import type { Isolation, ResourceLimits, StepSpec } from "../protocol/index.ts";
+import type { Isolation, ResourceLimits, StepSpec, WarmPoolReport } from "../protocol/index.ts";
 
 export interface SandboxSpec {
   jobId: number;
@@ -110,6 +110,8 @@ export interface Runtime {
   start?(host?: RuntimeStart): Promise<void>;
   /** Called once when the executor stops: ends what `start` began (microvm: kills idle warm VMs). */
   close?(): Promise<void>;
+  /** Its warm pool now (microvm with --warm-vms), for heartbeats; undefined without one. */
+  warmPool?(): WarmPoolReport | undefined;
 }
 
 /** The script a step's commands become: run by /bin/sh, stopping at the first failing command. */

@@ -7,7 +7,7 @@
  * Fencing: every write on behalf of an attempt takes an AttemptRef and is refused with
  * LeaseLostError unless that attempt is still the job's current, processing attempt.
  */
-import type { AttemptOutcome, EntryState, ExecutorIdentity, Isolation, JobSpec, JobState, NetworkMode } from "../protocol/index.ts";
+import type { AttemptOutcome, EntryState, ExecutorIdentity, Isolation, JobSpec, JobState, NetworkMode, WarmPoolReport } from "../protocol/index.ts";
 
 export interface JobRecord {
   id: number;
@@ -121,6 +121,8 @@ export interface ExecutorRecord extends Omit<ExecutorIdentity, "network"> {
   firstSeenAt: number;
   lastHeartbeatAt: number;
   runningJobIds: number[];
+  /** As of its last heartbeat. */
+  warmPool: WarmPoolReport | null;
 }
 
 export interface QueueStats {
@@ -149,8 +151,8 @@ export interface JobStore {
   enqueue(job: NewJob, now: number): Promise<JobRecord>;
   /** Hands the oldest matching queued job to an executor as a new attempt, or undefined. */
   claim(request: ClaimRequest, now: number): Promise<JobRecord | undefined>;
-  /** Records the executor, extends the leases of its jobs, says which it still holds and which to cancel. */
-  heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<{ knownIds: number[]; cancelIds: number[] }>;
+  /** Records the executor (and its warm pool), extends the leases of its jobs, says which it still holds and which to cancel. */
+  heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number, warmPool?: WarmPoolReport | null): Promise<{ knownIds: number[]; cancelIds: number[] }>;
   /** The attempt a job token hash belongs to (live or ended), or undefined for an unknown token. */
   findAttempt(tokenHash: string): Promise<TokenLookup | undefined>;
   /**

@@ -2,7 +2,8 @@
  * The microvm runtime end to end: a real coordinator and an executor process (`--runtime
  * microvm`), real QEMU. A job whose steps use two images on one workspace completes with the
  * right diff and names its accelerator in the log; cancel of a running job (in a VM from the
- * executor's warm pool) leaves no QEMU; `executor validate` reports the idle warm VMs' memory;
+ * executor's warm pool) leaves no QEMU; `executor validate` and the executors view report the idle
+ * warm VMs' memory;
  * `executor install microvm` does nothing when the guest is current; `executor test-vm` boots a
  * VM and runs a command in it.
  */
@@ -81,9 +82,23 @@ describe("microvm runtime end to end", { skip }, () => {
       env: { ...baseEnv, AIRLOCK_EXECUTOR_TOKEN: cluster.coordinator.executorToken },
     });
     const text = result.stdout.toString();
-    const row = /warm VMs \(--warm-vms\)\s+ok\s+1 idle VMs per kind \(with a network device, without\) of 1152 MiB guest memory each, replaced after 30 min idle; on this host now: (\d+) idle warm VMs using (\d+) MiB resident/.exec(text);
+    const row = /warm VMs \(--warm-vms\)\s+ok\s+1 idle VMs per kind \(with a network device, without\) of 1152 MiB guest memory each, restored from a snapshot of a booted guest, replaced after 30 min idle; on this host now: (\d+) idle warm VMs using (\d+) MiB resident \((\d+) MiB each\)/.exec(text);
     assert.ok(row, text + result.stderr);
-    assert.ok(Number(row[1]) >= 1 && Number(row[2]) > 10, `the idle VMs and their memory are counted: ${row[0]}`);
+    assert.ok(Number(row[1]) >= 1 && Number(row[2]) > 10 && Number(row[3]) > 10, `the idle VMs and their memory are counted: ${row[0]}`);
+  });
+
+  it("the executors view shows the executor's warm pool and what its idle VMs cost, from its heartbeats", async () => {
+    let pool: Awaited<ReturnType<typeof cluster.api.executors>>[number]["warmPool"] = null;
+    const deadline = Date.now() + 120_000;
+    while (Date.now() < deadline) {
+      pool = (await cluster.api.executors())[0]?.warmPool ?? null;
+      if (pool && pool.idle >= 1) break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    assert.ok(pool, "the executor reports its pool");
+    assert.ok(pool.size >= 1 && pool.idle <= pool.size, `--warm-vms defaults to --max-jobs (1) per kind: ${JSON.stringify(pool)}`);
+    assert.equal(pool.refill, "restore");
+    assert.ok(pool.idle >= 1 && pool.idleRssBytes > pool.idle * 10 * 1024 * 1024, `the idle VMs' resident memory is reported: ${JSON.stringify(pool)}`);
   });
 
   it("`executor install microvm` is a no-op when current, and `executor test-vm` runs a command in a VM", async () => {

@@ -3,10 +3,11 @@
  * the next job gets another VM in which nothing job A planted in /, /tmp or /dev/shm exists (and
  * another kernel: another boot_id); the pool refills in the background; a job of another disk
  * size boots its own VM, one asking for less memory takes a warm one and is held to its limit;
- * idle VMs are replaced after their maximum age; closing the runtime kills the idle VMs. With a
+ * idle VMs are replaced after their maximum age (an injected clock); closing the runtime kills the idle VMs. With a
  * forwarder, a second pool of VMs with a network device serves jobs with a network (reaching
  * their own gateway through it), while a job without one still gets a VM with no device. A dead
- * executor's pool directories are reaped.
+ * executor's pool directories are reaped. VMs are restored from a snapshot by default: two of them
+ * differ in boot_id and /dev/urandom and run on the host's clock; `boot` refills boot instead.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -18,7 +19,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { silentLogger } from "../../src/common/logger.ts";
 import { processAlive, SANDBOX_PROXY, sandboxLabels, stepScript, type Sandbox, type SandboxSpec } from "../../src/runtimes/index.ts";
-import { MicroVmRuntime, warmVmsOnHost } from "../../src/runtimes/microvm/index.ts";
+import { MicroVmRuntime, warmVmsOnHost, type MicroVmRuntimeOptions } from "../../src/runtimes/microvm/index.ts";
+import { FakeClock } from "../../src/common/clock.ts";
 import { ensureForwarder } from "../../src/egress/forwarder.ts";
 import { poolDir } from "../../src/runtimes/microvm/pool.ts";
 import { CANNED_BODY, startFakeGateway } from "../egress/fake-gateway.ts";
@@ -35,8 +37,8 @@ async function run(box: Sandbox, commands: string[]): Promise<{ exitCode: number
   return { exitCode: outcome.exitCode, limit: outcome.limit, output: Buffer.concat(chunks).toString("utf8") };
 }
 
-function runtime(warmVms: number, warmVmMaxAgeMs?: number): MicroVmRuntime {
-  return new MicroVmRuntime({ dataDir: DATA_DIR, path: process.env.PATH ?? "", images: [TEST_IMAGES], defaultImage: IMAGES.primary, logger: silentLogger, warmVms, warmVmMaxAgeMs });
+function runtime(warmVms: number, more: Partial<MicroVmRuntimeOptions> = {}): MicroVmRuntime {
+  return new MicroVmRuntime({ dataDir: DATA_DIR, path: process.env.PATH ?? "", images: [TEST_IMAGES], defaultImage: IMAGES.primary, logger: silentLogger, warmVms, ...more });
 }
 
 async function waitFor(what: string, test: () => boolean, timeoutMs = 120_000): Promise<void> {
@@ -88,6 +90,7 @@ describe("microvm warm pool", { skip }, () => {
       let aPid: number | undefined;
       try {
         assert.ok(a.warm, "job A took the warm VM");
+        assert.ok(a.restored, "restored from the pool's snapshot (the default refill)");
         aPid = a.vm.pid;
         assert.ok(a.warmDir && existsSync(join(a.warmDir, "workspace.ext4")), "its disks are in the pool VM's directory");
         assert.equal(aPid, firstPid);
@@ -174,6 +177,7 @@ describe("microvm warm pool", { skip }, () => {
       const networked = (await target.createSandbox({ ...(await spec()), network: { gatewaySocket: join(root, "gateway.sock"), forwarder } }, new AbortController().signal)) as MicroVmSandbox;
       try {
         assert.ok(networked.warm, "the job with a network took the networked warm VM");
+        assert.ok(networked.restored, "networked VMs are restored from their own pool's snapshot too");
         const out = await run(networked, ["wget -q -O- http://example.test/", "cat /proc/net/dev"].map((line) => `http_proxy=${SANDBOX_PROXY.http} ${line}`));
         assert.equal(out.exitCode, 0, out.output);
         assert.ok(out.output.includes(CANNED_BODY), `the job reached its gateway: ${out.output}`);
@@ -212,14 +216,69 @@ describe("microvm warm pool", { skip }, () => {
     }
   });
 
-  it("replaces an idle VM older than its maximum age", async () => {
-    const target = runtime(1, 1500);
+  it("restores warm VMs from a snapshot, each with its own boot_id, RNG output and the host's clock", async () => {
+    const target = runtime(2);
+    try {
+      await target.start();
+      await target.pool?.filled(AbortSignal.timeout(180_000));
+      assert.equal(target.poolStats()?.refill, "restore", "no restore failed");
+      const boxes = [(await target.createSandbox(await spec(), new AbortController().signal)) as MicroVmSandbox, (await target.createSandbox(await spec(), new AbortController().signal)) as MicroVmSandbox];
+      try {
+        const seen = await Promise.all(
+          boxes.map(async (box) => {
+            assert.ok(box.warm && box.restored, "the job took a VM restored from the pool's snapshot");
+            const out = await run(box, ["cat /proc/sys/kernel/random/boot_id", "echo urandom=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n')", "echo clock=$(date +%s)"]);
+            assert.equal(out.exitCode, 0, out.output);
+            return { bootId: /^[0-9a-f-]{36}$/m.exec(out.output)?.[0], urandom: /^urandom=([0-9a-f]{32})$/m.exec(out.output)?.[1], clock: Number(/^clock=(\d+)$/m.exec(out.output)?.[1]), output: out.output };
+          }),
+        );
+        const [one, two] = seen as [(typeof seen)[0], (typeof seen)[0]];
+        assert.ok(one.bootId && two.bootId && one.urandom && two.urandom, `${one.output}\n${two.output}`);
+        assert.notEqual(one.bootId, two.bootId, "two VMs restored from one snapshot have different boot_ids");
+        assert.notEqual(one.urandom, two.urandom, "and different first bytes of /dev/urandom");
+        for (const each of seen) assert.ok(Math.abs(each.clock - Date.now() / 1000) < 30, `the guest's clock is the host's, not the snapshot's (${each.clock})`);
+      } finally {
+        await Promise.all(boxes.map((box) => box.destroy()));
+      }
+    } finally {
+      await target.close();
+    }
+    assert.deepEqual(existsSync(poolDir(DATA_DIR)) ? (await readdir(poolDir(DATA_DIR))).filter((name) => name.includes(`-${process.pid}-snapshot`)) : [], [], "close removes the snapshot");
+  });
+
+  it("with --warm-vm-refill boot, boots every warm VM", async () => {
+    const target = runtime(1, { warmVmRefill: "boot" });
     try {
       await target.start();
       await target.pool?.filled(AbortSignal.timeout(120_000));
+      const box = (await target.createSandbox(await spec(), new AbortController().signal)) as MicroVmSandbox;
+      try {
+        assert.ok(box.warm);
+        assert.equal(box.restored, false);
+        assert.equal((await run(box, ["true"])).exitCode, 0);
+      } finally {
+        await box.destroy();
+      }
+    } finally {
+      await target.close();
+    }
+  });
+
+  it("replaces an idle VM older than its maximum age (an injected clock)", async () => {
+    const clock = new FakeClock(Date.now());
+    const target = runtime(1, { warmVmMaxAgeMs: 60 * 60_000, clock });
+    try {
+      await target.start();
+      await target.pool?.filled(AbortSignal.timeout(180_000));
       const [old] = pooledPids(target);
       assert.ok(old);
-      await waitFor("the old VM to be recycled", () => !processAlive(old), 60_000);
+      clock.advance(59 * 60_000);
+      target.pool?.recycle();
+      assert.deepEqual(pooledPids(target), [old], "a VM younger than the maximum age stays");
+      assert.equal(processAlive(old), true);
+      clock.advance(2 * 60_000);
+      target.pool?.recycle();
+      await waitFor("the old VM to be killed", () => !processAlive(old), 60_000);
       await waitFor("a replacement", () => pooledPids(target).some((pid) => pid !== old));
     } finally {
       await target.close();

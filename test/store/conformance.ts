@@ -252,6 +252,23 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       assert.deepEqual(recordA?.runningJobIds, [a.id]);
     });
 
+    it("keeps the warm pool of an executor's latest heartbeat; a claim leaves it, a heartbeat without one clears it", async () => {
+      const pool = { size: 2, idle: 1, booting: 1, idleRssBytes: 160 * 1024 * 1024, refill: "restore" as const };
+      const recordOf = async (name: string) => (await store.jobs.listExecutors()).find((record) => record.executorName === name);
+      await store.jobs.heartbeat(executor("exec-pool"), [], LEASE, T0 + 1000, pool);
+      assert.deepEqual((await recordOf("exec-pool"))?.warmPool, pool, "a new executor's row holds it");
+      const fuller = { ...pool, idle: 2, booting: 0, idleRssBytes: 320 * 1024 * 1024 };
+      await store.jobs.heartbeat(executor("exec-pool"), [], LEASE, T0 + 2000, fuller);
+      assert.deepEqual((await recordOf("exec-pool"))?.warmPool, fuller, "the next heartbeat replaces it");
+      await store.jobs.heartbeat(executor("exec-pool"), [], LEASE, T0 + 1500, pool);
+      assert.deepEqual((await recordOf("exec-pool"))?.warmPool, fuller, "an older, late heartbeat does not");
+      await enqueue({}, T0 + 2100);
+      await claim("exec-pool", T0 + 2200);
+      assert.deepEqual((await recordOf("exec-pool"))?.warmPool, fuller, "a claim carries no pool and leaves it");
+      await store.jobs.heartbeat(executor("exec-pool"), [], LEASE, T0 + 3000);
+      assert.equal((await recordOf("exec-pool"))?.warmPool, null, "a heartbeat without a pool clears it");
+    });
+
     it("answers heartbeats sent at once by many executors, each about its own jobs", async () => {
       const jobs: JobRecord[] = [];
       for (let index = 0; index < 12; index += 1) jobs.push(await enqueue({}, T0 + index));

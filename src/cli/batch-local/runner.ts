@@ -195,6 +195,7 @@ export function localExecutorConfig(options: {
     // A local batch run boots a VM per repository as it goes; no pool outlives it.
     warmVms: 0,
     warmVmMaxAgeMs: 30 * 60_000,
+    warmVmRefill: "restore",
     dataDir: options.dataDir,
     images: options.images,
     workspaceRoot: options.workspaceRoot,

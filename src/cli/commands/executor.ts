@@ -22,6 +22,7 @@ function runtimeHost(config: Readonly<ExecutorConfig>, logger: Logger): RuntimeH
     images: config.images,
     warmVms: config.warmVms,
     warmVmMaxAgeMs: config.warmVmMaxAgeMs,
+    warmVmRefill: config.warmVmRefill,
   };
 }
 
@@ -52,8 +53,13 @@ async function warmPoolDetail(config: Readonly<ExecutorConfig>): Promise<string>
   const { warmVmsOnHost, WARM_VM_MEMORY_MIB } = await import("../../runtimes/microvm/index.ts");
   const now = warmVmsOnHost();
   const mib = (bytes: number): string => `${Math.round(bytes / 1024 ** 2)} MiB`;
-  const size = config.warmVms === 0 ? "0 (every job boots its own VM)" : `${config.warmVms} idle VMs per kind (with a network device, without) of ${WARM_VM_MEMORY_MIB} MiB guest memory each, replaced after ${Math.round(config.warmVmMaxAgeMs / 60_000)} min idle`;
-  return `${size}; on this host now: ${now.count} idle warm VMs using ${mib(now.rssBytes)} resident`;
+  const refill = config.warmVmRefill === "restore" ? "restored from a snapshot of a booted guest" : "each booted";
+  const size =
+    config.warmVms === 0
+      ? "0 (every job boots its own VM)"
+      : `${config.warmVms} idle VMs per kind (with a network device, without) of ${WARM_VM_MEMORY_MIB} MiB guest memory each, ${refill}, replaced after ${Math.round(config.warmVmMaxAgeMs / 60_000)} min idle`;
+  const each = now.count > 0 ? ` (${mib(now.rssBytes / now.count)} each)` : "";
+  return `${size}; on this host now: ${now.count} idle warm VMs using ${mib(now.rssBytes)} resident${each}`;
 }
 
 export async function executorValidateCommand(flags: Record<string, unknown>, io: CliIO): Promise<number> {

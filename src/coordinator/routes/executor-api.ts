@@ -86,7 +86,7 @@ export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorCon
   app.post("/.executors/heartbeat", async (request): Promise<HeartbeatResponse> => {
     auth.requireExecutor(request);
     const body = parse(HeartbeatRequest, request.body, "invalid heartbeat");
-    return store.jobs.heartbeat(body, body.jobIds, config.leaseMs, clock.now());
+    return store.jobs.heartbeat(body, body.jobIds, config.leaseMs, clock.now(), body.warmPool ?? null);
   });
 
   app.post("/.executors/jobs/:id/steps/:key/start", async (request) => {

@@ -9,8 +9,9 @@
  */
 import { spawnSync } from "node:child_process";
 import { availableParallelism } from "node:os";
+import type { Clock } from "../../common/clock.ts";
 import type { Logger } from "../../common/logger.ts";
-import { coerceError, type Isolation } from "../../protocol/index.ts";
+import { coerceError, type Isolation, type WarmPoolReport } from "../../protocol/index.ts";
 import { isLeftover, LABEL } from "../labels.ts";
 import type { ProbeResult, Runtime, RuntimeStart, Sandbox, SandboxSpec } from "../runtime.ts";
 import { findMarked } from "../shell/process-tree.ts";
@@ -18,7 +19,7 @@ import { chooseAccelerator } from "./accel.ts";
 import { MKFS } from "./disks.ts";
 import { loadGuest } from "./guest.ts";
 import { ImageDisks } from "./image-disks.ts";
-import { POOL_MARKER_PREFIX, reapPoolDirs, rssBytes, WarmPool, type PoolStats } from "./pool.ts";
+import { POOL_MARKER_PREFIX, reapPoolDirs, rssBytes, WarmPool, type PoolStats, type RefillMode } from "./pool.ts";
 import { DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, GUEST_OVERHEAD_MIB, MicroVmSandbox, type MicroVmDeps } from "./sandbox.ts";
 import { QEMU } from "./vm.ts";
 
@@ -40,6 +41,10 @@ export interface MicroVmRuntimeOptions {
   warmVms?: number | undefined;
   /** Idle warm VMs older than this are killed and replaced. */
   warmVmMaxAgeMs?: number | undefined;
+  /** How warm VMs are made: restored from a snapshot of a booted guest (default), or booted. */
+  warmVmRefill?: RefillMode | undefined;
+  /** The warm pools' clock (VM and snapshot ages). */
+  clock?: Clock | undefined;
 }
 
 export const DEFAULT_WARM_VM_MAX_AGE_MS = 30 * 60_000;
@@ -100,6 +105,8 @@ export class MicroVmRuntime implements Runtime {
       platform: () => this.platform(),
       debugBoot: this.options.debugBoot,
       forwarder,
+      refill: this.options.warmVmRefill,
+      clock: this.options.clock,
     });
   }
 
@@ -124,11 +131,21 @@ export class MicroVmRuntime implements Runtime {
     await Promise.all([this.pool?.close(), this.netPool?.close()]);
   }
 
+  warmPool(): WarmPoolReport | undefined {
+    return this.poolStats();
+  }
+
   /** The two pools' counts summed (undefined without a pool). */
   poolStats(): PoolStats | undefined {
     const all = [this.pool?.stats(), this.netPool?.stats()].filter((stats) => stats !== undefined);
     if (all.length === 0) return undefined;
-    return all.reduce((sum, stats) => ({ size: sum.size + stats.size, idle: sum.idle + stats.idle, booting: sum.booting + stats.booting, idleRssBytes: sum.idleRssBytes + stats.idleRssBytes }));
+    return all.reduce((sum, stats) => ({
+      size: sum.size + stats.size,
+      idle: sum.idle + stats.idle,
+      booting: sum.booting + stats.booting,
+      idleRssBytes: sum.idleRssBytes + stats.idleRssBytes,
+      refill: sum.refill === stats.refill ? sum.refill : "boot",
+    }));
   }
 
   private missingTools(): string[] {

@@ -13,6 +13,7 @@ export class QmpClient {
   private readonly pending: Pending[] = [];
   private greeted: Promise<void>;
   private closed: Error | undefined;
+  private readonly eventWaiters: { name: string; resolve: () => void }[] = [];
 
   constructor(socket: Socket) {
     this.socket = socket;
@@ -35,6 +36,12 @@ export class QmpClient {
         if (message.QMP) greet();
         else if ("return" in message) this.pending.shift()?.resolve(message.return);
         else if (message.error) this.pending.shift()?.reject(new SandboxError(`QEMU: ${message.error.desc ?? "error"}`));
+        else if (message.event) {
+          for (const waiter of this.eventWaiters.filter((each) => each.name === message.event)) {
+            this.eventWaiters.splice(this.eventWaiters.indexOf(waiter), 1);
+            waiter.resolve();
+          }
+        }
       }
     });
     const fail = (): void => {
@@ -56,6 +63,13 @@ export class QmpClient {
       this.pending.push({ resolve, reject });
       this.socket.write(`${JSON.stringify(args ? { execute: command, arguments: args } : { execute: command })}\n`);
     });
+  }
+
+  /** Resolves once the guest runs: at once, or at the RESUME event (an incoming migration finished). */
+  async running(): Promise<void> {
+    const resumed = new Promise<void>((resolve) => this.eventWaiters.push({ name: "RESUME", resolve }));
+    const status = (await this.execute("query-status")) as { status?: string };
+    if (status.status !== "running") await resumed;
   }
 
   close(): void {

@@ -5,12 +5,15 @@
  * network device only when its job has a network (net.ts).
  *
  * States: SPAWNED -> CONNECTED (QEMU dialled both sockets) -> READY (the agent said hello) ->
- * GONE (killed, or exited by itself). `boot` resolves at READY or rejects, having killed QEMU,
+ * GONE (killed, or exited by itself). Restored from a snapshot (`snapshot`), QEMU loads the saved
+ * guest instead of booting it and READY is when the agent has taken the host's clock and fresh
+ * entropy ('N'); `save` writes such a snapshot. `boot` resolves at READY or rejects, having killed QEMU,
  * when QEMU exits, the agent does not answer in time, or the signal aborts. `kill` is idempotent
  * and resolves once the process has exited. No QEMU outlives its executor: it runs under
  * `setpriv --pdeathsig KILL`, and its environment carries the sandbox's labels for the reaper.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
@@ -75,6 +78,16 @@ export interface VmOptions {
   extraCmdline?: string | undefined;
   /** A virtio-net device whose only way out is the gateway (the guest's initrd must then be networkInitrd's). */
   network?: SandboxNetwork | undefined;
+  /**
+   * Restore the guest from this snapshot (saved by `save` from a VM of the same options) instead
+   * of booting it; the VM is ready once the agent has taken its fresh clock and entropy.
+   */
+  snapshot?: string | undefined;
+}
+
+/** A string as one shell word (QEMU runs exec: migration URIs with /bin/sh). */
+function shellWord(value: string): string {
+  return `'${value.replace(/'/g, "'\\''")}'`;
 }
 
 function escapeOption(value: string): string {
@@ -104,6 +117,7 @@ export function qemuArgs(options: VmOptions, sockets: { agent?: string; qmp?: st
   }
   if (sockets.qmp) args.push("-chardev", `socket,id=qmp,path=${escapeOption(sockets.qmp)}`, "-mon", "chardev=qmp,mode=control");
   if (sockets.qmp) args.push("-device", "virtio-scsi-device,id=scsi0");
+  if (options.snapshot) args.push("-incoming", `exec:cat ${shellWord(options.snapshot)}`);
   for (const disk of options.disks) {
     args.push(
       "-blockdev", `driver=raw,node-name=${disk.serial},read-only=${disk.readOnly ? "on" : "off"},file.driver=file,file.filename=${escapeOption(disk.path)}`,
@@ -116,6 +130,27 @@ export function qemuArgs(options: VmOptions, sockets: { agent?: string; qmp?: st
 /** The command to run QEMU with: under setpriv, so that it dies with its parent. */
 export function qemuCommand(args: string[]): [string, string[]] {
   return existsSync(SETPRIV) ? [SETPRIV, ["--pdeathsig", "KILL", "--", QEMU, ...args]] : [QEMU, args];
+}
+
+/** Sends the agent a request whose one answer frame (of the same type) says "ok" or "error=...". */
+async function answer(channel: AgentChannel, type: string, payload: Buffer | string): Promise<void> {
+  let reply = "";
+  await channel.request(type, payload, (frame) => {
+    if (frame.type !== type) throw new SandboxError(`the guest agent sent "${frame.type}" in answer to "${type}"`);
+    reply = frame.payload.toString("utf8");
+    return true;
+  });
+  if (reply !== "ok") throw new SandboxError(`the guest agent could not ${type === "W" ? "finish booting" : "take its clock and entropy"}: ${reply.replace(/^error=/, "")}`);
+}
+
+/**
+ * A restored guest's clock is the snapshot's, and its RNG state that of every VM restored from
+ * the same file: the agent sets the wall clock and mixes in (and credits) 64 fresh bytes.
+ */
+async function freshen(channel: AgentChannel): Promise<void> {
+  const now = Date.now();
+  const clock = `${Math.floor(now / 1000)} ${(now % 1000) * 1_000_000}\n`;
+  await answer(channel, "N", Buffer.concat([Buffer.from(clock), randomBytes(64)]));
 }
 
 function acceptOne(server: Server): Promise<Socket> {
@@ -189,7 +224,8 @@ export class Vm {
       const [agent, control] = await Promise.race([Promise.all([agentSocket, qmpSocket]), failure]);
       const channel = new AgentChannel(agent);
       const qmp = new QmpClient(control);
-      await Promise.race([Promise.all([channel.ready(), qmp.start()]), failure]).catch(async (error: unknown) => {
+      const up = options.snapshot ? qmp.start().then(() => qmp.running()).then(() => freshen(channel)) : Promise.all([channel.ready(), qmp.start()]);
+      await Promise.race([up, failure]).catch(async (error: unknown) => {
         // A socket closing first means QEMU is exiting: its own message says why.
         throw await Promise.race([failure.catch((why: unknown) => why), new Promise((resolve) => setTimeout(() => resolve(error), 2000))]);
       });
@@ -207,6 +243,28 @@ export class Vm {
   /** What the guest printed on its serial console so far (boot stages with airlock.debug). */
   async consoleText(): Promise<string> {
     return readFile(join(this.dir, "serial.log"), "utf8").catch(() => "");
+  }
+
+  /**
+   * Saves the guest to `file` (a QEMU migration stream), once its agent has finished booting (its
+   * drivers loaded, nothing running). The VM is paused afterwards: the caller kills it.
+   */
+  async save(file: string): Promise<void> {
+    await this.agentRequest("W");
+    // The default bandwidth cap (128 MiB/s) is for live migration over a network, not a local file.
+    await this.qmp.execute("migrate-set-parameters", { "max-bandwidth": 64 * 1024 ** 3 });
+    await this.qmp.execute("migrate", { uri: `exec:cat > ${shellWord(file)}` });
+    for (;;) {
+      const info = (await this.qmp.execute("query-migrate")) as { status?: string; "error-desc"?: string };
+      if (info.status === "completed") return;
+      if (info.status === "failed" || info.status === "cancelled") throw new SandboxError(`could not save the VM: ${info["error-desc"] ?? info.status}`);
+      if (!this.alive) throw new SandboxError("the VM died while being saved");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  private async agentRequest(type: string, payload: Buffer | string = ""): Promise<void> {
+    await answer(this.channel, type, payload);
   }
 
   /** Hot-plugs a read-only disk as SCSI lun `lun`. */

@@ -2,9 +2,10 @@
  * Heartbeats to Postgres, grouped (groups.ts): heartbeats arriving together go as one statement.
  * Per group, executors whose identity is unchanged get only their heartbeat time written (a HOT
  * update of one column), others are upserted; leases are extended on the job rows each executor
- * still holds (a HOT update: no index covers the lease).
+ * still holds (a HOT update: no index covers the lease). The warm pool a heartbeat reports is
+ * written with the heartbeat time (no index covers it either).
  */
-import type { ExecutorIdentity } from "../../protocol/index.ts";
+import type { ExecutorIdentity, WarmPoolReport } from "../../protocol/index.ts";
 import type { PostgresDatabase } from "./database.ts";
 import { StatementGroups } from "./groups.ts";
 
@@ -18,21 +19,24 @@ interface Heartbeat {
   jobIds: number[];
   leaseMs: number;
   now: number;
+  warmPool: WarmPoolReport | null;
 }
 
 const HEARTBEATS = `WITH beats AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::bigint[])
-      AS b (name, hostname, version, runtime, isolation, queues, at)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::bigint[], $11::jsonb[])
+      AS b (name, hostname, version, runtime, isolation, queues, at, warm_pool)
   ), touched AS (
-    UPDATE executors e SET last_heartbeat_at = greatest(e.last_heartbeat_at, b.at) FROM beats b
+    UPDATE executors e SET last_heartbeat_at = greatest(e.last_heartbeat_at, b.at),
+      warm_pool = CASE WHEN b.at >= e.last_heartbeat_at THEN b.warm_pool ELSE e.warm_pool END FROM beats b
     WHERE e.name = ANY ($1::text[]) AND e.name = b.name AND e.hostname = b.hostname AND e.version = b.version AND e.runtime = b.runtime
       AND e.isolation = b.isolation AND e.queues = b.queues
     RETURNING e.name
   ), recorded AS (
-    INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at)
-    SELECT name, hostname, version, runtime, isolation, queues, at, at FROM beats WHERE name NOT IN (SELECT name FROM touched)
+    INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at, warm_pool)
+    SELECT name, hostname, version, runtime, isolation, queues, at, at, warm_pool FROM beats WHERE name NOT IN (SELECT name FROM touched)
     ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, runtime = excluded.runtime,
-      isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = greatest(executors.last_heartbeat_at, excluded.last_heartbeat_at)
+      isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = greatest(executors.last_heartbeat_at, excluded.last_heartbeat_at),
+      warm_pool = CASE WHEN excluded.last_heartbeat_at >= executors.last_heartbeat_at THEN excluded.warm_pool ELSE executors.warm_pool END
   )
   UPDATE jobs j SET lease_expires_at = l.until
   FROM unnest($8::bigint[], $9::text[], $10::bigint[]) AS l (id, executor, until)
@@ -53,8 +57,8 @@ export class HeartbeatGroups {
     });
   }
 
-  heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<HeartbeatReply> {
-    return this.groups.submit({ executor, jobIds, leaseMs, now });
+  heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number, warmPool: WarmPoolReport | null): Promise<HeartbeatReply> {
+    return this.groups.submit({ executor, jobIds, leaseMs, now, warmPool });
   }
 
   private async send(group: Heartbeat[]): Promise<{ id: number; executor_name: string; cancel_requested: boolean }[]> {
@@ -85,6 +89,7 @@ export class HeartbeatGroups {
       [...leases.values()].map((lease) => lease.id),
       [...leases.values()].map((lease) => lease.executor),
       [...leases.values()].map((lease) => lease.until),
+      beats.map((beat) => (beat.warmPool ? JSON.stringify(beat.warmPool) : null)),
     ];
     return this.db.query(HEARTBEATS, params, "airlock_heartbeats");
   }

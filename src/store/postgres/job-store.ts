@@ -22,7 +22,7 @@
  * everything to this process right after commit, other job changes to other processes batched.
  */
 import { ConflictError, isolationRank, LeaseLostError, networkRank, NotFoundError } from "../../protocol/index.ts";
-import type { AttemptOutcome, ExecutorIdentity, JobSpec, JobState } from "../../protocol/index.ts";
+import type { AttemptOutcome, ExecutorIdentity, JobSpec, JobState, WarmPoolReport } from "../../protocol/index.ts";
 import { storedSecrets } from "../secret-rows.ts";
 import { currentEntries, leaseExpiredMessages, plannedEntry, toEntry, toJob, type EntryRow, type JobRow } from "../rows.ts";
 import type {
@@ -56,6 +56,7 @@ interface ExecutorRow {
   queues: string[];
   first_seen_at: number;
   last_heartbeat_at: number;
+  warm_pool: WarmPoolReport | null;
 }
 
 /** Throws LeaseLostError unless `ref` is still the job's live attempt; share-locks the job row. */
@@ -161,8 +162,8 @@ export class PostgresJobStore implements JobStore {
     return this.claims.claim(request, now);
   }
 
-  async heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<{ knownIds: number[]; cancelIds: number[] }> {
-    const reply = await this.heartbeats.heartbeat(executor, jobIds, leaseMs, now);
+  async heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number, warmPool: WarmPoolReport | null = null): Promise<{ knownIds: number[]; cancelIds: number[] }> {
+    const reply = await this.heartbeats.heartbeat(executor, jobIds, leaseMs, now, warmPool);
     this.claims.remember(executor.executorName, identityOf(executor), now);
     return reply;
   }
@@ -339,6 +340,7 @@ export class PostgresJobStore implements JobStore {
       firstSeenAt: row.first_seen_at,
       lastHeartbeatAt: row.last_heartbeat_at,
       runningJobIds: running.get(row.name) ?? [],
+      warmPool: row.warm_pool,
     }));
   }
 

@@ -384,4 +384,7 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     updated_at bigint NOT NULL
   );
   `,
+  /* 8: an executor's warm microVM pool, as of its last heartbeat */ `
+  ALTER TABLE executors ADD COLUMN warm_pool jsonb;
+  `,
 ];

@@ -1,8 +1,9 @@
 /**
  * Executors in SQLite: one row per executor name, written by every heartbeat and claim (inside
- * their transactions), listed with the jobs each is running.
+ * their transactions), listed with the jobs each is running. Only heartbeats carry the warm pool
+ * (`warmPool` undefined: a claim, which leaves it as it was).
  */
-import type { ExecutorIdentity } from "../../protocol/index.ts";
+import type { ExecutorIdentity, WarmPoolReport } from "../../protocol/index.ts";
 import type { ExecutorRecord } from "../store.ts";
 import type { SqliteDatabase } from "./database.ts";
 
@@ -15,14 +16,16 @@ interface ExecutorRow {
   queues: string;
   first_seen_at: number;
   last_heartbeat_at: number;
+  warm_pool: string | null;
 }
 
-export function upsertExecutor(db: SqliteDatabase, executor: ExecutorIdentity, now: number): void {
+export function upsertExecutor(db: SqliteDatabase, executor: ExecutorIdentity, now: number, warmPool?: WarmPoolReport | null): void {
   db.run(
-    `INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at)
-     VALUES ($name, $hostname, $version, $runtime, $isolation, $queues, $now, $now)
+    `INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at, warm_pool)
+     VALUES ($name, $hostname, $version, $runtime, $isolation, $queues, $now, $now, $warmPool)
      ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, runtime = excluded.runtime,
-       isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = excluded.last_heartbeat_at`,
+       isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = excluded.last_heartbeat_at,
+       warm_pool = CASE WHEN $setPool AND excluded.last_heartbeat_at >= executors.last_heartbeat_at THEN excluded.warm_pool ELSE executors.warm_pool END`,
     {
       name: executor.executorName,
       hostname: executor.hostname,
@@ -31,6 +34,8 @@ export function upsertExecutor(db: SqliteDatabase, executor: ExecutorIdentity, n
       isolation: JSON.stringify(executor.isolation),
       queues: JSON.stringify(executor.queues),
       now,
+      warmPool: warmPool ? JSON.stringify(warmPool) : null,
+      setPool: warmPool === undefined ? 0 : 1,
     },
   );
 }
@@ -50,5 +55,6 @@ export function listExecutors(db: SqliteDatabase): ExecutorRecord[] {
     firstSeenAt: Number(row.first_seen_at),
     lastHeartbeatAt: Number(row.last_heartbeat_at),
     runningJobIds: running.get(row.name) ?? [],
+    warmPool: row.warm_pool ? (JSON.parse(row.warm_pool) as WarmPoolReport) : null,
   }));
 }

@@ -9,7 +9,7 @@
  * rows.ts). Each transition is one `write()` transaction.
  */
 import { ConflictError, isolationRank, LeaseLostError, networkRank, NotFoundError } from "../../protocol/index.ts";
-import type { AttemptOutcome, ExecutorIdentity, JobSpec, JobState } from "../../protocol/index.ts";
+import type { AttemptOutcome, ExecutorIdentity, JobSpec, JobState, WarmPoolReport } from "../../protocol/index.ts";
 import type {
   AttemptRef,
   ClaimRequest,
@@ -107,9 +107,9 @@ export class SqliteJobStore implements JobStore {
     return undefined;
   }
 
-  async heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number): Promise<{ knownIds: number[]; cancelIds: number[] }> {
+  async heartbeat(executor: ExecutorIdentity, jobIds: number[], leaseMs: number, now: number, warmPool: WarmPoolReport | null = null): Promise<{ knownIds: number[]; cancelIds: number[] }> {
     return this.db.write(() => {
-      upsertExecutor(this.db, executor, now);
+      upsertExecutor(this.db, executor, now, warmPool);
       const rows = this.db.all<{ id: number; cancel_requested: number }>(
         `UPDATE jobs SET lease_expires_at = $lease
          WHERE id IN (SELECT value FROM json_each($ids)) AND state = 'processing' AND executor_name = $executor

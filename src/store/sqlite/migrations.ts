@@ -243,4 +243,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   );
   `,
+  /* 8: what an executor's warm microVM pool costs, as of its last heartbeat (JSON) */ `
+  ALTER TABLE executors ADD COLUMN warm_pool TEXT;
+  `,
 ];

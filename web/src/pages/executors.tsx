@@ -1,8 +1,21 @@
-/** Executors: who is pulling jobs, what they can isolate, what they run, and whether they are alive. */
+/** Executors: who is pulling jobs, what they can isolate, what they run, whether they are alive, and what their warm VMs cost. */
+import type { ExecutorView } from "../../../src/protocol/index.ts";
 import { ErrorBox, Loading, Time } from "../components/common.tsx";
+import { formatSize } from "../format.ts";
 import { useApi, useNow, usePolling, useTitle } from "../hooks.ts";
 
 const REFRESH_MS = 5000;
+
+/** "2/2 idle, 312 MiB resident (156 MiB each), restored from a snapshot". */
+function WarmPool({ pool }: { pool: NonNullable<ExecutorView["warmPool"]> }) {
+  const each = pool.idle > 0 ? ` (${formatSize(Math.round(pool.idleRssBytes / pool.idle))} each)` : "";
+  return (
+    <div class="muted warm-pool">
+      warm VMs: {pool.idle}/{pool.size} idle{pool.booting ? `, ${pool.booting} booting` : ""}; {formatSize(pool.idleRssBytes)} resident{each};{" "}
+      {pool.refill === "restore" ? "restored from a snapshot" : "booted"}
+    </div>
+  );
+}
 
 export function ExecutorsPage() {
   const api = useApi();
@@ -63,7 +76,10 @@ export function ExecutorsPage() {
                 </td>
                 <td>{executor.version}</td>
                 <td>{executor.hostname}</td>
-                <td>{executor.runtime}</td>
+                <td>
+                  {executor.runtime}
+                  {executor.warmPool ? <WarmPool pool={executor.warmPool} /> : null}
+                </td>
                 <td>{executor.isolation.join(", ")}</td>
                 <td>{executor.queues.join(", ")}</td>
                 <td>

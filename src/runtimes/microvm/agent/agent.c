@@ -10,12 +10,13 @@
  * Wire format, both ways: 1 byte type, 4 bytes big-endian length, payload (at most 1 MiB).
  *   host -> guest: 'M' mount the boot disks (their file systems are complete now),
  *                  'R' run a step (NUL-separated key=value fields), 'K' kill the running step,
- *                  'T' write the workspace as a tar onto the return disk, 'P' list processes, 'Q' power off.
+ *                  'T' write the workspace as a tar onto the return disk, 'P' list processes, 'Q' power off,
+ *                  'W' wait until booting is done (before a snapshot), 'N' a restored VM's clock and entropy.
  *   guest -> host: 'H' ready, 'M' disks mounted ("ok" or "error=..."), 'O'/'E' step stdout/stderr, 'X' step ended ("status=N oom=N
  *                  pids=N" or "error=..."), 'Z' tar ended ("status=N size=N"), 'P' process list,
- *                  'F' a request failed (message).
+ *                  'F' a request failed (message), 'W' / 'N' answers ("ok" or "error=...").
  *
- * States: BOOTING -> UP (hello sent) -> IDLE (disks mounted, on 'M') <-> RUNNING (one step at a
+ * States: BOOTING -> UP (hello sent) [-> QUIET ('W': saved to a snapshot, restored later, then 'N')] -> IDLE (disks mounted, on 'M') <-> RUNNING (one step at a
  * time) | TARRING. The agent is single threaded: one poll loop over the port and the pipes of the
  * current child; 'M' blocks it until the module loader (a child of its own) has the disk modules
  * in. A step runs in its own cgroup (memory.max, pids.max; killed at once with cgroup.kill), pid
@@ -55,6 +56,10 @@ static void handle(char type, char *payload, uint32_t len) {
     if (current.pid) { send_text('F', "busy"); return; }
     sync();
     start_tar();
+  } else if (type == 'W') {
+    quiesce();
+  } else if (type == 'N') {
+    reseed(payload, len);
   } else if (type == 'P') {
     list_processes();
   } else if (type == 'Q') {

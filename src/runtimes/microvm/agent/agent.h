@@ -81,6 +81,7 @@ void boot(void);
 void settle(void);
 void mount_disks(void);
 int network_ready(void);
+int disk_modules_loaded(void);
 int scsi_disk(int lun, char *dev, size_t size, long timeout_ms);
 int virtio_disk(const char *serial, char *dev, size_t size, long timeout_ms);
 
@@ -90,5 +91,9 @@ void kill_step(void);
 void finish_child(void);
 void start_tar(void);
 void list_processes(void);
+
+/* restore.c */
+void quiesce(void);
+void reseed(const char *payload, uint32_t len);
 
 #endif

@@ -217,7 +217,7 @@ void start_module_loader(void) {
 }
 
 /* Waits until the module loader has loaded the boot disks' modules; 0 when it died first. */
-static int disk_modules_loaded(void) {
+int disk_modules_loaded(void) {
   static int loaded;
   if (loaded) return 1;
   char byte;
