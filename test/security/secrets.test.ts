@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
@@ -181,6 +181,9 @@ describe("job secrets at rest (sqlite)", () => {
     assert.match(c.log(), /job queued/);
     assertNoSecret("coordinator log", c.log());
     assertNoSecret("executor log", readFileSync(join(dir, "exec-1.log")));
+    // The executor kept the values in memory for the attempt: nothing of them under its data dir.
+    const executorFiles = (await readdir(join(dir, "exec-1"), { recursive: true, withFileTypes: true })).filter((entry) => entry.isFile());
+    for (const entry of executorFiles) assertNoSecret(`executor file ${entry.name}`, readFileSync(join(entry.parentPath, entry.name)));
     for (const [name, bytes] of Object.entries(sqliteFiles(join(dir, "data")))) assertNoSecret(`${name} after the job`, bytes);
   });
 });
