@@ -1,6 +1,6 @@
 /** Batch store records -> the batch API's views (ISO timestamps, secret values masked). */
 import type { BatchEntryView, BatchSpec, BatchSummary, BatchView } from "../protocol/batch.ts";
-import { isTerminal, JOB_STATES, SECRET_MASK } from "../protocol/index.ts";
+import { isTerminal, JOB_STATES, maskBatchSecrets } from "../protocol/index.ts";
 import type { BatchEntryRecord, BatchRecord, BatchVersionRecord } from "../store/index.ts";
 
 export function batchEntryView(entry: BatchEntryRecord): BatchEntryView {
@@ -53,16 +53,6 @@ export function batchSummary(batch: BatchRecord, entries: readonly BatchEntryRec
   };
 }
 
-/** The spec and its text with every secret value replaced by the mask. */
-function masked(spec: BatchSpec, text: string): { spec: BatchSpec; specText: string } {
-  const secrets = (spec.job.secrets as Record<string, string> | undefined) ?? {};
-  const values = Object.values(secrets).filter((value) => typeof value === "string" && value.length > 0);
-  if (values.length === 0) return { spec, specText: text };
-  let specText = text;
-  for (const value of values) specText = specText.split(value).join(SECRET_MASK);
-  return { spec: { ...spec, job: { ...spec.job, secrets: Object.fromEntries(Object.keys(secrets).map((name) => [name, SECRET_MASK])) } }, specText };
-}
-
 export function batchView(
   batch: BatchRecord,
   version: BatchVersionRecord,
@@ -71,7 +61,8 @@ export function batchView(
   latestEntries: readonly BatchEntryRecord[],
   warnings: string[] = [],
 ): BatchView {
-  const shown = masked(version.spec as BatchSpec, version.specText);
+  // Stored versions hold no secret values (the store masks them); masking again costs nothing.
+  const shown = maskBatchSecrets(version.spec as BatchSpec, version.specText);
   return {
     ...batchSummary(batch, latestEntries),
     versions,

@@ -89,8 +89,11 @@ export interface SealedSecret {
   ciphertext: Uint8Array;
 }
 
+/** Whose a stored secret is: a job's (until it ends), or a batch version's (for its retries). */
+export type SecretOwner = { jobId: number } | { batchId: number; version: number };
+
 export interface StoredSecret extends SealedSecret {
-  jobId: number;
+  owner: SecretOwner;
 }
 
 export interface NewJob {
@@ -187,19 +190,20 @@ export interface OutputStore {
 }
 
 /**
- * The sealed secret values of jobs that have not ended. A job's are written with it (enqueue) and
- * deleted, in the same transaction, when it reaches a terminal state, by whatever path (a trigger
- * in both schemas, so no code path can forget).
+ * Sealed secret values: those of jobs that have not ended, and those of batch versions (which
+ * their retries queue jobs with). A job's are written with it (enqueue) and deleted, in the same
+ * transaction, when it reaches a terminal state, by whatever path (a trigger in both schemas, so
+ * no code path can forget); a batch version's are written with it (createVersion).
  */
 export interface SecretStore {
   forJob(jobId: number): Promise<SealedSecret[]>;
-  /** Every stored secret (for re-sealing under a new key), by job then name. */
+  /** Every stored secret, jobs' and batch versions' (for re-sealing under a new key). */
   list(): Promise<StoredSecret[]>;
   /**
    * Replaces a stored value if it is still sealed as `current` says (same key id and nonce);
    * false when it changed or is gone (its job ended meanwhile).
    */
-  reseal(jobId: number, current: SealedSecret, next: SealedSecret): Promise<boolean>;
+  reseal(owner: SecretOwner, current: SealedSecret, next: SealedSecret): Promise<boolean>;
 }
 
 export interface RepositoryRecord {
@@ -282,8 +286,11 @@ export type NewBatchEntry = Omit<BatchEntryRecord, "id" | "batchId" | "version" 
 export interface NewBatchVersion {
   name: string;
   description: string;
+  /** Stored with the values of `job.secrets` masked, in the spec and its text; the values go in `secrets`. */
   spec: unknown;
   specText: string;
+  /** The sealed values of `job.secrets`, one per name ("secrets.<NAME>"); a name without one is refused. */
+  secrets?: SealedSecret[] | undefined;
   source: BatchSource;
   entries: NewBatchEntry[];
 }
@@ -307,6 +314,8 @@ export interface BatchStore {
   /** Version numbers, oldest first. */
   listVersions(batchId: number): Promise<number[]>;
   getVersion(batchId: number, version: number): Promise<BatchVersionRecord | undefined>;
+  /** The sealed values of a version's `job.secrets`. */
+  versionSecrets(batchId: number, version: number): Promise<SealedSecret[]>;
   /** A version's entries by repository, then workspace. */
   listEntries(batchId: number, version: number): Promise<BatchEntryRecord[]>;
   getEntry(id: number): Promise<BatchEntryRecord | undefined>;

@@ -20,7 +20,7 @@ import { JobSecrets } from "../../src/coordinator/secrets/job-secrets.ts";
 import { keyId, readSecretKeyFile, SecretKeyError } from "../../src/coordinator/secrets/keyring.ts";
 import { startCoordinator, type RunningCoordinator } from "../../src/coordinator/server.ts";
 import { isTerminal, type JobView } from "../../src/protocol/index.ts";
-import { baseEnv, ENTRY, tempDir } from "../helpers/cluster.ts";
+import { baseEnv, ENTRY, makeRepo, tempDir } from "../helpers/cluster.ts";
 import { dropTemplate, freshDatabase, NO_POSTGRES } from "../helpers/postgres.ts";
 
 const SECRET = `sekr1t-${randomBytes(12).toString("hex")}`;
@@ -185,6 +185,59 @@ describe("job secrets at rest (sqlite)", () => {
     const executorFiles = (await readdir(join(dir, "exec-1"), { recursive: true, withFileTypes: true })).filter((entry) => entry.isFile());
     for (const entry of executorFiles) assertNoSecret(`executor file ${entry.name}`, readFileSync(join(entry.parentPath, entry.name)));
     for (const [name, bytes] of Object.entries(sqliteFiles(join(dir, "data")))) assertNoSecret(`${name} after the job`, bytes);
+  });
+});
+
+describe("batch secrets at rest (sqlite)", () => {
+  let dir: string;
+  before(async () => {
+    dir = await tempDir("airlock-batch-secrets-");
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const batchSpec = `name: sealed\non: [acme/web]\nisolation: none\nsecrets: { API_KEY: "${SECRET}" }\nsteps:\n  - run: echo hi\n`;
+
+  it("are sealed in the stored version and its jobs, masked in its views, and opened again for a retry", async () => {
+    const keyPath = await writeKey(join(dir, "key"));
+    const c = await coordinator(join(dir, "data"), { secretsKeyFile: keyPath });
+    try {
+      const repo = await makeRepo(join(dir, "web"), { "a.txt": "a\n" });
+      assert.equal((await c.api("POST", "/api/repositories", { name: "acme/web", source: repo })).status, 201);
+      const previewed = await c.api("POST", "/api/batches", { spec: batchSpec });
+      assert.equal(previewed.status, 201, previewed.text);
+      assertNoSecret("batch view", previewed.text);
+      assert.match(previewed.text, /API_KEY/);
+      for (const [name, bytes] of Object.entries(sqliteFiles(join(dir, "data")))) assertNoSecret(`${name} after a preview`, bytes);
+      const jobId = ((await c.running.store.jobs.listJobs({ limit: 1 }))[0] as { id: number }).id;
+      await c.api("POST", "/api/batches/sealed/cancel");
+      const retried = await c.api("POST", "/api/batches/sealed/retry", {});
+      assert.equal(retried.status, 200, retried.text);
+      assertNoSecret("retried batch view", retried.text);
+      const [latest] = await c.running.store.jobs.listJobs({ limit: 1 });
+      assert.ok(latest && latest.id !== jobId, "the retry queued a new job");
+      const opened = await new JobSecrets({ store: c.running.store, key: readSecretKeyFile(keyPath), allowPlaintext: false }).reveal(latest);
+      assert.equal(opened.secrets.API_KEY, SECRET, "the retried job has the batch's secret");
+      for (const [name, bytes] of Object.entries(sqliteFiles(join(dir, "data")))) assertNoSecret(`${name} after a retry`, bytes);
+      assertNoSecret("coordinator log", c.log());
+    } finally {
+      await c.running.close();
+    }
+  });
+
+  it("are refused, with nothing stored, by a coordinator without a key", async () => {
+    const c = await coordinator(join(dir, "nokey"), {});
+    try {
+      assert.equal((await c.api("POST", "/api/repositories", { name: "acme/web", source: await makeRepo(join(dir, "web2"), { "a.txt": "a\n" }) })).status, 201);
+      const refused = await c.api("POST", "/api/batches", { spec: batchSpec });
+      assert.equal(refused.status, 400, refused.text);
+      assert.match(refused.text, /secrets\.API_KEY: this coordinator refuses jobs with secrets/);
+      assert.deepEqual(await c.running.store.jobs.listJobs({ limit: 5 }), []);
+      assert.deepEqual(await c.running.store.batches.listBatches(5), []);
+    } finally {
+      await c.running.close();
+    }
   });
 });
 

@@ -69,7 +69,7 @@ export function secretStoreConformance(backend: string, factory: StoreFactory): 
         back.map((secret) => [secret.name, secret.keyId, Buffer.from(secret.nonce).toString("hex"), Buffer.from(secret.ciphertext).toString("hex")]),
         given.map((secret) => [secret.name, secret.keyId, Buffer.from(secret.nonce).toString("hex"), Buffer.from(secret.ciphertext).toString("hex")]),
       );
-      assert.deepEqual((await store.secrets.list()).map((secret) => [secret.jobId, secret.name]), NAMES.map((name) => [job.id, name]));
+      assert.deepEqual((await store.secrets.list()).map((secret) => [secret.owner, secret.name]), NAMES.map((name) => [{ jobId: job.id }, name]));
     });
 
     it("refuses a job whose sealed values do not match its secret names, storing nothing", async () => {
@@ -128,18 +128,37 @@ export function secretStoreConformance(backend: string, factory: StoreFactory): 
       assert.deepEqual(await names(id), []);
     });
 
+    it("stores a batch version's spec and text masked, its values apart, and lists and reseals them", async () => {
+      const spec = { name: "b", description: "", job: { isolation: "none", secrets: { TOKEN: "batch-value-1", LONGER_TOKEN: "batch-value-1-and-more" } }, steps: [] };
+      const specText = "name: b\njob:\n  secrets: { TOKEN: batch-value-1, LONGER_TOKEN: batch-value-1-and-more }\n";
+      const given = [sealed("secrets.TOKEN"), sealed("secrets.LONGER_TOKEN")];
+      await assert.rejects(store.batches.createVersion({ name: "b", description: "", spec, specText, source: "server", entries: [] }, T0), /do not match/);
+      const created = await store.batches.createVersion({ name: "b", description: "", spec, specText, secrets: given, source: "server", entries: [] }, T0);
+      const version = await store.batches.getVersion(created.batch.id, created.version.version);
+      assert.deepEqual((version?.spec as typeof spec).job.secrets, { TOKEN: SECRET_MASK, LONGER_TOKEN: SECRET_MASK });
+      assert.equal(version?.specText, `name: b\njob:\n  secrets: { TOKEN: ${SECRET_MASK}, LONGER_TOKEN: ${SECRET_MASK} }\n`);
+      const back = await store.batches.versionSecrets(created.batch.id, created.version.version);
+      assert.deepEqual(back.map((secret) => secret.name), ["secrets.LONGER_TOKEN", "secrets.TOKEN"]);
+      const owner = { batchId: created.batch.id, version: created.version.version };
+      assert.deepEqual((await store.secrets.list()).map((secret) => [secret.owner, secret.name]), [[owner, "secrets.LONGER_TOKEN"], [owner, "secrets.TOKEN"]]);
+      const first = back[0] as SealedSecret;
+      assert.equal(await store.secrets.reseal(owner, first, sealed(first.name, "k2")), true);
+      assert.equal(await store.secrets.reseal(owner, first, sealed(first.name, "k3")), false);
+      assert.equal((await store.batches.versionSecrets(owner.batchId, owner.version))[0]?.keyId, "k2");
+    });
+
     it("reseals a value only while it is as it was read", async () => {
       const id = await enqueue();
       const [first] = await store.secrets.forJob(id);
       assert.ok(first);
       const next = sealed(first.name, "k2");
-      assert.equal(await store.secrets.reseal(id, first, next), true);
-      assert.equal(await store.secrets.reseal(id, first, sealed(first.name, "k3")), false, "a second reseal from the old sealing finds it changed");
+      assert.equal(await store.secrets.reseal({ jobId: id }, first, next), true);
+      assert.equal(await store.secrets.reseal({ jobId: id }, first, sealed(first.name, "k3")), false, "a second reseal from the old sealing finds it changed");
       const now = (await store.secrets.forJob(id)).find((secret) => secret.name === first.name);
       assert.equal(now?.keyId, "k2");
       assert.deepEqual(Buffer.from(now?.ciphertext ?? []), Buffer.from(next.ciphertext));
       await store.jobs.requestCancel(id, T0 + 1);
-      assert.equal(await store.secrets.reseal(id, next, sealed(first.name, "k4")), false, "gone with its job");
+      assert.equal(await store.secrets.reseal({ jobId: id }, next, sealed(first.name, "k4")), false, "gone with its job");
     });
   });
 }

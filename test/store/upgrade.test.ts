@@ -120,3 +120,85 @@ describe("store upgrade from schema version 1", () => {
     }
   });
 });
+
+describe("store upgrade of batch versions from schema version 6", () => {
+  const SPEC6 = JSON.stringify({ name: "b", description: "", job: { isolation: "none", secrets: { TOKEN: "tok-value", LONG: "tok-value-longer" } }, steps: [] });
+  const TEXT6 = "name: b\njob:\n  secrets: { TOKEN: tok-value, LONG: tok-value-longer }\n";
+  const ROWS = [
+    `INSERT INTO batches (id, name, description, latest_version, created_at, updated_at) VALUES (1, 'b', '', 1, ${T0}, ${T0})`,
+    `INSERT INTO batch_versions (batch_id, version, spec, spec_text, source, created_at) VALUES (1, 1, '${SPEC6}', '${TEXT6}', 'server', ${T0})`,
+  ];
+
+  async function check(store: Store): Promise<void> {
+    await store.migrate();
+    const version = await store.batches.getVersion(1, 1);
+    assert.deepEqual((version?.spec as { job: { secrets: unknown } }).job.secrets, { TOKEN: SECRET_MASK, LONG: SECRET_MASK });
+    assert.equal(version?.specText, `name: b\njob:\n  secrets: { TOKEN: ${SECRET_MASK}, LONG: ${SECRET_MASK} }\n`);
+    const moved = (await store.batches.versionSecrets(1, 1)).map((secret) => [secret.name, secret.keyId, Buffer.from(secret.ciphertext).toString("utf8")]);
+    assert.deepEqual(moved, [["secrets.LONG", "plaintext", "tok-value-longer"], ["secrets.TOKEN", "plaintext", "tok-value"]]);
+  }
+
+  it("sqlite", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "airlock-upgrade-"));
+    try {
+      const path = join(dir, "airlock.db");
+      const old = new SqliteDatabase(path);
+      old.db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+      SQLITE_MIGRATIONS.slice(0, 6).forEach((sql, index) => {
+        old.db.exec(sql);
+        old.db.exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (${index + 1}, ${T0})`);
+      });
+      for (const sql of ROWS) old.db.exec(sql);
+      old.close();
+      const store = createSqliteStore(path);
+      try {
+        await check(store);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  const name = `airlock_upgrade6_${process.pid}`;
+  const admin = async (sql: string) => {
+    const client = new pg.Client({ connectionString: ADMIN_URL });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  after(async () => {
+    if (!NO_POSTGRES) await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  });
+
+  it("postgres", async (t) => {
+    if (NO_POSTGRES) return t.skip(NO_POSTGRES);
+    await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin(`CREATE DATABASE ${name}`);
+    const url = new URL(ADMIN_URL as string);
+    url.pathname = `/${name}`;
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    try {
+      await client.query("CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)");
+      for (const [index, sql] of POSTGRES_MIGRATIONS.slice(0, 6).entries()) {
+        await client.query(sql);
+        await client.query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", [index + 1, T0]);
+      }
+      for (const sql of ROWS) await client.query(sql);
+      await client.query("SELECT setval('batches_id_seq', 1)");
+    } finally {
+      await client.end();
+    }
+    const store = await openPostgresStore(url.toString(), { poolSize: 2 });
+    try {
+      await check(store);
+    } finally {
+      await store.close();
+    }
+  });
+});

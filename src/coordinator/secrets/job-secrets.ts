@@ -3,8 +3,8 @@
  * them only for the payload an executor receives at dequeue. A coordinator without a key refuses
  * jobs with secrets unless it was allowed to keep them unencrypted (--allow-plaintext-secrets).
  */
-import { secretValues, ValidationError, withSecretValues, type JobSpec } from "../../protocol/index.ts";
-import type { JobRecord, NewJob, Store } from "../../store/index.ts";
+import { batchSecretValues, secretValues, ValidationError, withBatchSecretValues, withSecretValues, type JobSpec } from "../../protocol/index.ts";
+import type { JobRecord, NewJob, SealedSecret, Store } from "../../store/index.ts";
 import { open, plaintext, seal, SecretKeyError, type SecretKey } from "./keyring.ts";
 
 export interface JobSecretsOptions {
@@ -45,18 +45,37 @@ export class JobSecrets {
 
   /** What to store for a spec: the spec (the store masks it) and its values, sealed. */
   seal(spec: JobSpec): Pick<NewJob, "spec" | "secrets"> {
-    const values = secretValues(spec);
+    return { spec, secrets: this.sealAll(secretValues(spec)) };
+  }
+
+  /** The sealed values of a batch spec's `job.secrets`, for its stored version. */
+  sealBatch(spec: unknown): SealedSecret[] {
+    return this.sealAll(batchSecretValues(spec));
+  }
+
+  private sealAll(values: ReadonlyMap<string, string>): SealedSecret[] {
     this.refuseUnkept(values);
     const { key } = this.options;
-    const secrets = [...values].map(([name, value]) => (key ? seal(key, name, value) : plaintext(name, value)));
-    return { spec, secrets };
+    return [...values].map(([name, value]) => (key ? seal(key, name, value) : plaintext(name, value)));
+  }
+
+  /** A stored batch version's spec with its secret values opened (to queue its jobs again). */
+  async revealBatch<T>(batchId: number, version: number, spec: T): Promise<T> {
+    const sealed = await this.options.store.batches.versionSecrets(batchId, version);
+    const values = new Map(sealed.map((secret) => [secret.name, open(this.keys(), secret)]));
+    const opened = withBatchSecretValues(spec, values);
+    if (opened.missing.length > 0) throw new SecretKeyError(`batch version ${version} has no stored value for ${opened.missing.join(", ")}`);
+    return opened.spec;
+  }
+
+  private keys(): SecretKey[] {
+    return [...(this.options.key ? [this.options.key] : []), ...(this.options.previousKeys ?? [])];
   }
 
   /** The job's spec with its secret values opened: for the executor that claimed it, and no one else. */
   async reveal(job: JobRecord): Promise<JobSpec> {
     const sealed = await this.options.store.secrets.forJob(job.id);
-    const keys = [...(this.options.key ? [this.options.key] : []), ...(this.options.previousKeys ?? [])];
-    const values = new Map(sealed.map((secret) => [secret.name, open(keys, secret)]));
+    const values = new Map(sealed.map((secret) => [secret.name, open(this.keys(), secret)]));
     const { spec, missing } = withSecretValues(job.spec, values);
     if (missing.length > 0) throw new SecretKeyError(`job ${job.id} has no stored value for ${missing.join(", ")}`);
     return spec;

@@ -1,5 +1,5 @@
 /**
- * Re-sealing stored job secrets under a new key (`airlock server rotate-secrets-key`). Safe while
+ * Re-sealing stored secrets (jobs' and batch versions') under a new key (`airlock server rotate-secrets-key`). Safe while
  * coordinators run: each value is replaced only if it is still sealed as it was read (a job that
  * ended meanwhile has simply lost its secrets), and a coordinator given the old key as
  * --previous-secrets-key-file keeps opening values not yet re-sealed.
@@ -39,7 +39,7 @@ export async function rotateSecretsKey(store: Store, oldKeys: readonly SecretKey
       }
       throw error;
     }
-    if (await store.secrets.reseal(stored.jobId, stored, seal(newKey, stored.name, value))) report.resealed += 1;
+    if (await store.secrets.reseal(stored.owner, stored, seal(newKey, stored.name, value))) report.resealed += 1;
     else report.vanished += 1;
   }
   return report;

@@ -69,6 +69,8 @@ export class BatchService {
   /** A new version of the batch: one job per workspace, or the result of an earlier identical one. */
   async preview(text: string): Promise<BatchView> {
     const resolved = await this.resolve(text);
+    // Refused here, before any job is queued, when this coordinator may not keep the secrets.
+    const sealed = this.options.secrets.sealBatch(resolved.spec);
     const now = this.options.clock.now();
     const entries: NewBatchEntry[] = [];
     const queued: number[] = [];
@@ -84,7 +86,10 @@ export class BatchService {
         queued.push(job.id);
         entries.push({ ...base, jobId: job.id, cachedFromEntryId: null, state: "queued", diffStat: null });
       }
-      const created = await this.store.batches.createVersion({ name: resolved.name, description: resolved.spec.description, spec: resolved.spec, specText: text, source: "server", entries }, now);
+      const created = await this.store.batches.createVersion(
+        { name: resolved.name, description: resolved.spec.description, spec: resolved.spec, specText: text, secrets: sealed, source: "server", entries },
+        now,
+      );
       this.options.logger.info("batch previewed", { batch: resolved.name, version: created.version.version, jobs: queued.length, cached: entries.length - queued.length });
       return this.viewOf(created.batch, created.version, created.entries, created.entries, resolved.warnings);
     } catch (error) {
@@ -123,7 +128,10 @@ export class BatchService {
         blobs: { diff: Buffer.from(entry.diff), log: Buffer.from(entry.log), outputs: Buffer.from(JSON.stringify({ outputs: entry.outputs })) },
       };
     });
-    const created = await this.store.batches.createVersion({ name: spec.name, description: spec.description, spec, specText: upload.spec, source: "local", entries }, this.options.clock.now());
+    const created = await this.store.batches.createVersion(
+      { name: spec.name, description: spec.description, spec, specText: upload.spec, secrets: this.options.secrets.sealBatch(spec), source: "local", entries },
+      this.options.clock.now(),
+    );
     this.options.logger.info("batch results uploaded", { batch: spec.name, version: created.version.version, entries: entries.length, runtime: upload.runtime });
     return this.viewOf(created.batch, created.version, created.entries, created.entries);
   }
@@ -182,7 +190,7 @@ export class BatchService {
   /** Runs entries of the latest version again as new jobs (only the unsuccessful ones with `failedOnly`). */
   async retry(name: string, failedOnly: boolean): Promise<BatchView> {
     const { batch, version, entries } = await this.entries(name);
-    const spec = version.spec as BatchSpec;
+    const spec = await this.options.secrets.revealBatch(batch.id, version.version, version.spec as BatchSpec);
     const chosen = entries.filter((entry) => isTerminal(entry.state) && (!failedOnly || entry.state !== "completed"));
     const now = this.options.clock.now();
     for (const entry of chosen) {

@@ -5,7 +5,8 @@
  */
 import { NotFoundError } from "../../protocol/index.ts";
 import { batchEntryRecord, batchRecord, batchVersionRecord, ENTRY_ORDER, patchColumns, type BatchEntryRow, type BatchRow, type BatchVersionRow } from "../batch-rows.ts";
-import type { BatchEntryPatch, BatchEntryRecord, BatchRecord, BatchStore, BatchVersionRecord, NewBatchVersion } from "../store.ts";
+import { storedBatchSecrets, toSealed, type SecretRow } from "../secret-rows.ts";
+import type { BatchEntryPatch, BatchEntryRecord, BatchRecord, BatchStore, BatchVersionRecord, NewBatchVersion, SealedSecret } from "../store.ts";
 import type { PostgresDatabase } from "./database.ts";
 
 export class PostgresBatchStore implements BatchStore {
@@ -16,6 +17,7 @@ export class PostgresBatchStore implements BatchStore {
   }
 
   async createVersion(input: NewBatchVersion, now: number): Promise<{ batch: BatchRecord; version: BatchVersionRecord; entries: BatchEntryRecord[] }> {
+    const stored = storedBatchSecrets(input);
     return this.db.tx(async (client) => {
       const { rows: batches } = await client.query<BatchRow>(
         `INSERT INTO batches (name, description, latest_version, created_at, updated_at) VALUES ($1, $2, 1, $3, $3)
@@ -26,8 +28,22 @@ export class PostgresBatchStore implements BatchStore {
       const batch = batches[0] as BatchRow;
       const { rows: versions } = await client.query<BatchVersionRow>(
         "INSERT INTO batch_versions (batch_id, version, spec, spec_text, source, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-        [batch.id, batch.latest_version, JSON.stringify(input.spec), input.specText, input.source, now],
+        [batch.id, batch.latest_version, JSON.stringify(stored.spec), stored.specText, input.source, now],
       );
+      if (stored.secrets.length > 0) {
+        await client.query(
+          `INSERT INTO batch_secrets (batch_id, version, name, key_id, nonce, ciphertext)
+           SELECT $1, $2, s.name, s.key_id, s.nonce, s.ciphertext FROM unnest($3::text[], $4::text[], $5::bytea[], $6::bytea[]) AS s (name, key_id, nonce, ciphertext)`,
+          [
+            batch.id,
+            batch.latest_version,
+            stored.secrets.map((secret) => secret.name),
+            stored.secrets.map((secret) => secret.keyId),
+            stored.secrets.map((secret) => Buffer.from(secret.nonce)),
+            stored.secrets.map((secret) => Buffer.from(secret.ciphertext)),
+          ],
+        );
+      }
       const records = input.entries.map((entry, index) => ({
         ord: index,
         repository: entry.repository,
@@ -62,6 +78,11 @@ export class PostgresBatchStore implements BatchStore {
       const { rows: entries } = await client.query<BatchEntryRow>(`SELECT * FROM batch_entries WHERE batch_id = $1 AND version = $2 ${ENTRY_ORDER}`, [batch.id, batch.latest_version]);
       return { batch: batchRecord(batch), version: batchVersionRecord(versions[0] as BatchVersionRow), entries: entries.map(batchEntryRecord) };
     });
+  }
+
+  async versionSecrets(batchId: number, version: number): Promise<SealedSecret[]> {
+    const rows = await this.db.query<SecretRow>("SELECT name, key_id, nonce, ciphertext FROM batch_secrets WHERE batch_id = $1 AND version = $2 ORDER BY name", [batchId, version]);
+    return rows.map(toSealed);
   }
 
   async getBatch(name: string): Promise<BatchRecord | undefined> {

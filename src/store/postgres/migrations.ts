@@ -387,4 +387,33 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   /* 8: an executor's warm microVM pool, as of its last heartbeat */ `
   ALTER TABLE executors ADD COLUMN warm_pool jsonb;
   `,
+  /* 9: batch versions' secret values sealed apart from their spec and its text (as in the SQLite schema) */ `
+  CREATE TABLE batch_secrets (
+    batch_id bigint NOT NULL,
+    version integer NOT NULL,
+    name text NOT NULL,
+    key_id text NOT NULL,
+    nonce bytea NOT NULL,
+    ciphertext bytea NOT NULL,
+    PRIMARY KEY (batch_id, version, name),
+    FOREIGN KEY (batch_id, version) REFERENCES batch_versions (batch_id, version)
+  );
+  INSERT INTO batch_secrets (batch_id, version, name, key_id, nonce, ciphertext)
+    SELECT v.batch_id, v.version, 'secrets.' || s.key, 'plaintext', '\\x'::bytea, convert_to(s.value, 'UTF8')
+    FROM batch_versions v, json_each_text(v.spec -> 'job' -> 'secrets') s WHERE json_typeof(v.spec -> 'job' -> 'secrets') = 'object';
+  DO $$
+  DECLARE
+    found record;
+  BEGIN
+    FOR found IN
+      SELECT v.batch_id, v.version, s.value FROM batch_versions v, json_each_text(v.spec -> 'job' -> 'secrets') s
+      WHERE json_typeof(v.spec -> 'job' -> 'secrets') = 'object' ORDER BY length(s.value) DESC
+    LOOP
+      UPDATE batch_versions SET spec_text = replace(spec_text, found.value, '********') WHERE batch_id = found.batch_id AND version = found.version;
+    END LOOP;
+  END
+  $$;
+  UPDATE batch_versions SET spec = jsonb_set(spec::jsonb, '{job,secrets}', (SELECT jsonb_object_agg(key, '********') FROM json_each(batch_versions.spec -> 'job' -> 'secrets')))::json
+    WHERE json_typeof(spec -> 'job' -> 'secrets') = 'object' AND (spec -> 'job' -> 'secrets')::jsonb <> '{}'::jsonb;
+  `,
 ];

@@ -1,7 +1,8 @@
 /** Batches, their versions and entries in SQLite (see BatchStore in store.ts). */
 import { NotFoundError } from "../../protocol/index.ts";
 import { batchEntryRecord, batchRecord, batchVersionRecord, ENTRY_ORDER, patchColumns, type BatchEntryRow, type BatchRow, type BatchVersionRow } from "../batch-rows.ts";
-import type { BatchEntryPatch, BatchEntryRecord, BatchRecord, BatchStore, BatchVersionRecord, NewBatchVersion } from "../store.ts";
+import { storedBatchSecrets, toSealed, type SecretRow } from "../secret-rows.ts";
+import type { BatchEntryPatch, BatchEntryRecord, BatchRecord, BatchStore, BatchVersionRecord, NewBatchVersion, SealedSecret } from "../store.ts";
 import type { SqliteDatabase } from "./database.ts";
 
 export class SqliteBatchStore implements BatchStore {
@@ -12,6 +13,7 @@ export class SqliteBatchStore implements BatchStore {
   }
 
   async createVersion(input: NewBatchVersion, now: number): Promise<{ batch: BatchRecord; version: BatchVersionRecord; entries: BatchEntryRecord[] }> {
+    const stored = storedBatchSecrets(input);
     return this.db.write(() => {
       const batch = this.db.get<BatchRow>(
         `INSERT INTO batches (name, description, latest_version, created_at, updated_at) VALUES ($name, $description, 1, $now, $now)
@@ -21,8 +23,18 @@ export class SqliteBatchStore implements BatchStore {
       ) as BatchRow;
       const version = this.db.get<BatchVersionRow>(
         `INSERT INTO batch_versions (batch_id, version, spec, spec_text, source, created_at) VALUES ($batch, $version, $spec, $text, $source, $now) RETURNING *`,
-        { batch: batch.id, version: batch.latest_version, spec: JSON.stringify(input.spec), text: input.specText, source: input.source, now },
+        { batch: batch.id, version: batch.latest_version, spec: JSON.stringify(stored.spec), text: stored.specText, source: input.source, now },
       ) as BatchVersionRow;
+      for (const secret of stored.secrets) {
+        this.db.run("INSERT INTO batch_secrets (batch_id, version, name, key_id, nonce, ciphertext) VALUES ($batch, $version, $name, $keyId, $nonce, $ciphertext)", {
+          batch: batch.id,
+          version: batch.latest_version,
+          name: secret.name,
+          keyId: secret.keyId,
+          nonce: secret.nonce,
+          ciphertext: secret.ciphertext,
+        });
+      }
       const insert = this.db.db.prepare(
         `INSERT INTO batch_entries (batch_id, version, repository, workspace, branch, commit_sha, job_id, cached_from, state, diff_files, diff_added, diff_deleted, cache_key, failure_message, created_at, updated_at)
          VALUES ($batch, $version, $repository, $workspace, $branch, $commit, $job, $cached, $state, $files, $added, $deleted, $key, $failure, $now, $now) RETURNING id`,
@@ -51,6 +63,12 @@ export class SqliteBatchStore implements BatchStore {
       const entries = this.db.all<BatchEntryRow>(`SELECT * FROM batch_entries WHERE batch_id = $batch AND version = $version ${ENTRY_ORDER}`, { batch: batch.id, version: batch.latest_version });
       return { batch: batchRecord(batch), version: batchVersionRecord(version), entries: entries.map(batchEntryRecord) };
     });
+  }
+
+  async versionSecrets(batchId: number, version: number): Promise<SealedSecret[]> {
+    return this.db
+      .all<SecretRow>("SELECT name, key_id, nonce, ciphertext FROM batch_secrets WHERE batch_id = $batch AND version = $version ORDER BY name", { batch: batchId, version })
+      .map(toSealed);
   }
 
   async getBatch(name: string): Promise<BatchRecord | undefined> {

@@ -246,4 +246,35 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   /* 8: what an executor's warm microVM pool costs, as of its last heartbeat (JSON) */ `
   ALTER TABLE executors ADD COLUMN warm_pool TEXT;
   `,
+  /* 9: batch versions' secret values sealed apart from their spec and its text */ `
+  CREATE TABLE batch_secrets (
+    batch_id INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    PRIMARY KEY (batch_id, version, name),
+    FOREIGN KEY (batch_id, version) REFERENCES batch_versions (batch_id, version)
+  );
+  -- Versions stored before held their values: they move here (unsealed, until a rotation seals
+  -- them), and each spec and its text keep only the names (the text masked longest value first).
+  INSERT INTO batch_secrets (batch_id, version, name, key_id, nonce, ciphertext)
+    SELECT v.batch_id, v.version, 'secrets.' || s.key, 'plaintext', X'', CAST(s.value AS BLOB)
+    FROM batch_versions v, json_each(v.spec, '$.job.secrets') s WHERE s.type = 'text';
+  WITH RECURSIVE numbered (batch_id, version, n, value) AS (
+    SELECT v.batch_id, v.version, row_number() OVER (PARTITION BY v.batch_id, v.version ORDER BY length(s.value) DESC, s.key), s.value
+    FROM batch_versions v, json_each(v.spec, '$.job.secrets') s WHERE s.type = 'text'
+  ),
+  masking (batch_id, version, n, text) AS (
+    SELECT batch_id, version, 0, spec_text FROM batch_versions WHERE json_type(spec, '$.job.secrets') = 'object'
+    UNION ALL
+    SELECT m.batch_id, m.version, m.n + 1, replace(m.text, s.value, '********')
+    FROM masking m JOIN numbered s ON s.batch_id = m.batch_id AND s.version = m.version AND s.n = m.n + 1
+  )
+  UPDATE batch_versions SET spec_text = (SELECT text FROM masking m WHERE m.batch_id = batch_versions.batch_id AND m.version = batch_versions.version ORDER BY n DESC LIMIT 1)
+    WHERE json_type(spec, '$.job.secrets') = 'object';
+  UPDATE batch_versions SET spec = json_set(spec, '$.job.secrets', json((SELECT json_group_object(key, '********') FROM json_each(batch_versions.spec, '$.job.secrets'))))
+    WHERE json_type(spec, '$.job.secrets') = 'object' AND spec -> '$.job.secrets' <> '{}';
+  `,
 ];
