@@ -51,7 +51,7 @@ describe("hostile input", { timeout: 120_000 }, () => {
   let job: { id: number; token: string };
 
   before(async () => {
-    cluster = await startCluster({ executors: 0, coordinatorArgs: ["--max-body-size", "1m", "--max-log-chunk", "64k"] });
+    cluster = await startCluster({ executors: 0, coordinatorArgs: ["--max-body-size", "1m", "--max-log-chunk", "64k", "--lease-timeout", "10m"] });
     url = cluster.coordinator.url;
     planted = join(cluster.dir, "planted");
     await cluster.api.addRepository("acme/one", await makeRepo(join(cluster.dir, "one"), { "a.txt": "a\n" }));

@@ -57,7 +57,8 @@ describe("tokens on every API", () => {
   const identity = { executorName: "manual", hostname: "h", version: "t", runtime: "shell", isolation: ["none"], network: "internet", queues: ["manual"], waitMs: 0 };
 
   before(async () => {
-    cluster = await startCluster({ executors: 0 });
+    // The test holds attempts without heartbeating: a long lease keeps them live however slow the machine.
+    cluster = await startCluster({ executors: 0, coordinatorArgs: ["--lease-timeout", "10m"] });
     url = cluster.coordinator.url;
     await cluster.api.addRepository("acme/one", await makeRepo(join(cluster.dir, "one"), { "a.txt": "a\n" }));
     await cluster.api.addRepository("acme/two", await makeRepo(join(cluster.dir, "two"), { "b.txt": "b\n" }));
