@@ -106,6 +106,7 @@ const executorOptions = (command: Command): Command =>
     .option("--max-runtime <duration>", "no job runs longer (env AIRLOCK_MAX_RUNTIME; default 30m)")
     .option("--heartbeat-interval <duration>", "env AIRLOCK_HEARTBEAT_INTERVAL; default 5s")
     .option("--repo-cache-max <size>", "size cap of the repository cache in <data>/repo-cache, least recently used evicted first; off: no cache (env AIRLOCK_REPO_CACHE_MAX; default 10g)")
+    .option("--package-cache-max <size>", "size cap of the npm package cache in <data>/package-cache, lent to steps with cache: npm, tarballs kept only by verified SHA-512; off: none (env AIRLOCK_PACKAGE_CACHE_MAX; default 5g)")
     .option("--log-cap <size>", "per-job log cap; head and tail kept beyond it (env AIRLOCK_LOG_CAP; default 64m)")
     .option("--name <name>", "executor name (env AIRLOCK_EXECUTOR_NAME; default <hostname>-<random>)")
     .option("--docker-host <socket>", "Docker Engine socket for the docker and gvisor runtimes (env DOCKER_HOST; default unix:///var/run/docker.sock)")

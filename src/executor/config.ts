@@ -47,6 +47,8 @@ export interface ExecutorConfig {
   egressMaxConnections: number;
   /** Size cap of the repository cache in `<data>/repo-cache`; 0: no cache, every job fetches afresh. */
   repoCacheMaxBytes: number;
+  /** Size cap of the npm package cache in `<data>/package-cache` (docs/indexing.md); 0: none. */
+  packageCacheMaxBytes: number;
   /** Pre-booted, never-used VMs the microvm runtime keeps for jobs (default: --max-jobs). */
   warmVms: number;
   /** Idle warm VMs older than this are replaced. */
@@ -139,6 +141,7 @@ export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<Executor
     egressDeny: egressRules(source.list("egressDeny", "AIRLOCK_EGRESS_DENY", []), "egress-deny"),
     egressMaxConnections: source.integer("egressMaxConnections", "AIRLOCK_EGRESS_MAX_CONNECTIONS", 64, 1, 4096),
     repoCacheMaxBytes: source.string("repoCacheMax", "AIRLOCK_REPO_CACHE_MAX") === "off" ? 0 : source.sizeBytes("repoCacheMax", "AIRLOCK_REPO_CACHE_MAX", "10g"),
+    packageCacheMaxBytes: source.string("packageCacheMax", "AIRLOCK_PACKAGE_CACHE_MAX") === "off" ? 0 : source.sizeBytes("packageCacheMax", "AIRLOCK_PACKAGE_CACHE_MAX", "5g"),
   });
 }
 

@@ -22,6 +22,7 @@ import type { CoordinatorClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
 import { EgressHost } from "./egress.ts";
 import { JobRun } from "./job-runner.ts";
+import { PackageCache } from "./package-cache.ts";
 import { RepoCache } from "./repo-cache.ts";
 import { OWNER_FILE } from "./workspace.ts";
 
@@ -42,6 +43,7 @@ export class Executor {
   readonly identity: ExecutorIdentity;
   private egress: EgressHost | undefined;
   private readonly cache: RepoCache | undefined;
+  private readonly packages: PackageCache | undefined;
 
   constructor(options: { config: Readonly<ExecutorConfig>; client: CoordinatorClient; runtime: Runtime; logger: Logger; clock: Clock }) {
     this.config = options.config;
@@ -53,6 +55,7 @@ export class Executor {
       this.config.repoCacheMaxBytes > 0
         ? new RepoCache({ dir: join(this.config.dataDir, "repo-cache"), maxBytes: this.config.repoCacheMaxBytes, hostPath: this.config.hostPath, logger: this.logger })
         : undefined;
+    this.packages = this.config.packageCacheMaxBytes > 0 ? new PackageCache({ dir: join(this.config.dataDir, "package-cache"), maxBytes: this.config.packageCacheMaxBytes, logger: this.logger }) : undefined;
     const offered: Isolation[] = ISOLATION_LEVELS.filter((level) => isolationRank(level) <= isolationRank(this.runtime.isolation));
     this.identity = {
       executorName: this.config.name,
@@ -121,7 +124,7 @@ export class Executor {
   }
 
   private launch(job: JobRun["job"]): void {
-    const run = new JobRun(job, { client: this.client, runtime: this.runtime, config: this.config, logger: this.logger, egress: this.egress, cache: this.cache });
+    const run = new JobRun(job, { client: this.client, runtime: this.runtime, config: this.config, logger: this.logger, egress: this.egress, cache: this.cache, packages: this.packages });
     this.running.set(job.id, run);
     void run
       .run()

@@ -21,6 +21,7 @@ import { EGRESS_ARTIFACT, proxyEnvironment, type EgressHost, type JobEgress } fr
 import { LogShipper, type EntryStream } from "./log-shipper.ts";
 import { watchDiskUsage } from "./disk-watch.ts";
 import { collectOutputs } from "./outputs.ts";
+import { lendPackageCache, type PackageCache } from "./package-cache.ts";
 import type { RepoCache } from "./repo-cache.ts";
 import { jobDirs, prepareWorkspace, WorkspaceRefusal, type JobDirs } from "./workspace.ts";
 
@@ -37,6 +38,8 @@ export interface JobRunDeps {
   egress?: EgressHost | undefined;
   /** The executor's repository cache, when it keeps one. */
   cache?: RepoCache | undefined;
+  /** The executor's npm package cache, when it keeps one (steps with `cache: npm`). */
+  packages?: PackageCache | undefined;
 }
 
 /** Retries a control call (step start/finish, final report) through coordinator outages. */
@@ -222,10 +225,11 @@ export class JobRun {
       ...this.job.spec.secrets,
     };
     this.stepLog = log;
+    const packages = step.cache === "npm" && this.deps.packages ? await lendPackageCache(this.deps.packages, this.workspace, this.deps.runtime.isolation === "none", log) : undefined;
     let outcome: StepOutcome;
     try {
       const io = { write: (chunk: Uint8Array, stream: "stdout" | "stderr") => (log.write(chunk), batch?.steps.capture(chunk, stream)) };
-      outcome = await sandbox.exec({ step, env, script: stepScript(step.commands) }, io, stepAbort.signal);
+      outcome = await sandbox.exec({ step, env: { ...env, ...packages?.env }, script: stepScript(step.commands) }, io, stepAbort.signal);
     } catch (error) {
       // The sandbox broke (not the step): record it on the step, then let the attempt error.
       const message = `sandbox failed to run step ${step.key}: ${coerceError(error).message}`;
@@ -243,6 +247,7 @@ export class JobRun {
     }
     const egress = this.egress?.stepSummary();
     if (egress) log.write(`\n[airlock] ${egress}\n`);
+    await packages?.end(outcome.exitCode === 0 && !stepAbort.signal.aborted);
     const durationMs = Date.now() - started;
     let ok = outcome.exitCode === 0 && !stepAbort.signal.aborted;
     let message = ok ? undefined : this.describeStepEnd(step, outcome, stepAbort.signal.reason as StopReason | StepLimit | undefined);

@@ -48,7 +48,8 @@ export function typescriptSteps(
   const index = options.index ?? [`scip-typescript index --output ${options.output}${inferTsconfig ? " --infer-tsconfig" : ""}`];
   const { image } = options;
   return [
-    ...(commands.length > 0 ? [{ key: "install", image, dir: root, env: NODE_ENV, commands }] : []),
+    // The executor lends the install its verified npm tarballs (docs/indexing.md).
+    ...(commands.length > 0 ? [{ key: "install", cache: "npm" as const, image, dir: root, env: NODE_ENV, commands }] : []),
     { key: "index", image, dir: root, env: NODE_ENV, commands: index },
   ];
 }

@@ -70,8 +70,16 @@ export const TemplateContextSpec = z.strictObject({
 });
 export type TemplateContextSpec = z.infer<typeof TemplateContextSpec>;
 
+/**
+ * A package cache the executor lends the step (docs/indexing.md): `npm` gives it a copy of the
+ * executor's verified npm tarballs as its npm cache, and keeps what it adds once verified.
+ */
+export const StepCache = z.enum(["npm"]);
+export type StepCache = z.infer<typeof StepCache>;
+
 export const StepSpec = z.strictObject({
   key: Identifier,
+  cache: StepCache.optional(),
   image: z.string().min(1).max(512).optional(),
   commands: z.array(z.string()).min(1),
   dir: WorkspacePath,
@@ -190,6 +198,7 @@ export const JobSpecInput = z
       .array(
         z.strictObject({
           key: Identifier.optional(),
+          cache: StepCache.optional(),
           image: z.string().min(1).max(512).optional(),
           commands: z.union([z.string().min(1), z.array(z.string()).min(1)]),
           dir: WorkspacePath.default("."),
@@ -254,6 +263,7 @@ export const JobSpecInput = z
       files: spec.files,
       steps: spec.steps.map((step, index) => ({
         key: step.key ?? `step-${index + 1}`,
+        ...(step.cache !== undefined ? { cache: step.cache } : {}),
         ...(step.image !== undefined ? { image: step.image } : {}),
         commands: typeof step.commands === "string" ? [step.commands] : step.commands,
         dir: step.dir,

@@ -17,6 +17,7 @@ export function specToInput(spec: JobSpec): JobSpecInput {
     files: spec.files,
     steps: spec.steps.map((step) => ({
       key: step.key,
+      ...(step.cache !== undefined ? { cache: step.cache } : {}),
       ...(step.image !== undefined ? { image: step.image } : {}),
       commands: step.commands,
       dir: step.dir,

@@ -12,7 +12,7 @@ import { ShellRuntime } from "./shell/index.ts";
 
 export type * from "./runtime.ts";
 export { processAlive, sandboxLabels } from "./labels.ts";
-export { RESOLV_CONF, SANDBOX_PROXY, stepScript } from "./runtime.ts";
+export { RESOLV_CONF, SANDBOX_PROXY, SANDBOX_WORKSPACE, stepScript } from "./runtime.ts";
 export { DEFAULT_DOCKER_HOST, DEFAULT_GVISOR_RUNTIME, DEFAULT_STEP_IMAGE } from "./docker/defaults.ts";
 
 export interface RuntimeHost {

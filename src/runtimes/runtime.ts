@@ -52,6 +52,9 @@ export const RESOLV_CONF = "resolv.conf";
 /** What steps with a network see inside the sandbox: proxies on the sandbox's loopback. */
 export const SANDBOX_PROXY = { http: "http://127.0.0.1:3128", socks: "socks5h://127.0.0.1:1080", dns: "127.0.0.1" } as const;
 
+/** Where steps see the workspace in every runtime that isolates them (shell: at its host path). */
+export const SANDBOX_WORKSPACE = "/work";
+
 /** Where a step's output goes; called as output arrives. */
 export interface StepIO {
   write(chunk: Uint8Array, stream: "stdout" | "stderr"): void;

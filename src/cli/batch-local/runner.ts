@@ -216,5 +216,6 @@ export function localExecutorConfig(options: {
     egressMaxConnections: 64,
     // Each repository of a batch is fetched once: a local run keeps no repository cache.
     repoCacheMaxBytes: 0,
+    packageCacheMaxBytes: 0,
   });
 }
