@@ -5,6 +5,7 @@
  */
 import type { ApplyResponse, BatchSummary, BatchView } from "../../src/protocol/batch.ts";
 import type { ExecutorView, JobSummary, JobView, QueueHistory, QueueView, RepositoryView } from "../../src/protocol/index.ts";
+import type { IndexPolicyView, IndexView } from "../../src/protocol/indexing.ts";
 import { readEvents, type ServerEvent } from "./sse.ts";
 
 export class ApiError extends Error {
@@ -113,6 +114,14 @@ export class Api {
 
   queueHistory(window: string, bucket: string, signal?: AbortSignal): Promise<QueueHistory> {
     return this.json("GET", `/api/queues/history${query({ window, bucket })}`, { signal });
+  }
+
+  async indexes(signal?: AbortSignal): Promise<IndexView[]> {
+    return (await this.json<{ indexes: IndexView[] }>("GET", "/api/indexes?limit=1000", { signal })).indexes;
+  }
+
+  async indexPolicies(signal?: AbortSignal): Promise<IndexPolicyView[]> {
+    return (await this.json<{ policies: IndexPolicyView[] }>("GET", "/api/index-policies", { signal })).policies;
   }
 
   async repositories(signal?: AbortSignal): Promise<RepositoryView[]> {

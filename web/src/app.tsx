@@ -5,6 +5,7 @@ import { ApiContext } from "./hooks.ts";
 import { BatchPage } from "./pages/batch.tsx";
 import { BatchesPage } from "./pages/batches.tsx";
 import { ExecutorsPage } from "./pages/executors.tsx";
+import { IndexesPage } from "./pages/indexes.tsx";
 import { JobPage } from "./pages/job.tsx";
 import { JobsPage } from "./pages/jobs.tsx";
 import { QueuesPage } from "./pages/queues.tsx";
@@ -22,6 +23,8 @@ function Page({ route }: { route: Route }) {
       return <BatchesPage />;
     case "batch":
       return <BatchPage name={route.name} version={route.version} />;
+    case "indexes":
+      return <IndexesPage />;
     case "executors":
       return <ExecutorsPage />;
     case "queues":
@@ -41,6 +44,7 @@ function Page({ route }: { route: Route }) {
 const NAV = [
   { href: "/jobs", label: "Jobs", pages: ["jobs", "job"] },
   { href: "/batches", label: "Batches", pages: ["batches", "batch"] },
+  { href: "/indexes", label: "Indexes", pages: ["indexes"] },
   { href: "/executors", label: "Executors", pages: ["executors"] },
   { href: "/queues", label: "Queues", pages: ["queues"] },
 ] as const;

@@ -9,6 +9,7 @@ export type Route =
   | { page: "job"; id: number }
   | { page: "batches" }
   | { page: "batch"; name: string; version: number | undefined }
+  | { page: "indexes" }
   | { page: "executors" }
   | { page: "queues" }
   | { page: "not-found"; path: string };
@@ -24,6 +25,7 @@ export function parseRoute(pathname: string, search: string): Route {
     const version = Number(new URLSearchParams(search).get("version") ?? "");
     return { page: "batch", name: batch[1] ?? "", version: Number.isInteger(version) && version > 0 ? version : undefined };
   }
+  if (path === "/indexes") return { page: "indexes" };
   if (path === "/executors") return { page: "executors" };
   if (path === "/queues") return { page: "queues" };
   return { page: "not-found", path };

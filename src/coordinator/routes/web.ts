@@ -16,7 +16,7 @@ import { NotFoundError } from "../../protocol/index.ts";
 import type { CoordinatorContext } from "../context.ts";
 
 /** Paths the UI's router handles; keep in step with web/src/router.ts. */
-export const UI_ROUTES = ["/", "/jobs", "/jobs/:id", "/batches", "/batches/:name", "/executors", "/queues"] as const;
+export const UI_ROUTES = ["/", "/jobs", "/jobs/:id", "/batches", "/batches/:name", "/indexes", "/executors", "/queues"] as const;
 
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   "content-security-policy": [
