@@ -10,8 +10,10 @@
  * Heartbeats: every interval, the ids of running jobs go to the coordinator; a job missing from
  * `knownIds` was reset or reassigned and is stopped without a report; `cancelIds` are stopped as
  * canceled. Only ids that were in the request are judged, so a job dequeued meanwhile is safe.
+ * Each accepted heartbeat rewrites <data>/heartbeat (time and coordinator URL): a container's
+ * health check reads its age (deploy/images/healthcheck.sh).
  */
-import { readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Clock } from "../common/clock.ts";
@@ -144,8 +146,20 @@ export class Executor {
         if (!known.has(id)) this.running.get(id)?.stop({ kind: "lease-lost" });
       }
       for (const id of reply.cancelIds) this.running.get(id)?.stop({ kind: "canceled" });
+      await this.markAlive();
     } catch (error) {
       this.logger.warn("heartbeat failed", { error: String(error), url: this.client.currentUrl });
+    }
+  }
+
+  private async markAlive(): Promise<void> {
+    const line = `${new Date(this.clock.now()).toISOString()} heartbeat accepted by ${this.client.currentUrl}\n`;
+    try {
+      await writeFile(join(this.config.dataDir, "heartbeat"), line);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      await mkdir(this.config.dataDir, { recursive: true, mode: 0o700 });
+      await writeFile(join(this.config.dataDir, "heartbeat"), line);
     }
   }
 

@@ -3,7 +3,7 @@
  * shell runtime: concurrency, heartbeats (lost and canceled jobs), draining and shutdown.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -96,7 +96,7 @@ async function until(predicate: () => boolean, what: string, timeoutMs = 10_000)
   }
 }
 
-async function withExecutor(maxJobs: number, fn: (fake: FakeCoordinator, executor: Executor) => Promise<void>): Promise<void> {
+async function withExecutor(maxJobs: number, fn: (fake: FakeCoordinator, executor: Executor, dataDir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "airlock-loop-"));
   const config = resolveExecutorConfig(
     { token: "aet_fake", maxJobs: String(maxJobs), data: dir, heartbeatInterval: "100ms", name: "loop-test" },
@@ -106,7 +106,7 @@ async function withExecutor(maxJobs: number, fn: (fake: FakeCoordinator, executo
   const executor = new Executor({ config, client: fake, runtime: new ShellRuntime({ path: process.env.PATH ?? "/usr/bin:/bin" }), logger: silentLogger, clock: systemClock });
   try {
     await executor.start();
-    await fn(fake, executor);
+    await fn(fake, executor, dir);
   } finally {
     executor.cancelAll();
     await executor.drain();
@@ -131,6 +131,25 @@ describe("executor poll loop", () => {
       await until(() => fake.heartbeats.some((beat) => beat.jobIds.includes(7)), "a heartbeat naming job 7");
       await until(() => executor.runningJobIds.length === 0, "job 7 to be dropped");
       assert.equal(fake.finished.has(7), false, "a lost attempt is not ours to report");
+    });
+  });
+
+  it("rewrites <data>/heartbeat after each accepted heartbeat, and leaves it alone while they fail", async () => {
+    await withExecutor(1, async (fake, _executor, dir) => {
+      const file = join(dir, "heartbeat");
+      await until(() => fake.heartbeats.length >= 2, "two heartbeats");
+      assert.match(await readFile(file, "utf8"), /^\d{4}-\d\d-\d\dT[\d:.]+Z heartbeat accepted by http:\/\/fake\n$/);
+      const before = (await stat(file)).mtimeMs;
+      await until(() => fake.heartbeats.length >= 4, "two more heartbeats");
+      assert.ok((await stat(file)).mtimeMs > before, "each accepted heartbeat rewrites the file");
+      fake.heartbeatReply = () => {
+        throw new Error("coordinator unreachable");
+      };
+      const failing = fake.heartbeats.length;
+      await until(() => fake.heartbeats.length > failing, "a failed heartbeat");
+      const stale = (await stat(file)).mtimeMs;
+      await until(() => fake.heartbeats.length > failing + 2, "two more failed heartbeats");
+      assert.equal((await stat(file)).mtimeMs, stale, "a failed heartbeat does not freshen the file");
     });
   });
 
