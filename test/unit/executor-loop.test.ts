@@ -146,9 +146,10 @@ describe("executor poll loop", () => {
         throw new Error("coordinator unreachable");
       };
       const failing = fake.heartbeats.length;
-      await until(() => fake.heartbeats.length > failing, "a failed heartbeat");
+      // Two failed beats first: a write of the last accepted one may still be under way.
+      await until(() => fake.heartbeats.length > failing + 1, "two failed heartbeats");
       const stale = (await stat(file)).mtimeMs;
-      await until(() => fake.heartbeats.length > failing + 2, "two more failed heartbeats");
+      await until(() => fake.heartbeats.length > failing + 3, "two more failed heartbeats");
       assert.equal((await stat(file)).mtimeMs, stale, "a failed heartbeat does not freshen the file");
     });
   });
