@@ -64,6 +64,9 @@ build_rootfs() { # name -> prints the tag of its imported root filesystem
       "$suite" - "deb $mirror $suite main" "deb $mirror $suite-updates main" \
       "deb ${mirror%/debian}/debian-security $suite-security main" </dev/null |
       docker_cli import --change "LABEL io.airlock.rootfs=$key" - "$tag" >/dev/null
+    # Root filesystems of other keys are untagged (their layers stay while an image uses them).
+    docker_cli image ls --format '{{.Repository}}:{{.Tag}}' "airlock-rootfs/$name" | grep -v -x "$tag" |
+      while read -r stale; do docker_cli image rm "$stale" >/dev/null 2>&1 || true; done
   fi
   echo "$tag"
 }
