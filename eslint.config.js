@@ -33,7 +33,7 @@ export default tseslint.config(
       "no-restricted-properties": ["error", { object: "process", property: "env", message: "Read configuration once, in src/cli/main.ts, and pass it down." }],
     },
   },
-  { files: ["src/cli/main.ts", "test/**/*.ts", "bench/**/*.ts", "web/build.ts"], rules: { "no-restricted-properties": "off", "no-console": "off" } },
+  { files: ["src/cli/main.ts", "test/**/*.ts", "bench/**/*.ts", "web/build.ts", "scripts/**/*.ts"], rules: { "no-restricted-properties": "off", "no-console": "off" } },
   { files: ["test/**/*.ts", "bench/**/*.ts"], rules: { "@typescript-eslint/no-floating-promises": "off", "@typescript-eslint/no-non-null-assertion": "off" } },
   { files: ["eslint.config.js"], ...tseslint.configs.disableTypeChecked },
   layer("protocol", ["store", "coordinator", "executor", "runtimes", "cli", "common"], "protocol imports nothing of Airlock's (and nothing of Node)"),

@@ -24,7 +24,7 @@ export function noopSpec(queue: string, env: Record<string, string> = {}) {
 }
 
 function identity(name: string, queue: string) {
-  return { executorName: name, hostname: "bench", version: "bench", runtime: "shell", isolation: ["none" as const], network: "internet" as const, queues: [queue] };
+  return { executorName: name, hostname: "bench", version: "bench", protocolVersion: 1, runtime: "shell", isolation: ["none" as const], network: "internet" as const, queues: [queue] };
 }
 
 async function enqueueMany(store: PostgresStore, queue: string, count: number): Promise<void> {

@@ -3,7 +3,7 @@
  * below gets them as arguments and builds a frozen config from them.
  */
 import { Command, Option } from "commander";
-import { AIRLOCK_VERSION, AirlockError, coerceError } from "../protocol/index.ts";
+import { AirlockError, coerceError } from "../protocol/index.ts";
 import { registerBatchCommands } from "./commands/batch.ts";
 import { registerIndexCommands } from "./commands/indexes.ts";
 import { registerRepoIndexCommands } from "./commands/repo-index.ts";
@@ -49,35 +49,56 @@ async function withClient(flags: ClientFlags, action: (client: ReturnType<typeof
 
 const program = new Command("airlock")
   .description("Run untrusted code against git repositories, in sandboxes, on machines you control.")
-  .version(AIRLOCK_VERSION)
+  .option("-V, --version", "print the version: release, executor protocol, git commit (same as `airlock version`)")
   .showHelpAfterError()
-  // `server rotate-secrets-key --data ...`: options after a subcommand are its own, not its parent's.
+  // `server rotate-secrets-key --data ...`, `server install service --listen ...`: options after a
+  // subcommand are its own, not its parent's.
   .enablePositionalOptions();
 
-const server = program
-  .command("server")
-  .description("run a coordinator: queue, repositories, logs, results, executor API")
-  .option("--listen <host:port>", "address to listen on (env AIRLOCK_LISTEN)", undefined)
-  .option("--data <dir>", "data dir: SQLite file, mirrors, generated tokens (env AIRLOCK_DATA; default ./.airlock)")
-  .option("--executor-token <token>", "shared executor token (env AIRLOCK_EXECUTOR_TOKEN; default: generated into the data dir)")
-  .option("--api-token <token>", "API token (env AIRLOCK_API_TOKEN; default: generated into the data dir)")
-  .option("--tls-cert <file>", "serve https with this certificate (env AIRLOCK_TLS_CERT)")
-  .option("--tls-key <file>", "private key for --tls-cert (env AIRLOCK_TLS_KEY)")
-  .option("--database <url>", "postgres:// URL instead of the embedded SQLite; several coordinators may share one (env AIRLOCK_DATABASE_URL)")
-  .option("--queue-weights <list>", "share of dequeues per queue among an executor's non-empty queues, e.g. batch=4,default=1 (env AIRLOCK_QUEUE_WEIGHTS; default 1 each)")
-  .option("--lease-timeout <duration>", "requeue a job after this long without a heartbeat (env AIRLOCK_LEASE_TIMEOUT; default 20s)")
-  .option("--max-dequeue-wait <duration>", "longest a dequeue is held open (env AIRLOCK_MAX_DEQUEUE_WAIT; default 25s)")
-  .option("--max-body-size <size>", "largest JSON request (env AIRLOCK_MAX_BODY_SIZE; default 8m)")
-  .option("--max-log-chunk <size>", "largest log append request (env AIRLOCK_MAX_LOG_CHUNK; default 8m)")
-  .option("--max-artifact-size <size>", "largest artifact (env AIRLOCK_MAX_ARTIFACT_SIZE; default 1g)")
-  .option("--git-credential-helper <helper>", "git credential helper for pushing applied batch branches to origins (env AIRLOCK_GIT_CREDENTIAL_HELPER; default none)")
-  .option("--sync-interval <duration>", "fetch every auto-indexed repository this often and index a new HEAD, e.g. 5m (env AIRLOCK_SYNC_INTERVAL; default off)")
-  .option("--web-dir <dir>", "serve the web UI from this built directory (env AIRLOCK_WEB_DIR; default: the package's web/dist)")
-  .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
-  .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]))
-  .option("--secrets-key-file <file>", "256-bit key (32 bytes raw, hex or base64; mode 0600) job secrets are encrypted with at rest (env AIRLOCK_SECRETS_KEY_FILE; default none: jobs with secrets are refused)")
-  .option("--previous-secrets-key-file <files>", "keys of before a rotation, comma-separated: they still decrypt, never encrypt (env AIRLOCK_PREVIOUS_SECRETS_KEY_FILE)")
-  .option("--allow-plaintext-secrets", "without --secrets-key-file, store job secrets unencrypted instead of refusing jobs that have any (env AIRLOCK_ALLOW_PLAINTEXT_SECRETS)")
+program
+  .command("version")
+  .description("print the release, the executor protocol it speaks, and the git commit it was built from")
+  .option("--json", "print as JSON")
+  .action((flags: { json?: boolean }) => run(async () => (await import("./commands/version.ts")).versionCommand(flags, io)));
+
+const serverOptions = (command: Command): Command =>
+  command
+    .option("--listen <host:port>", "address to listen on (env AIRLOCK_LISTEN)", undefined)
+    .option("--data <dir>", "data dir: SQLite file, mirrors, generated tokens (env AIRLOCK_DATA; default ./.airlock)")
+    .option("--executor-token <tokens>", "shared executor token(s), comma-separated: each is accepted (env AIRLOCK_EXECUTOR_TOKEN; default: generated into the data dir)")
+    .option("--executor-token-file <files>", "file(s) of executor tokens, one per line, each accepted; read again on SIGHUP (env AIRLOCK_EXECUTOR_TOKEN_FILE)")
+    .option("--api-token <tokens>", "API token(s), comma-separated: each is accepted (env AIRLOCK_API_TOKEN; default: generated into the data dir)")
+    .option("--api-token-file <files>", "file(s) of API tokens, one per line, each accepted; read again on SIGHUP (env AIRLOCK_API_TOKEN_FILE)")
+    .option("--tls-cert <file>", "serve https with this certificate (env AIRLOCK_TLS_CERT)")
+    .option("--tls-key <file>", "private key for --tls-cert (env AIRLOCK_TLS_KEY)")
+    .option("--database <url>", "postgres:// URL instead of the embedded SQLite; several coordinators may share one (env AIRLOCK_DATABASE_URL)")
+    .option("--queue-weights <list>", "share of dequeues per queue among an executor's non-empty queues, e.g. batch=4,default=1 (env AIRLOCK_QUEUE_WEIGHTS; default 1 each)")
+    .option("--lease-timeout <duration>", "requeue a job after this long without a heartbeat (env AIRLOCK_LEASE_TIMEOUT; default 20s)")
+    .option("--max-dequeue-wait <duration>", "longest a dequeue is held open (env AIRLOCK_MAX_DEQUEUE_WAIT; default 25s)")
+    .option("--max-body-size <size>", "largest JSON request (env AIRLOCK_MAX_BODY_SIZE; default 8m)")
+    .option("--max-log-chunk <size>", "largest log append request (env AIRLOCK_MAX_LOG_CHUNK; default 8m)")
+    .option("--max-artifact-size <size>", "largest artifact (env AIRLOCK_MAX_ARTIFACT_SIZE; default 1g)")
+    .option("--git-credential-helper <helper>", "git credential helper for pushing applied batch branches to origins (env AIRLOCK_GIT_CREDENTIAL_HELPER; default none)")
+    .option("--sync-interval <duration>", "fetch every auto-indexed repository this often and index a new HEAD, e.g. 5m (env AIRLOCK_SYNC_INTERVAL; default off)")
+    .option("--web-dir <dir>", "serve the web UI from this built directory (env AIRLOCK_WEB_DIR; default: the package's web/dist)")
+    .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
+    .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]))
+    .option("--secrets-key-file <file>", "256-bit key (32 bytes raw, hex or base64; mode 0600) job secrets are encrypted with at rest (env AIRLOCK_SECRETS_KEY_FILE; default none: jobs with secrets are refused)")
+    .option("--previous-secrets-key-file <files>", "keys of before a rotation, comma-separated: they still decrypt, never encrypt (env AIRLOCK_PREVIOUS_SECRETS_KEY_FILE)")
+    .option("--allow-plaintext-secrets", "without --secrets-key-file, store job secrets unencrypted instead of refusing jobs that have any (env AIRLOCK_ALLOW_PLAINTEXT_SECRETS)");
+/** Options of `install service` itself; the others given are the service's (src/cli/commands/service.ts). */
+const serviceOptions = (command: Command, role: "server" | "executor"): Command =>
+  command
+    .option("--unit-dir <dir>", "where to write the unit (default /etc/systemd/system)")
+    .option("--unit-name <name>", `unit and state directory name (default airlock-${role})`)
+    .option("--dry-run", "print the unit instead of writing it")
+    .option("--user <name>", "user the service runs as; create it first (default airlock)")
+    .option("--env-file <file>", `KEY=value file for secrets (tokens, AIRLOCK_DATABASE_URL), read by systemd (default /etc/airlock/${role}.env)`)
+    .option("--exec <path>", "the airlock launcher ExecStart runs (default: this package's bin/airlock)");
+const serviceCommands = () => import("./commands/service.ts");
+
+const server = serverOptions(program.command("server").description("run a coordinator: queue, repositories, logs, results, executor API"))
+  .enablePositionalOptions()
   .action((flags: Record<string, unknown>) => run(async () => (await import("./commands/server.ts")).serverCommand(flags, io)));
 server
   .command("rotate-secrets-key")
@@ -87,12 +108,23 @@ server
   .option("--data <dir>", "the coordinator's data dir, for its SQLite file (env AIRLOCK_DATA; default ./.airlock)")
   .option("--database <url>", "the coordinators' postgres:// URL (env AIRLOCK_DATABASE_URL)")
   .action((flags: Record<string, unknown>) => run(async () => (await import("./commands/server.ts")).rotateSecretsKeyCommand(flags, io)));
+server
+  .command("backup")
+  .description("copy a coordinator's SQLite store to FILE, consistently, while it runs (Postgres: pg_dump)")
+  .requiredOption("--to <file>", "where the copy goes; never overwritten")
+  .option("--data <dir>", "the coordinator's data dir (env AIRLOCK_DATA; default ./.airlock)")
+  .option("--database <url>", "a Postgres store is named here only to be told to use pg_dump (env AIRLOCK_DATABASE_URL)")
+  .action((flags: Record<string, unknown>) => run(async () => (await import("./commands/backup.ts")).backupCommand(flags, io)));
+serviceOptions(serverOptions(server.command("install").description("install the coordinator as a service").command("service")), "server")
+  .description("write a systemd unit running `airlock server` with the flags given (checked as the server would)")
+  .action((_flags: unknown, command: Command) => run(async () => (await serviceCommands()).installServiceCommand("server", command, io)));
 
 const executor = program.command("executor").description("run or check an executor");
 const executorOptions = (command: Command): Command =>
   command
     .option("--url <urls>", "coordinator URL(s), comma-separated for failover (env AIRLOCK_URL; default http://127.0.0.1:7780)")
     .option("--token <token>", "executor token (env AIRLOCK_EXECUTOR_TOKEN; default: ./.airlock/executor-token)")
+    .option("--token-file <file>", "file holding the executor token; the first line is used (env AIRLOCK_EXECUTOR_TOKEN_FILE)")
     .option("--ca <file>", "PEM file of a private CA for https (env AIRLOCK_CA)")
     .option("--queues <names>", "comma-separated queues to serve (env AIRLOCK_QUEUES; default default)")
     .option("--runtime <name>", "shell, bwrap, docker, gvisor, microvm, or auto (env AIRLOCK_RUNTIME; default auto)")
@@ -132,10 +164,14 @@ const runtimeHostOptions = (command: Command): Command =>
     .addOption(new Option("--log-level <level>", "env AIRLOCK_LOG_LEVEL; default info").choices(["debug", "info", "warn", "error", "silent"]))
     .addOption(new Option("--log-format <format>", "env AIRLOCK_LOG_FORMAT; default text").choices(["text", "json"]));
 const microvmCommands = () => import("./commands/microvm.ts");
-runtimeHostOptions(executor.command("install <target>").description("build what a runtime needs: `microvm` builds the guest kernel and initramfs into the data dir"))
+const executorInstall = executor.command("install").description("build what a runtime needs (microvm), or install the executor as a service");
+runtimeHostOptions(executorInstall.command("microvm").description("build the microVM guest kernel and initramfs into the data dir"))
   .option("--kernel <path>", "kernel image for the microVM guest (env AIRLOCK_MICROVM_KERNEL; default the newest /boot/vmlinuz-*)")
   .option("--force", "rebuild even when nothing changed")
-  .action((target: string, flags: Record<string, unknown>) => run(async () => (await microvmCommands()).installCommand(target, flags, io)));
+  .action((flags: Record<string, unknown>) => run(async () => (await microvmCommands()).installCommand("microvm", flags, io)));
+serviceOptions(executorOptions(executorInstall.command("service")), "executor")
+  .description("write a systemd unit running `airlock executor run` with the flags given (checked as the executor would)")
+  .action((_flags: unknown, command: Command) => run(async () => (await serviceCommands()).installServiceCommand("executor", command, io)));
 runtimeHostOptions(executor.command("test-vm [command...]").description("boot a microVM, print its boot time and accelerator, run COMMAND (after --) or read commands from stdin"))
   .option("--image <image>", "image the command runs in (default: --default-image)")
   .action((command: string[], flags: Record<string, unknown>) => run(async () => (await microvmCommands()).testVmCommand(flags, command, io)));
@@ -201,8 +237,11 @@ program
   .option("--runtime <name>", "executor runtime (default auto: the strongest available)")
   .action((flags: Record<string, unknown>) => run(async () => (await import("./commands/demo.ts")).demoCommand(flags, io)));
 
+// `--version` reads the build's commit, which not every command should pay for: it is the command.
+const argv = process.argv.slice();
+if (argv[2] === "--version" || argv[2] === "-V") argv.splice(2, 1, "version");
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(argv);
 } catch (error) {
   const failure = coerceError(error);
   process.stderr.write(`airlock: ${failure.message}\n`);

@@ -3,15 +3,16 @@ import { resolve } from "node:path";
 import { ConfigSource, parseListen, type Env, type Flags } from "../common/config-source.ts";
 import type { LogLevel } from "../common/logger.ts";
 import { QueueName, ValidationError } from "../protocol/index.ts";
+import { resolveTokens, type TokenSources } from "./token-store.ts";
 
 export interface CoordinatorConfig {
   host: string;
   port: number;
   /** Where the SQLite file, repository mirrors and generated tokens live. */
   dataDir: string;
-  /** Given tokens; when undefined, one is generated into the data dir on first start. */
-  executorToken: string | undefined;
-  apiToken: string | undefined;
+  /** Given tokens and token files; when there are none, one is generated into the data dir on first start. */
+  executorTokens: TokenSources;
+  apiTokens: TokenSources;
   tls: { certPath: string; keyPath: string } | undefined;
   databaseUrl: string | undefined;
   /** Relative share of dequeues for each queue among the non-empty queues an executor serves (default 1). */
@@ -63,8 +64,8 @@ export function resolveCoordinatorConfig(flags: Flags, env: Env): Readonly<Coord
     host,
     port,
     dataDir: resolve(source.string("data", "AIRLOCK_DATA", ".airlock")),
-    executorToken: source.string("executorToken", "AIRLOCK_EXECUTOR_TOKEN"),
-    apiToken: source.string("apiToken", "AIRLOCK_API_TOKEN"),
+    executorTokens: tokenSources(source, "executorToken", "AIRLOCK_EXECUTOR_TOKEN"),
+    apiTokens: tokenSources(source, "apiToken", "AIRLOCK_API_TOKEN"),
     tls: certPath && keyPath ? { certPath: resolve(certPath), keyPath: resolve(keyPath) } : undefined,
     databaseUrl: source.string("database", "AIRLOCK_DATABASE_URL"),
     queueWeights: parseQueueWeights(source.raw("queueWeights", "AIRLOCK_QUEUE_WEIGHTS")),
@@ -107,6 +108,20 @@ function syncInterval(source: ConfigSource): number | undefined {
   const ms = source.durationMs("syncInterval", "AIRLOCK_SYNC_INTERVAL", "0s");
   if (ms < 1000) throw new ValidationError(`${found.from}: "${found.value}" is shorter than 1s (e.g. 5m, or off)`, { field: "syncInterval" });
   return ms;
+}
+
+/**
+ * `--api-token a,b` (or AIRLOCK_API_TOKEN) and `--api-token-file f,g` (or AIRLOCK_API_TOKEN_FILE):
+ * every token named is accepted. The files are read here too, so a bad one fails the start.
+ */
+function tokenSources(source: ConfigSource, flag: "executorToken" | "apiToken", envName: string): TokenSources {
+  const sources: TokenSources = Object.freeze({
+    given: Object.freeze(source.list(flag, envName, [])),
+    files: Object.freeze(source.list(`${flag}File`, `${envName}_FILE`, []).map((file) => resolve(file))),
+    fileFlag: flag === "executorToken" ? "--executor-token-file" : "--api-token-file",
+  });
+  if (sources.files.length > 0) resolveTokens("", flag === "executorToken" ? "executor" : "api", sources);
+  return sources;
 }
 
 function optionalPath(path: string | undefined): string | undefined {

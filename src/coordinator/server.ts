@@ -3,7 +3,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { systemClock, type Clock } from "../common/clock.ts";
 import type { Logger } from "../common/logger.ts";
-import { ensureToken } from "./token-store.ts";
+import { resolveTokens } from "./token-store.ts";
 import { openStore, type Store } from "../store/index.ts";
 import { buildApp } from "./app.ts";
 import type { CoordinatorConfig } from "./config.ts";
@@ -28,14 +28,16 @@ export interface RunningCoordinator {
   apiToken: string;
   /** Where generated tokens were written (undefined for tokens that were given). */
   tokenFiles: { executor: string | undefined; api: string | undefined };
+  /** Reads the token files again (SIGHUP); throws, changing nothing, when one is bad. */
+  reloadTokens(): { executor: number; api: number };
   store: Store;
   close(): Promise<void>;
 }
 
 export async function startCoordinator(config: Readonly<CoordinatorConfig>, logger: Logger, clock: Clock = systemClock): Promise<RunningCoordinator> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const executorToken = ensureToken(config.dataDir, "executor", config.executorToken);
-  const apiToken = ensureToken(config.dataDir, "api", config.apiToken);
+  const executorToken = resolveTokens(config.dataDir, "executor", config.executorTokens);
+  const apiToken = resolveTokens(config.dataDir, "api", config.apiTokens);
   for (const stored of [executorToken, apiToken]) {
     if (stored.tightened) logger.warn("a token file was readable by others: made private again (mode 0600); rotate the token if others may have read it", { path: stored.path });
   }
@@ -57,7 +59,7 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
     store,
     clock,
     logger,
-    auth: new Auth({ executorToken: executorToken.token, apiToken: apiToken.token, store }),
+    auth: new Auth({ executorTokens: executorToken.tokens, apiTokens: apiToken.tokens, store }),
     dispatcher: new Dispatcher({ store, clock, leaseMs: config.leaseMs, logger, queueWeights: config.queueWeights }),
     repositories,
     jobs: new JobService({ store, clock, logger, repositories, metrics, secrets }),
@@ -89,9 +91,16 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
   let closed = false;
   return {
     url,
-    executorToken: executorToken.token,
-    apiToken: apiToken.token,
+    executorToken: executorToken.tokens[0] ?? "",
+    apiToken: apiToken.tokens[0] ?? "",
     tokenFiles: { executor: executorToken.path, api: apiToken.path },
+    reloadTokens() {
+      // Both are read before either is replaced: a bad file changes nothing.
+      const executor = resolveTokens(config.dataDir, "executor", config.executorTokens).tokens;
+      const api = resolveTokens(config.dataDir, "api", config.apiTokens).tokens;
+      ctx.auth.setTokens({ executor, api });
+      return { executor: executor.length, api: api.length };
+    },
     store,
     async close() {
       if (closed) return;

@@ -55,6 +55,7 @@ export function executorView(executor: ExecutorRecord, now: number, aliveWindowM
     name: executor.executorName,
     hostname: executor.hostname,
     version: executor.version,
+    protocolVersion: executor.protocolVersion,
     runtime: executor.runtime,
     isolation: executor.isolation,
     queues: executor.queues,

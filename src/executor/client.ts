@@ -114,9 +114,10 @@ export class HttpCoordinatorClient implements CoordinatorClient {
     return `${EXECUTOR_AUTH_SCHEME} ${this.executorToken}`;
   }
 
-  async authCheck(): Promise<{ version: string; leaseMs: number }> {
+  /** `protocol` is missing from coordinators older than the protocol range (they speak 1). */
+  async authCheck(): Promise<{ version: string; leaseMs: number; protocol?: { min: number; max: number } }> {
     const response = await this.call("GET", "/.executors/auth-check", { auth: this.executorAuth });
-    return response.body as { version: string; leaseMs: number };
+    return response.body as { version: string; leaseMs: number; protocol?: { min: number; max: number } };
   }
 
   async dequeue(body: DequeueRequest, signal: AbortSignal): Promise<JobPayload | undefined> {

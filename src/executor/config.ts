@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { ConfigSource, type Env, type Flags } from "../common/config-source.ts";
 import type { LogLevel } from "../common/logger.ts";
-import { readTokenFile } from "../common/token-files.ts";
+import { readTokenFile, readTokenList } from "../common/token-files.ts";
 import { EgressRuleText, NETWORK_MODES, QueueName, ValidationError, type NetworkMode } from "../protocol/index.ts";
 import { DEFAULT_DOCKER_HOST, DEFAULT_GVISOR_RUNTIME, DEFAULT_STEP_IMAGE } from "../runtimes/index.ts";
 
@@ -97,9 +97,11 @@ export function resolveExecutorConfig(flags: Flags, env: Env): Readonly<Executor
     if (!/^https?:\/\/[^/]+/.test(url)) throw new ValidationError(`--url: "${url}" is not an http(s) URL`, { field: "url" });
   }
   const coordinatorData = resolve(source.string("coordinatorData", "AIRLOCK_DATA", ".airlock"));
-  const token = source.string("token", "AIRLOCK_EXECUTOR_TOKEN") ?? readTokenFile(coordinatorData, "executor");
+  const tokenFile = source.string("tokenFile", "AIRLOCK_EXECUTOR_TOKEN_FILE");
+  const token =
+    source.string("token", "AIRLOCK_EXECUTOR_TOKEN") ?? (tokenFile ? readTokenList(resolve(tokenFile), "--token-file")[0] : readTokenFile(coordinatorData, "executor"));
   if (!token) {
-    throw new ValidationError(`no executor token: pass --token or AIRLOCK_EXECUTOR_TOKEN (a local coordinator keeps one in ${coordinatorData}/executor-token)`, {
+    throw new ValidationError(`no executor token: pass --token-file, --token or AIRLOCK_EXECUTOR_TOKEN (a local coordinator keeps one in ${coordinatorData}/executor-token)`, {
       field: "token",
     });
   }

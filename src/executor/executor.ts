@@ -12,13 +12,17 @@
  * canceled. Only ids that were in the request are judged, so a job dequeued meanwhile is safe.
  * Each accepted heartbeat rewrites <data>/heartbeat (time and coordinator URL): a container's
  * health check reads its age (deploy/images/healthcheck.sh).
+ * Refusal: a coordinator that speaks no protocol of ours (IncompatibleProtocolError, on any
+ * heartbeat or dequeue) stops dequeuing (DRAINING) and settles `refused`; the first
+ * heartbeat, in `start`, comes before anything else starts, so a refused start throws instead.
  */
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Clock } from "../common/clock.ts";
 import type { Logger } from "../common/logger.ts";
-import { AIRLOCK_VERSION, ISOLATION_LEVELS, isolationRank, type ExecutorIdentity, type Isolation } from "../protocol/index.ts";
+import { versionLabel } from "../common/build-info.ts";
+import { IncompatibleProtocolError, ISOLATION_LEVELS, isolationRank, PROTOCOL_VERSION, type ExecutorIdentity, type Isolation } from "../protocol/index.ts";
 import { processAlive, type Runtime } from "../runtimes/index.ts";
 import type { CoordinatorClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
@@ -46,8 +50,15 @@ export class Executor {
   private egress: EgressHost | undefined;
   private readonly cache: RepoCache | undefined;
   private readonly packages: PackageCache | undefined;
+  private refusal: IncompatibleProtocolError | undefined;
+  private onRefused: (error: IncompatibleProtocolError) => void = () => undefined;
+  /** Settles when a coordinator refuses this executor's protocol; the executor is draining then. */
+  readonly refused: Promise<IncompatibleProtocolError> = new Promise((resolve) => {
+    this.onRefused = resolve;
+  });
 
-  constructor(options: { config: Readonly<ExecutorConfig>; client: CoordinatorClient; runtime: Runtime; logger: Logger; clock: Clock }) {
+  /** `protocolVersion` is for tests of the refusal; an executor speaks its build's protocol. */
+  constructor(options: { config: Readonly<ExecutorConfig>; client: CoordinatorClient; runtime: Runtime; logger: Logger; clock: Clock; protocolVersion?: number }) {
     this.config = options.config;
     this.client = options.client;
     this.runtime = options.runtime;
@@ -62,7 +73,8 @@ export class Executor {
     this.identity = {
       executorName: this.config.name,
       hostname: hostname(),
-      version: AIRLOCK_VERSION,
+      version: versionLabel(),
+      protocolVersion: options.protocolVersion ?? PROTOCOL_VERSION,
       runtime: this.runtime.name,
       isolation: offered,
       network: this.config.network,
@@ -76,10 +88,11 @@ export class Executor {
 
   /** Cleans up after dead executors of this host, then starts heartbeating and dequeuing. */
   async start(): Promise<void> {
+    await this.heartbeat();
+    if (this.refusal) throw this.refusal;
     await this.reapLeftovers();
     this.egress = await EgressHost.create(this.config, this.runtime, this.logger);
     await this.runtime.start?.({ forwarder: this.egress?.forwarder });
-    await this.heartbeat();
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeatIntervalMs);
     this.loop = this.pollLoop();
     this.logger.info("executor started", { runtime: this.runtime.name, queues: this.config.queues, maxJobs: this.config.maxJobs, url: this.client.currentUrl });
@@ -117,6 +130,7 @@ export class Executor {
         }
         this.launch(job);
       } catch (error) {
+        if (error instanceof IncompatibleProtocolError) this.refuse(error);
         if (this.state !== "running") break;
         this.logger.warn("dequeue failed", { error: String(error), url: this.client.currentUrl });
         await this.clock.sleep(backoff, this.dequeueAbort.signal).catch(() => undefined);
@@ -148,7 +162,8 @@ export class Executor {
       for (const id of reply.cancelIds) this.running.get(id)?.stop({ kind: "canceled" });
       await this.markAlive();
     } catch (error) {
-      this.logger.warn("heartbeat failed", { error: String(error), url: this.client.currentUrl });
+      if (error instanceof IncompatibleProtocolError) this.refuse(error);
+      else this.logger.warn("heartbeat failed", { error: String(error), url: this.client.currentUrl });
     }
   }
 
@@ -163,12 +178,26 @@ export class Executor {
     }
   }
 
+  /** The coordinator will take nothing from us: stop asking for jobs and say why, once. */
+  private refuse(error: IncompatibleProtocolError): void {
+    if (this.refusal) return;
+    this.refusal = error;
+    this.logger.error("the coordinator refused this executor", { url: this.client.currentUrl, reason: error.message });
+    this.stopDequeuing();
+    this.onRefused(error);
+  }
+
+  private stopDequeuing(): void {
+    if (this.state !== "running") return;
+    this.state = "draining";
+    this.dequeueAbort.abort();
+    this.slotFreed();
+  }
+
   /** Stops dequeuing and waits for running jobs to finish. */
   async drain(): Promise<void> {
     if (this.state === "running") {
-      this.state = "draining";
-      this.dequeueAbort.abort();
-      this.slotFreed();
+      this.stopDequeuing();
       this.logger.info("draining: no new jobs; waiting for running ones", { running: this.runningJobIds });
     }
     await this.loop;

@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   not_found: 404,
   conflict: 409,
   lease_lost: 409,
+  incompatible_protocol: 409,
   payload_too_large: 413,
   sandbox: 500,
   step_failed: 500,
@@ -71,6 +72,13 @@ export class ConflictError extends AirlockError {
 export class LeaseLostError extends AirlockError {
   constructor(message = "this attempt no longer holds the job's lease") {
     super("lease_lost", message);
+  }
+}
+
+/** An executor and a coordinator that speak no common executor protocol (version.ts). */
+export class IncompatibleProtocolError extends AirlockError {
+  constructor(message: string) {
+    super("incompatible_protocol", message);
   }
 }
 
@@ -143,6 +151,8 @@ export function fromErrorBody(status: number, body: unknown): AirlockError {
       return new ConflictError(message);
     case "lease_lost":
       return new LeaseLostError(message);
+    case "incompatible_protocol":
+      return new IncompatibleProtocolError(message);
     case "payload_too_large":
       return new PayloadTooLargeError(message);
     case "unavailable":

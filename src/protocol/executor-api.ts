@@ -13,6 +13,8 @@ export const ExecutorIdentity = z.object({
   executorName: z.string().min(1).max(200),
   hostname: z.string().max(200).default(""),
   version: z.string().max(64),
+  /** The executor protocol it speaks (version.ts); executors from before it was sent speak 1. */
+  protocolVersion: z.number().int().min(0).max(1_000_000).default(1),
   runtime: z.string().max(64),
   /** Every isolation level this executor can give a job. */
   isolation: z.array(Isolation).min(1),

@@ -29,5 +29,4 @@ export * from "./queue-history.ts";
 export * from "./spec-input.ts";
 export * from "./units.ts";
 export * from "./user-api.ts";
-
-export const AIRLOCK_VERSION = "0.1.0";
+export * from "./version.ts";

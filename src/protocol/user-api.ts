@@ -21,6 +21,7 @@ export const ExecutorView = z.object({
   name: z.string(),
   hostname: z.string(),
   version: z.string(),
+  protocolVersion: z.number().int(),
   runtime: z.string(),
   isolation: z.array(Isolation),
   queues: z.array(z.string()),

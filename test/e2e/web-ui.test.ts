@@ -275,6 +275,7 @@ describe("web UI in Chromium", { concurrency: false, timeout: 240_000 }, () => {
     assert.match(text, /shell/);
     assert.match(text, /none/);
     assert.match(text, /default/);
+    assert.match(text, /0\.1\.0\S* protocol 1/, "the executor's version and protocol are shown");
     await browser!.screenshot(page, "11-executors");
   });
 

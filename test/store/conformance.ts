@@ -21,7 +21,7 @@ const T0 = Date.UTC(2026, 0, 1);
 const LEASE = 20_000;
 
 export function executor(name: string, overrides: Partial<ExecutorIdentity> = {}): ExecutorIdentity {
-  return { executorName: name, hostname: "host", version: "test", runtime: "shell", isolation: ["none"], network: "internet", queues: ["default"], ...overrides };
+  return { executorName: name, hostname: "host", version: "test", protocolVersion: 1, runtime: "shell", isolation: ["none"], network: "internet", queues: ["default"], ...overrides };
 }
 
 export function spec(overrides: Partial<SpecInput> = {}) {
@@ -294,6 +294,20 @@ export function storeConformance(backend: string, factory: StoreFactory): void {
       assert.equal(executors.find((record) => record.executorName === "exec-new")?.hostname, "elsewhere");
       assert.equal(executors.find((record) => record.executorName === "exec-0")?.lastHeartbeatAt, T0 + 15_001);
       assert.deepEqual(await store.jobs.reapExpiredLeases(T0 + LEASE + 100), [], "every lease was extended");
+    });
+
+    it("records the version and executor protocol each executor reports, by heartbeat and by claim", async () => {
+      await store.jobs.heartbeat(executor("exec-old", { version: "0.1.0", protocolVersion: 1 }), [], LEASE, T0 + 1);
+      await store.jobs.heartbeat(executor("exec-new", { version: "0.2.0+abc", protocolVersion: 2 }), [], LEASE, T0 + 2);
+      const seen = async (name: string) => (await store.jobs.listExecutors()).find((record) => record.executorName === name);
+      assert.deepEqual([(await seen("exec-old"))?.version, (await seen("exec-old"))?.protocolVersion], ["0.1.0", 1]);
+      assert.deepEqual([(await seen("exec-new"))?.version, (await seen("exec-new"))?.protocolVersion], ["0.2.0+abc", 2]);
+      // An executor restarted under the same name on a newer build: its record follows.
+      await store.jobs.heartbeat(executor("exec-old", { version: "0.3.0", protocolVersion: 3 }), [], LEASE, T0 + 3);
+      assert.deepEqual([(await seen("exec-old"))?.version, (await seen("exec-old"))?.protocolVersion], ["0.3.0", 3]);
+      await enqueue({}, T0 + 4);
+      assert.ok(await claim("exec-claimer", T0 + 5_000, { version: "0.4.0", protocolVersion: 4 }));
+      assert.deepEqual([(await seen("exec-claimer"))?.version, (await seen("exec-claimer"))?.protocolVersion], ["0.4.0", 4], "a claim records the executor too");
     });
 
     it("appends logs by offset, idempotently, and reads ranges", async () => {

@@ -48,7 +48,7 @@ export function secretStoreConformance(backend: string, factory: StoreFactory): 
       claims += 1;
       const executorName = `exec-${claims}`;
       const job = await store.jobs.claim(
-        { executor: { executorName, hostname: "h", version: "t", runtime: "shell", isolation: ["none"], network: "internet", queues: ["default"] }, tokenHash: `t-${backend}-${claims}-${Math.random()}`, leaseMs: LEASE },
+        { executor: { executorName, hostname: "h", version: "t", protocolVersion: 1, runtime: "shell", isolation: ["none"], network: "internet", queues: ["default"] }, tokenHash: `t-${backend}-${claims}-${Math.random()}`, leaseMs: LEASE },
         now,
       );
       assert.ok(job, "a job to claim");

@@ -39,6 +39,8 @@ const VERSION_1_ROWS = [
   `INSERT INTO attempts (job_id, attempt, executor_name, token_hash, started_at, finished_at, outcome) VALUES (2, 1, 'exec-b', 'ended-token', ${T0 + 10}, ${T0 + 20}, 'completed')`,
   `INSERT INTO entries (job_id, attempt, key, kind, idx, state, started_at, finished_at) VALUES (1, 1, 'prepare', 'prepare', 0, 'completed', ${T0 + 11}, ${T0 + 12})`,
   "INSERT INTO entries (job_id, attempt, key, kind, idx, state) VALUES (1, 1, 'one', 'step', 1, 'pending')",
+  `INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at)
+   VALUES ('exec-a', 'h', '0.0.9', 'shell', '["none"]', '["default"]', ${T0}, ${T0 + 10})`,
 ];
 
 async function checkUpgraded(store: Store): Promise<void> {
@@ -61,6 +63,8 @@ async function checkUpgraded(store: Store): Promise<void> {
   assert.equal(ended.state, "failed");
   assert.equal((await store.jobs.findAttempt("live-token"))?.live, false);
   assert.deepEqual(await entries(), [["prepare", "completed"], ["one", "skipped"]]);
+  const recorded = (await store.jobs.listExecutors()).find((executor) => executor.executorName === "exec-a");
+  assert.deepEqual([recorded?.version, recorded?.protocolVersion], ["0.0.9", 1], "an executor recorded before protocol versions speaks protocol 1");
 }
 
 describe("store upgrade from schema version 1", () => {

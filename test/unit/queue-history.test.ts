@@ -15,7 +15,7 @@ import type { Store } from "../../src/store/index.ts";
 
 const MINUTE = 60_000;
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
-const executor: ExecutorIdentity = { executorName: "e1", hostname: "h", version: "t", runtime: "shell", isolation: ["none"], network: "internet", queues: ["a", "b"] };
+const executor: ExecutorIdentity = { executorName: "e1", hostname: "h", version: "t", protocolVersion: 1, runtime: "shell", isolation: ["none"], network: "internet", queues: ["a", "b"] };
 
 describe("queue history", () => {
   let dir: string;

@@ -17,7 +17,7 @@ export async function repoListCommand(client: ApiClient, io: CliIO): Promise<num
 }
 
 export async function executorsCommand(client: ApiClient, io: CliIO): Promise<number> {
-  const rows = [["NAME", "RUNTIME", "QUEUES", "VERSION", "LAST HEARTBEAT", "RUNNING"]];
+  const rows = [["NAME", "RUNTIME", "QUEUES", "VERSION", "PROTOCOL", "LAST HEARTBEAT", "RUNNING"]];
   const now = Date.now();
   for (const executor of await client.executors()) {
     rows.push([
@@ -25,6 +25,7 @@ export async function executorsCommand(client: ApiClient, io: CliIO): Promise<nu
       executor.runtime,
       executor.queues.join(","),
       executor.version,
+      String(executor.protocolVersion),
       `${formatDuration(now - Date.parse(executor.lastHeartbeatAt))} ago${executor.alive ? "" : " (gone)"}`,
       executor.runningJobIds.join(",") || "-",
     ]);

@@ -5,7 +5,7 @@ import { createLogger, type Logger } from "../../common/logger.ts";
 import { HttpCoordinatorClient } from "../../executor/client.ts";
 import { resolveExecutorConfig, type ExecutorConfig } from "../../executor/config.ts";
 import { Executor } from "../../executor/executor.ts";
-import { coerceError } from "../../protocol/index.ts";
+import { coerceError, IncompatibleProtocolError, PROTOCOL_VERSION } from "../../protocol/index.ts";
 import { allRuntimes, selectRuntime, type RuntimeHost } from "../../runtimes/index.ts";
 import { println, table, type CliIO } from "../context.ts";
 import { checkEgress } from "./egress-check.ts";
@@ -33,8 +33,22 @@ export async function executorRunCommand(flags: Record<string, unknown>, io: Cli
   await mkdir(config.workspaceRoot, { recursive: true, mode: 0o700 });
   const client = new HttpCoordinatorClient({ urls: config.urls, executorToken: config.token, caPath: config.caPath });
   const executor = new Executor({ config, client, runtime, logger, clock: systemClock });
-  await executor.start();
-  const first = await waitForSignal();
+  try {
+    await executor.start();
+  } catch (error) {
+    // Refused at the first heartbeat (or broken before it): nothing else has started.
+    await client.close();
+    throw error;
+  }
+  const first = await Promise.race([waitForSignal(), executor.refused]);
+  if (first instanceof IncompatibleProtocolError) {
+    // Nothing this executor does will be taken: its running jobs go back to be retried elsewhere.
+    executor.cancelAll();
+    await executor.drain();
+    await client.close();
+    println(io.stderr, `airlock: ${first.message}`);
+    return 1;
+  }
   logger.info("signal received: finishing running jobs (send it again to stop them)", { signal: first });
   const drained = executor.drain();
   const second = waitForSignal().then((signal) => {
@@ -72,7 +86,14 @@ export async function executorValidateCommand(flags: Record<string, unknown>, io
     const single = new HttpCoordinatorClient({ urls: [url], executorToken: config.token, caPath: config.caPath });
     try {
       const reply = await single.authCheck();
-      rows.push([`coordinator ${url}`, "ok", `version ${reply.version}, lease ${reply.leaseMs} ms; executor token accepted`]);
+      const { min, max } = reply.protocol ?? { min: 1, max: 1 };
+      const speaks = min === max ? `protocol ${max}` : `protocols ${min} to ${max}`;
+      if (PROTOCOL_VERSION < min || PROTOCOL_VERSION > max) {
+        ok = false;
+        rows.push([`coordinator ${url}`, "FAIL", `Airlock ${reply.version} speaks executor ${speaks}; this executor speaks protocol ${PROTOCOL_VERSION}: ${PROTOCOL_VERSION > max ? "upgrade the coordinators first" : "upgrade this executor"}`]);
+      } else {
+        rows.push([`coordinator ${url}`, "ok", `Airlock ${reply.version} (executor ${speaks}), lease ${reply.leaseMs} ms; executor token accepted`]);
+      }
     } catch (error) {
       ok = false;
       rows.push([`coordinator ${url}`, "FAIL", coerceError(error).message]);

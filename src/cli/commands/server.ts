@@ -2,6 +2,7 @@
 import { join, resolve } from "node:path";
 import { ConfigSource } from "../../common/config-source.ts";
 import { createLogger } from "../../common/logger.ts";
+import { coerceError } from "../../protocol/index.ts";
 import { resolveCoordinatorConfig } from "../../coordinator/config.ts";
 import { readSecretKeyFile } from "../../coordinator/secrets/keyring.ts";
 import { rotateSecretsKey } from "../../coordinator/secrets/rotate.ts";
@@ -18,7 +19,17 @@ export async function serverCommand(flags: Record<string, unknown>, io: CliIO): 
   println(io.stderr, `Airlock coordinator at ${coordinator.url} (data in ${config.dataDir})`);
   if (coordinator.tokenFiles.executor) println(io.stderr, `executor token: ${coordinator.tokenFiles.executor}`);
   if (coordinator.tokenFiles.api) println(io.stderr, `API token:      ${coordinator.tokenFiles.api}`);
+  // SIGHUP (systemctl reload): read the token files again, for rotating a token without a restart.
+  const reload = (): void => {
+    try {
+      logger.info("tokens reloaded", { accepted: coordinator.reloadTokens() });
+    } catch (error) {
+      logger.error("tokens not reloaded: keeping the ones in use", { error: coerceError(error).message });
+    }
+  };
+  process.on("SIGHUP", reload);
   const signal = await waitForSignal();
+  process.off("SIGHUP", reload);
   logger.info("shutting down", { signal });
   await coordinator.close();
   return 0;

@@ -15,20 +15,33 @@ function credentials(request: FastifyRequest, scheme: string): string | undefine
   return header.slice(space + 1).trim() || undefined;
 }
 
+/** True when `given` is one of `tokens`; every one is compared, so the time taken tells nothing. */
+function anyEqual(given: string, tokens: readonly string[]): boolean {
+  let found = false;
+  for (const token of tokens) found = secretsEqual(given, token) || found;
+  return found;
+}
+
 export class Auth {
-  private readonly executorToken: string;
-  private readonly apiToken: string;
+  /** Several of each while a token is rotated; replaced whole by `setTokens` (a reload). */
+  private executorTokens: readonly string[];
+  private apiTokens: readonly string[];
   private readonly store: Store;
 
-  constructor(options: { executorToken: string; apiToken: string; store: Store }) {
-    this.executorToken = options.executorToken;
-    this.apiToken = options.apiToken;
+  constructor(options: { executorTokens: readonly string[]; apiTokens: readonly string[]; store: Store }) {
+    this.executorTokens = options.executorTokens;
+    this.apiTokens = options.apiTokens;
     this.store = options.store;
+  }
+
+  setTokens(tokens: { executor: readonly string[]; api: readonly string[] }): void {
+    this.executorTokens = tokens.executor;
+    this.apiTokens = tokens.api;
   }
 
   requireExecutor(request: FastifyRequest): void {
     const given = credentials(request, EXECUTOR_AUTH_SCHEME);
-    if (!given || !secretsEqual(given, this.executorToken)) {
+    if (!given || !anyEqual(given, this.executorTokens)) {
       throw new UnauthorizedError(`executor routes need "Authorization: ${EXECUTOR_AUTH_SCHEME} <executor token>"`);
     }
   }
@@ -36,12 +49,12 @@ export class Auth {
   /** True when the request carries the API token (user routes, and reading repositories over git). */
   isApi(request: FastifyRequest): boolean {
     const given = credentials(request, "Bearer");
-    return given !== undefined && secretsEqual(given, this.apiToken);
+    return given !== undefined && anyEqual(given, this.apiTokens);
   }
 
   requireApi(request: FastifyRequest): void {
     const given = credentials(request, "Bearer");
-    if (!given || !secretsEqual(given, this.apiToken)) throw new UnauthorizedError('the API needs "Authorization: Bearer <api token>"');
+    if (!given || !anyEqual(given, this.apiTokens)) throw new UnauthorizedError('the API needs "Authorization: Bearer <api token>"');
   }
 
   /** The live attempt behind a job token; the token must be for `jobId` (and `repository`, when given). */

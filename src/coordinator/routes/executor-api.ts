@@ -8,7 +8,11 @@ import {
   DequeueRequest,
   FinishRequest,
   HeartbeatRequest,
+  IncompatibleProtocolError,
+  MIN_EXECUTOR_PROTOCOL,
   PayloadTooLargeError,
+  PROTOCOL_VERSION,
+  protocolMismatch,
   StepFinishRequest,
   validationErrorFrom,
   type AttemptOutcome,
@@ -36,17 +40,26 @@ export function clientGone(reply: FastifyReply, shutdown: AbortSignal): AbortSig
   return AbortSignal.any([controller.signal, shutdown]);
 }
 
+/** Refuses an executor this coordinator cannot serve, before anything of it is stored. */
+function requireCompatible(ctx: CoordinatorContext, executor: Parameters<typeof protocolMismatch>[0]): void {
+  const mismatch = protocolMismatch(executor);
+  if (!mismatch) return;
+  ctx.logger.warn("executor refused", { executor: executor.executorName, reason: mismatch });
+  throw new IncompatibleProtocolError(mismatch);
+}
+
 export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorContext): void {
   const { auth, store, clock, jobs, config } = ctx;
 
   app.get("/.executors/auth-check", async (request) => {
     auth.requireExecutor(request);
-    return { ok: true, version: AIRLOCK_VERSION, leaseMs: config.leaseMs };
+    return { ok: true, version: AIRLOCK_VERSION, protocol: { min: MIN_EXECUTOR_PROTOCOL, max: PROTOCOL_VERSION }, leaseMs: config.leaseMs };
   });
 
   app.post("/.executors/dequeue", async (request, reply) => {
     auth.requireExecutor(request);
     const body = parse(DequeueRequest, request.body, "invalid dequeue request");
+    requireCompatible(ctx, body);
     const signal = clientGone(reply, ctx.shutdown);
     const claimed = await ctx.dispatcher.dequeue(body, Math.min(body.waitMs, config.maxDequeueWaitMs), signal);
     if (!claimed) return reply.status(204).send();
@@ -86,6 +99,7 @@ export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorCon
   app.post("/.executors/heartbeat", async (request): Promise<HeartbeatResponse> => {
     auth.requireExecutor(request);
     const body = parse(HeartbeatRequest, request.body, "invalid heartbeat");
+    requireCompatible(ctx, body);
     return store.jobs.heartbeat(body, body.jobIds, config.leaseMs, clock.now(), body.warmPool ?? null);
   });
 

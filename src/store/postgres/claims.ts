@@ -30,7 +30,7 @@ const LANES = 2;
 
 /** What an executor's record says besides its name and last contact. */
 export function identityOf(executor: ExecutorIdentity): string {
-  return JSON.stringify([executor.hostname, executor.version, executor.runtime, executor.isolation, executor.network, executor.queues]);
+  return JSON.stringify([executor.hostname, executor.version, executor.protocolVersion, executor.runtime, executor.isolation, executor.network, executor.queues]);
 }
 
 export class Claims {
@@ -67,7 +67,7 @@ export class Claims {
       request.leaseMs,
       maxNetworkRank,
     ];
-    if (record) params.push(executor.hostname, executor.version, executor.runtime, JSON.stringify(executor.isolation), JSON.stringify(executor.queues));
+    if (record) params.push(executor.hostname, executor.version, executor.runtime, JSON.stringify(executor.isolation), JSON.stringify(executor.queues), executor.protocolVersion);
     const rows = await this.db.query<JobRow>(statement.text, params, statement.name);
     if (record) this.remember(executor.executorName, identity, now);
     return this.answer(rows[0]);

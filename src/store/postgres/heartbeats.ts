@@ -23,18 +23,19 @@ interface Heartbeat {
 }
 
 const HEARTBEATS = `WITH beats AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::bigint[], $11::jsonb[])
-      AS b (name, hostname, version, runtime, isolation, queues, at, warm_pool)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::bigint[], $11::jsonb[], $12::integer[])
+      AS b (name, hostname, version, runtime, isolation, queues, at, warm_pool, protocol_version)
   ), touched AS (
     UPDATE executors e SET last_heartbeat_at = greatest(e.last_heartbeat_at, b.at),
       warm_pool = CASE WHEN b.at >= e.last_heartbeat_at THEN b.warm_pool ELSE e.warm_pool END FROM beats b
     WHERE e.name = ANY ($1::text[]) AND e.name = b.name AND e.hostname = b.hostname AND e.version = b.version AND e.runtime = b.runtime
-      AND e.isolation = b.isolation AND e.queues = b.queues
+      AND e.protocol_version = b.protocol_version AND e.isolation = b.isolation AND e.queues = b.queues
     RETURNING e.name
   ), recorded AS (
-    INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at, warm_pool)
-    SELECT name, hostname, version, runtime, isolation, queues, at, at, warm_pool FROM beats WHERE name NOT IN (SELECT name FROM touched)
-    ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, runtime = excluded.runtime,
+    INSERT INTO executors (name, hostname, version, protocol_version, runtime, isolation, queues, first_seen_at, last_heartbeat_at, warm_pool)
+    SELECT name, hostname, version, protocol_version, runtime, isolation, queues, at, at, warm_pool FROM beats WHERE name NOT IN (SELECT name FROM touched)
+    ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version,
+      protocol_version = excluded.protocol_version, runtime = excluded.runtime,
       isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = greatest(executors.last_heartbeat_at, excluded.last_heartbeat_at),
       warm_pool = CASE WHEN excluded.last_heartbeat_at >= executors.last_heartbeat_at THEN excluded.warm_pool ELSE executors.warm_pool END
   )
@@ -90,6 +91,7 @@ export class HeartbeatGroups {
       [...leases.values()].map((lease) => lease.executor),
       [...leases.values()].map((lease) => lease.until),
       beats.map((beat) => (beat.warmPool ? JSON.stringify(beat.warmPool) : null)),
+      beats.map((beat) => beat.executor.protocolVersion),
     ];
     return this.db.query(HEARTBEATS, params, "airlock_heartbeats");
   }

@@ -51,6 +51,7 @@ interface ExecutorRow {
   name: string;
   hostname: string;
   version: string;
+  protocol_version: number;
   runtime: string;
   isolation: ExecutorRecord["isolation"];
   queues: string[];
@@ -334,6 +335,7 @@ export class PostgresJobStore implements JobStore {
       executorName: row.name,
       hostname: row.hostname,
       version: row.version,
+      protocolVersion: row.protocol_version,
       runtime: row.runtime,
       isolation: row.isolation,
       queues: row.queues,

@@ -416,4 +416,7 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   UPDATE batch_versions SET spec = jsonb_set(spec::jsonb, '{job,secrets}', (SELECT jsonb_object_agg(key, '********') FROM json_each(batch_versions.spec -> 'job' -> 'secrets')))::json
     WHERE json_typeof(spec -> 'job' -> 'secrets') = 'object' AND (spec -> 'job' -> 'secrets')::jsonb <> '{}'::jsonb;
   `,
+  /* 10: the executor protocol each executor speaks (as in the SQLite schema) */ `
+  ALTER TABLE executors ADD COLUMN protocol_version integer NOT NULL DEFAULT 1;
+  `,
 ];

@@ -7,7 +7,7 @@
  *
  * Claim (params: $1 queues text[], $2 max isolation rank, $3 executor, $4 token hash, $5 now,
  * $6 lease ms, $7 max network rank; recording also $8 hostname, $9 version, $10 runtime,
- * $11 isolation jsonb, $12 queues jsonb):
+ * $11 isolation jsonb, $12 queues jsonb, $13 protocol version):
  * - `seen` (when recording) records the executor, unless it was recorded within the last second
  *   with the same identity (by any coordinator): an executor claiming in a tight loop costs at
  *   most a read per claim, not a row write. The store leaves it out altogether when it recorded
@@ -20,11 +20,12 @@
  * - the UPDATE starts the attempt on the job row; nothing else is written.
  */
 const RECORD_EXECUTOR = `seen AS (
-    INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at)
-    SELECT $3::text, $8::text, $9::text, $10::text, $11::jsonb, $12::jsonb, $5::bigint, $5::bigint
+    INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at, protocol_version)
+    SELECT $3::text, $8::text, $9::text, $10::text, $11::jsonb, $12::jsonb, $5::bigint, $5::bigint, $13::integer
     WHERE NOT EXISTS (SELECT 1 FROM executors WHERE name = $3 AND last_heartbeat_at >= $5 - 1000
-      AND queues = $12 AND isolation = $11 AND runtime = $10 AND version = $9 AND hostname = $8)
+      AND queues = $12 AND isolation = $11 AND runtime = $10 AND version = $9 AND hostname = $8 AND protocol_version = $13)
     ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, runtime = excluded.runtime,
+      protocol_version = excluded.protocol_version,
       isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = excluded.last_heartbeat_at
   ), `;
 

@@ -11,6 +11,7 @@ interface ExecutorRow {
   name: string;
   hostname: string;
   version: string;
+  protocol_version: number;
   runtime: string;
   isolation: string;
   queues: string;
@@ -21,15 +22,17 @@ interface ExecutorRow {
 
 export function upsertExecutor(db: SqliteDatabase, executor: ExecutorIdentity, now: number, warmPool?: WarmPoolReport | null): void {
   db.run(
-    `INSERT INTO executors (name, hostname, version, runtime, isolation, queues, first_seen_at, last_heartbeat_at, warm_pool)
-     VALUES ($name, $hostname, $version, $runtime, $isolation, $queues, $now, $now, $warmPool)
-     ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, runtime = excluded.runtime,
+    `INSERT INTO executors (name, hostname, version, protocol_version, runtime, isolation, queues, first_seen_at, last_heartbeat_at, warm_pool)
+     VALUES ($name, $hostname, $version, $protocol, $runtime, $isolation, $queues, $now, $now, $warmPool)
+     ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version,
+       protocol_version = excluded.protocol_version, runtime = excluded.runtime,
        isolation = excluded.isolation, queues = excluded.queues, last_heartbeat_at = excluded.last_heartbeat_at,
        warm_pool = CASE WHEN $setPool AND excluded.last_heartbeat_at >= executors.last_heartbeat_at THEN excluded.warm_pool ELSE executors.warm_pool END`,
     {
       name: executor.executorName,
       hostname: executor.hostname,
       version: executor.version,
+      protocol: executor.protocolVersion,
       runtime: executor.runtime,
       isolation: JSON.stringify(executor.isolation),
       queues: JSON.stringify(executor.queues),
@@ -49,6 +52,7 @@ export function listExecutors(db: SqliteDatabase): ExecutorRecord[] {
     executorName: row.name,
     hostname: row.hostname,
     version: row.version,
+    protocolVersion: Number(row.protocol_version),
     runtime: row.runtime,
     isolation: JSON.parse(row.isolation) as ExecutorRecord["isolation"],
     queues: JSON.parse(row.queues) as string[],

@@ -277,4 +277,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   UPDATE batch_versions SET spec = json_set(spec, '$.job.secrets', json((SELECT json_group_object(key, '********') FROM json_each(batch_versions.spec, '$.job.secrets'))))
     WHERE json_type(spec, '$.job.secrets') = 'object' AND spec -> '$.job.secrets' <> '{}';
   `,
+  /* 10: the executor protocol each executor speaks (docs/deploy.md); executors from before spoke 1 */ `
+  ALTER TABLE executors ADD COLUMN protocol_version INTEGER NOT NULL DEFAULT 1;
+  `,
 ];

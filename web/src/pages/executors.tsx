@@ -74,7 +74,9 @@ export function ExecutorsPage() {
                     </span>
                   )}
                 </td>
-                <td>{executor.version}</td>
+                <td>
+                  <code>{executor.version}</code> <span class="muted">protocol {executor.protocolVersion}</span>
+                </td>
                 <td>{executor.hostname}</td>
                 <td>
                   {executor.runtime}
