@@ -105,6 +105,7 @@ describe("microvm warm pool", { skip }, () => {
         assert.match(planted.output, /^job \d+$/m, "the job's workspace is in the VM");
         assert.match(planted.output, /^planted \/$/m);
         assert.match(planted.output, /^planted \/tmp$/m);
+        assert.match(planted.output, /^planted \/dev\/shm$/m, "and in the memory-backed /dev/shm");
         bootA = /^[0-9a-f-]{36}$/m.exec(planted.output)?.[0];
         assert.ok(bootA, planted.output);
       } finally {
