@@ -105,12 +105,14 @@ export class SimulatedExecutor {
   private readonly agent: Agent;
   private readonly url: string;
   private readonly queue: string;
+  private readonly executorToken: string;
 
-  constructor(url: string, agent: Agent, name: string, queue: string) {
+  constructor(url: string, agent: Agent, name: string, queue: string, executorToken = EXECUTOR_TOKEN) {
     this.url = url;
     this.agent = agent;
     this.name = name;
     this.queue = queue;
+    this.executorToken = executorToken;
   }
 
   private async post(path: string, auth: string, body: unknown, signal?: AbortSignal): Promise<{ status: number; body: unknown }> {
@@ -126,7 +128,7 @@ export class SimulatedExecutor {
   }
 
   async dequeue(waitMs: number, signal?: AbortSignal): Promise<{ id: number; token: string; spec: { steps: { env: Record<string, string> }[] } } | undefined> {
-    const reply = await this.post("/.executors/dequeue", `token-executor ${EXECUTOR_TOKEN}`, { ...identity(this.name, this.queue), waitMs }, signal);
+    const reply = await this.post("/.executors/dequeue", `token-executor ${this.executorToken}`, { ...identity(this.name, this.queue), waitMs }, signal);
     if (reply.status === 204) return undefined;
     if (reply.status !== 200) throw new Error(`dequeue answered ${reply.status}: ${JSON.stringify(reply.body)}`);
     return reply.body as { id: number; token: string; spec: { steps: { env: Record<string, string> }[] } };
@@ -138,7 +140,7 @@ export class SimulatedExecutor {
   }
 
   async heartbeat(jobIds: number[]): Promise<void> {
-    const reply = await this.post("/.executors/heartbeat", `token-executor ${EXECUTOR_TOKEN}`, { ...identity(this.name, this.queue), jobIds, telemetry: {} });
+    const reply = await this.post("/.executors/heartbeat", `token-executor ${this.executorToken}`, { ...identity(this.name, this.queue), jobIds, telemetry: {} });
     if (reply.status !== 200) throw new Error(`heartbeat answered ${reply.status}: ${JSON.stringify(reply.body)}`);
   }
 }

@@ -78,6 +78,7 @@ const serverOptions = (command: Command): Command =>
     .option("--max-body-size <size>", "largest JSON request (env AIRLOCK_MAX_BODY_SIZE; default 8m)")
     .option("--max-log-chunk <size>", "largest log append request (env AIRLOCK_MAX_LOG_CHUNK; default 8m)")
     .option("--max-artifact-size <size>", "largest artifact (env AIRLOCK_MAX_ARTIFACT_SIZE; default 1g)")
+    .option("--git-pack-cache-max <size>", "size cap of the cache of packs served to git fetches in <data>/pack-cache, least recently used evicted first; off: none (env AIRLOCK_GIT_PACK_CACHE_MAX; default 2g)")
     .option("--git-credential-helper <helper>", "git credential helper for pushing applied batch branches to origins (env AIRLOCK_GIT_CREDENTIAL_HELPER; default none)")
     .option("--sync-interval <duration>", "fetch every auto-indexed repository this often and index a new HEAD, e.g. 5m (env AIRLOCK_SYNC_INTERVAL; default off)")
     .option("--web-dir <dir>", "serve the web UI from this built directory (env AIRLOCK_WEB_DIR; default: the package's web/dist)")

@@ -45,6 +45,8 @@ export interface CoordinatorConfig {
   allowPlaintextSecrets: boolean;
   /** Fetch every auto-indexed repository this often (docs/indexing.md); undefined: never on a timer. */
   syncIntervalMs: number | undefined;
+  /** Size cap of the pack cache in `<data>/pack-cache` (see services/pack-cache.ts); 0: off. */
+  gitPackCacheMaxBytes: number;
   /** The host environment git runs with (PATH only). */
   hostEnv: Readonly<Record<string, string | undefined>>;
 }
@@ -83,6 +85,7 @@ export function resolveCoordinatorConfig(flags: Flags, env: Env): Readonly<Coord
     previousSecretsKeyFiles: Object.freeze(source.list("previousSecretsKeyFile", "AIRLOCK_PREVIOUS_SECRETS_KEY_FILE", []).map((path) => resolve(path))),
     allowPlaintextSecrets: source.flag("allowPlaintextSecrets", "AIRLOCK_ALLOW_PLAINTEXT_SECRETS"),
     syncIntervalMs: syncInterval(source),
+    gitPackCacheMaxBytes: source.string("gitPackCacheMax", "AIRLOCK_GIT_PACK_CACHE_MAX") === "off" ? 0 : source.sizeBytes("gitPackCacheMax", "AIRLOCK_GIT_PACK_CACHE_MAX", "2g"),
     hostEnv: Object.freeze({ PATH: env.PATH }),
   });
 }

@@ -8,6 +8,7 @@ import type { BatchApplier } from "./services/batch-apply.ts";
 import type { BatchService } from "./services/batches.ts";
 import type { Dispatcher } from "./services/dispatcher.ts";
 import type { IndexPolicies } from "./services/index-policies.ts";
+import type { PackCache } from "./services/pack-cache.ts";
 import type { IndexService } from "./services/indexes.ts";
 import type { JobService } from "./services/jobs.ts";
 import type { CoordinatorMetrics } from "./services/metrics.ts";
@@ -22,6 +23,8 @@ export interface CoordinatorContext {
   auth: Auth;
   dispatcher: Dispatcher;
   repositories: Repositories;
+  /** Packs served over git, kept by request; undefined when turned off. */
+  packCache?: PackCache | undefined;
   jobs: JobService;
   secrets: JobSecrets;
   batches: BatchService;

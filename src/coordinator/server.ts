@@ -17,6 +17,7 @@ import { Dispatcher } from "./services/dispatcher.ts";
 import { JobService } from "./services/jobs.ts";
 import { LeaseReaper } from "./services/lease-reaper.ts";
 import { CoordinatorMetrics } from "./services/metrics.ts";
+import { PackCache } from "./services/pack-cache.ts";
 import { Repositories } from "./services/repositories.ts";
 import { JobSecrets } from "./secrets/job-secrets.ts";
 import { readSecretKeyFile } from "./secrets/keyring.ts";
@@ -62,6 +63,7 @@ export async function startCoordinator(config: Readonly<CoordinatorConfig>, logg
     auth: new Auth({ executorTokens: executorToken.tokens, apiTokens: apiToken.tokens, store }),
     dispatcher: new Dispatcher({ store, clock, leaseMs: config.leaseMs, logger, queueWeights: config.queueWeights }),
     repositories,
+    packCache: await PackCache.open(join(config.dataDir, "pack-cache"), config.gitPackCacheMaxBytes, logger.child({ scope: "pack-cache" })),
     jobs: new JobService({ store, clock, logger, repositories, metrics, secrets }),
     secrets,
     batches,

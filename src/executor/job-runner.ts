@@ -23,7 +23,7 @@ import { watchDiskUsage } from "./disk-watch.ts";
 import { collectOutputs } from "./outputs.ts";
 import { lendPackageCache, type PackageCache } from "./package-cache.ts";
 import type { RepoCache } from "./repo-cache.ts";
-import { jobDirs, prepareWorkspace, WorkspaceRefusal, type JobDirs } from "./workspace.ts";
+import { jobDirs, makeJobDirs, prepareWorkspace, WorkspaceRefusal, type JobDirs } from "./workspace.ts";
 
 export type StopReason = { kind: "canceled" } | { kind: "lease-lost" } | { kind: "job-timeout"; ms: number } | { kind: "shutdown" };
 
@@ -112,9 +112,7 @@ export class JobRun {
     this.logger.info("job started", { runtime: runtime.name, steps: this.job.spec.steps.length });
     try {
       await this.entry("prepare", async (log) => {
-        await prepareWorkspace(this.job, dirs, this.jobClient, log, { hostPath: config.hostPath, caPath: config.caPath, signal: this.abort.signal, cache: this.deps.cache });
-        await this.openEgress(dirs, log);
-        sandbox = await this.createSandbox(dirs, log);
+        sandbox = await this.prepare(dirs, log);
       });
       const failure = await this.runSteps(sandbox as Sandbox, dirs);
       await sandbox?.destroy();
@@ -135,9 +133,35 @@ export class JobRun {
       await sandbox?.destroy().catch((error: unknown) => this.logger.error("sandbox destroy failed", { error: String(error) }));
       await this.closeEgress();
       await this.shipper.closeAll();
-      await rm(dirs.root, { recursive: true, force: true }).catch((error: unknown) => this.logger.warn("workspace cleanup failed", { error: String(error) }));
     }
+    // Reported before the job dir goes: removing a checkout is cleanup nobody waits for.
     await this.report(this.overrideByStop(result));
+    await rm(dirs.root, { recursive: true, force: true }).catch((error: unknown) => this.logger.warn("workspace cleanup failed", { error: String(error) }));
+  }
+
+  /**
+   * The workspace and the sandbox. They are made side by side (the checkout and the gateway plus
+   * sandbox are independent, each some tens of ms) unless the runtime reads the workspace when
+   * it makes the sandbox (microvm copies it onto the VM's disk). A sandbox made while the
+   * checkout failed is destroyed here.
+   */
+  private async prepare(dirs: JobDirs, log: EntryStream): Promise<Sandbox> {
+    const { config, runtime } = this.deps;
+    const workspace = (): Promise<void> =>
+      prepareWorkspace(this.job, dirs, this.jobClient, log, { hostPath: config.hostPath, caPath: config.caPath, signal: this.abort.signal, cache: this.deps.cache });
+    const sandbox = async (): Promise<Sandbox> => {
+      await this.openEgress(dirs, log);
+      return this.createSandbox(dirs, log);
+    };
+    await makeJobDirs(dirs);
+    if (runtime.readsWorkspaceAtCreate) {
+      await workspace();
+      return sandbox();
+    }
+    const [prepared, made] = await Promise.allSettled([workspace(), sandbox()]);
+    if (prepared.status === "fulfilled" && made.status === "fulfilled") return made.value;
+    if (made.status === "fulfilled") await made.value.destroy().catch((error: unknown) => this.logger.error("sandbox destroy failed", { error: String(error) }));
+    throw prepared.status === "rejected" ? prepared.reason : (made as PromiseRejectedResult).reason;
   }
 
   private async createSandbox(dirs: JobDirs, log: EntryStream): Promise<Sandbox> {

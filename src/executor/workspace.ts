@@ -16,7 +16,7 @@
  * and hooks the job cannot touch, so nothing a step writes into workspace/.git runs on the host.
  */
 import { constants } from "node:fs";
-import { cp, lstat, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, lstat, mkdir, open, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CommandError, gitEnv, run } from "../common/exec.ts";
 import { StepFailedError, type JobPayload } from "../protocol/index.ts";
@@ -53,11 +53,18 @@ export class WorkspaceRefusal extends StepFailedError {
 /** Names the executor process a job dir belongs to, so a restarted executor removes only dead ones'. */
 export const OWNER_FILE = "owner.pid";
 
-export async function prepareWorkspace(job: JobPayload, dirs: JobDirs, client: JobClient, log: EntryStream, options: PrepareOptions): Promise<void> {
+/** The job's directory with its empty workspace and scratch dirs, owned by this executor process. */
+export async function makeJobDirs(dirs: JobDirs): Promise<void> {
   await mkdir(dirs.root, { recursive: true, mode: 0o700 });
-  await writeFile(join(dirs.root, OWNER_FILE), String(process.pid));
-  await mkdir(dirs.workspace, { recursive: true, mode: 0o755 });
-  await mkdir(dirs.scratch, { recursive: true, mode: 0o700 });
+  await Promise.all([
+    writeFile(join(dirs.root, OWNER_FILE), String(process.pid)),
+    mkdir(dirs.workspace, { mode: 0o755 }),
+    mkdir(dirs.scratch, { mode: 0o700 }),
+  ]);
+}
+
+/** Fills the workspace (made by `makeJobDirs`): the repository checked out, then the spec's files. */
+export async function prepareWorkspace(job: JobPayload, dirs: JobDirs, client: JobClient, log: EntryStream, options: PrepareOptions): Promise<void> {
   if (job.repository) await checkout(job, dirs, client, log, options);
   for (const [path, file] of Object.entries(job.spec.files)) {
     await writeWorkspaceFile(dirs.workspace, path, Buffer.from(file.content, file.encoding === "base64" ? "base64" : "utf8"), file.mode ?? 0o644);
@@ -114,8 +121,8 @@ async function checkout(job: JobPayload, dirs: JobDirs, client: JobClient, log: 
       log.write(`repository cache: checkout failed (${error instanceof Error ? error.message : String(error)}); rebuilding the mirror\n`);
       await cache.discard(repository.name);
       await rm(dirs.gitDir, { recursive: true, force: true });
-      await rm(dirs.workspace, { recursive: true, force: true });
-      await mkdir(dirs.workspace, { recursive: true, mode: 0o755 });
+      // Emptied, not replaced: a sandbox made meanwhile may already have the directory mounted.
+      for (const entry of await readdir(dirs.workspace)) await rm(join(dirs.workspace, entry), { recursive: true, force: true });
       await fromCache();
     }
   } else {

@@ -40,7 +40,7 @@ export interface RuntimeHost {
  * A runtime whose implementation (and its client libraries) is loaded on first use, so an
  * executor pays in memory only for the runtimes it probes or runs.
  */
-function lazy(name: string, isolation: Isolation, load: () => Promise<Runtime>, traits: { enforcesDiskLimit?: boolean } = {}): Runtime {
+function lazy(name: string, isolation: Isolation, load: () => Promise<Runtime>, traits: { enforcesDiskLimit?: boolean; readsWorkspaceAtCreate?: boolean } = {}): Runtime {
   let loaded: Promise<Runtime> | undefined;
   // The loaded runtime, for the synchronous calls (none before it has loaded).
   let ready: Runtime | undefined;
@@ -85,7 +85,7 @@ export function allRuntimes(host: RuntimeHost): Runtime[] {
       const { BwrapRuntime } = await import("./bwrap/index.ts");
       return new BwrapRuntime({ path: host.path, dataDir: host.dataDir, images: host.images ?? [], dockerHost: host.dockerHost, defaultImage: host.defaultImage, logger: host.logger });
     }),
-    lazy("microvm", "vm", async () => new (await import("./microvm/index.ts")).MicroVmRuntime(microvmOptions(host)), { enforcesDiskLimit: true }),
+    lazy("microvm", "vm", async () => new (await import("./microvm/index.ts")).MicroVmRuntime(microvmOptions(host)), { enforcesDiskLimit: true, readsWorkspaceAtCreate: true }),
   ];
   return runtimes.sort((a, b) => isolationRank(b.isolation) - isolationRank(a.isolation));
 }

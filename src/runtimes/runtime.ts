@@ -105,6 +105,12 @@ export interface Runtime {
    * measures the workspace while steps run and stops a step that passes `resources.diskBytes`.
    */
   readonly enforcesDiskLimit?: boolean;
+  /**
+   * True when `createSandbox` reads the workspace (a VM copies it onto its disk), so the workspace
+   * must be complete first. Otherwise the executor checks out the repository while the sandbox is
+   * being made.
+   */
+  readonly readsWorkspaceAtCreate?: boolean;
   probe(): Promise<ProbeResult>;
   createSandbox(spec: SandboxSpec, signal: AbortSignal): Promise<Sandbox>;
   /** Removes what dead executors of this host left behind (see labels.ts); returns how many things. */

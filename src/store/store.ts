@@ -162,7 +162,7 @@ export interface JobStore {
    * Marks a log entry running (again, if already running). Entries are stored when first used, so
    * this may create it; a key the job has no entry for is a NotFoundError, an ended one a ConflictError.
    */
-  startEntry(ref: AttemptRef, key: string, now: number): Promise<{ entry: EntryRecord; queuedAt: number }>;
+  startEntry(ref: AttemptRef, key: string, now: number): Promise<{ entry: EntryRecord; queuedAt: number; queue: string }>;
   /** Ends a log entry, started or not; the same result again is answered, another is a ConflictError. */
   finishEntry(ref: AttemptRef, key: string, result: EntryResult, now: number): Promise<EntryRecord>;
   /** Ends the attempt. Errored attempts with attempts left requeue the job; a requested cancel wins. */

@@ -22,11 +22,25 @@ function anyEqual(given: string, tokens: readonly string[]): boolean {
   return found;
 }
 
+/** How many job tokens `Auth` remembers (about 200 bytes each); the oldest is forgotten first. */
+const REMEMBERED_TOKENS = 10_000;
+
+/**
+ * Job tokens: `requireJob` remembers which attempt a token names (tokens handed out by this
+ * coordinator's dequeue, and those it has looked up), so the dozen writes of a job's attempt do
+ * not each look the token up in the store. That is safe because the mapping never changes and
+ * every store write on behalf of an attempt checks, in its own transaction, that the attempt is
+ * still live (store.ts, fencing): a remembered token of an ended attempt gets the same
+ * LeaseLostError the lookup would have given. Routes that write nothing for the attempt (git
+ * fetches) use `requireLiveJob`, which always asks the store.
+ */
 export class Auth {
   /** Several of each while a token is rotated; replaced whole by `setTokens` (a reload). */
   private executorTokens: readonly string[];
   private apiTokens: readonly string[];
   private readonly store: Store;
+  /** sha256 of a job token -> its attempt; insertion order is age. */
+  private readonly attempts = new Map<string, AttemptRef>();
 
   constructor(options: { executorTokens: readonly string[]; apiTokens: readonly string[]; store: Store }) {
     this.executorTokens = options.executorTokens;
@@ -57,8 +71,38 @@ export class Auth {
     if (!given || !anyEqual(given, this.apiTokens)) throw new UnauthorizedError('the API needs "Authorization: Bearer <api token>"');
   }
 
-  /** The live attempt behind a job token; the token must be for `jobId` (and `repository`, when given). */
-  async requireJob(request: FastifyRequest, scope: { jobId?: number; repository?: string }): Promise<AttemptRef> {
+  /** Notes the attempt a freshly minted job token names (from the dequeue that handed it out). */
+  rememberJob(token: string, ref: AttemptRef): void {
+    this.attempts.set(sha256Hex(token), ref);
+    if (this.attempts.size > REMEMBERED_TOKENS) this.attempts.delete(this.attempts.keys().next().value as string);
+  }
+
+  /** Forgets the job token of this request (its attempt just ended here). */
+  forgetJob(request: FastifyRequest): void {
+    const given = credentials(request, "Bearer");
+    if (given) this.attempts.delete(sha256Hex(given));
+  }
+
+  /**
+   * The attempt behind a job token, for a route whose store write checks the attempt is live; the
+   * token must be for `jobId`.
+   */
+  async requireJob(request: FastifyRequest, scope: { jobId: number }): Promise<AttemptRef> {
+    const given = credentials(request, "Bearer");
+    if (!given) throw new UnauthorizedError('job routes need "Authorization: Bearer <job token>"');
+    const hash = sha256Hex(given);
+    let ref = this.attempts.get(hash);
+    if (!ref) {
+      ref = await this.requireLiveJob(request, {});
+      this.attempts.set(hash, { jobId: ref.jobId, attempt: ref.attempt, repository: ref.repository, executorName: ref.executorName });
+      if (this.attempts.size > REMEMBERED_TOKENS) this.attempts.delete(this.attempts.keys().next().value as string);
+    }
+    if (ref.jobId !== scope.jobId) throw new ForbiddenError(`this job token is for job ${ref.jobId}, not job ${scope.jobId}`);
+    return ref;
+  }
+
+  /** The live attempt behind a job token, looked up now; the token must be for `jobId` (and `repository`, when given). */
+  async requireLiveJob(request: FastifyRequest, scope: { jobId?: number; repository?: string }): Promise<AttemptRef> {
     const given = credentials(request, "Bearer");
     if (!given) throw new UnauthorizedError('job routes need "Authorization: Bearer <job token>"');
     const ref = await this.store.jobs.findAttempt(sha256Hex(given));

@@ -65,6 +65,7 @@ export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorCon
     if (!claimed) return reply.status(204).send();
     const { job, token } = claimed;
     const ref = { jobId: job.id, attempt: job.attempt, repository: job.repository, executorName: body.executorName };
+    auth.rememberJob(token, ref);
     if (reply.raw.destroyed) {
       // The executor left while we claimed: hand the job back rather than wait out its lease.
       await jobs.finishAttempt(ref, "errored", "executor disconnected before it received the job");
@@ -129,6 +130,7 @@ export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorCon
       const ref = await auth.requireJob(request, { jobId: id });
       const body = parse(FinishRequest, request.body ?? {}, "invalid finish request");
       const job = await jobs.finishAttempt(ref, outcome, body.message ?? null);
+      auth.forgetJob(request);
       return { state: job.state };
     });
   }

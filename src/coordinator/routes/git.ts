@@ -35,13 +35,14 @@ function gitProtocol(request: FastifyRequest): Record<string, string> {
 
 export function registerGitRoutes(app: FastifyInstance, ctx: CoordinatorContext): void {
   const serve = async (request: FastifyRequest, reply: FastifyReply, repository: string, advertise: boolean): Promise<void> => {
-    const ref = ctx.auth.isApi(request) ? undefined : await ctx.auth.requireJob(request, { repository });
+    const ref = ctx.auth.isApi(request) ? undefined : await ctx.auth.requireLiveJob(request, { repository });
     // Ref advertisement comes first in every fetch: make sure the job's commit is in the mirror then.
     // (A user's fetch names commits the coordinator resolved from this mirror, so they are in it.)
     const commit = advertise && ref ? (await ctx.store.jobs.getJob(ref.jobId))?.job.commit : undefined;
     const mirror = commit ? await ctx.repositories.ensureCommit(repository, commit) : await ctx.repositories.ensureMirror(repository);
-    const env = { ...gitEnv(ctx.config.hostEnv), ...gitProtocol(request) };
-    const args = [...UPLOAD_PACK_CONFIG, "upload-pack", "--stateless-rpc", ...(advertise ? ["--advertise-refs"] : []), mirror];
+    const cached = advertise ? undefined : ctx.packCache?.uploadPackOptions(mirror);
+    const env = { ...gitEnv(ctx.config.hostEnv), ...gitProtocol(request), ...cached?.env };
+    const args = [...UPLOAD_PACK_CONFIG, ...(cached?.config ?? []), "upload-pack", "--stateless-rpc", ...(advertise ? ["--advertise-refs"] : []), mirror];
     const child = spawn("git", args, { env, stdio: ["pipe", "pipe", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (chunk: Buffer) => {
@@ -49,6 +50,7 @@ export function registerGitRoutes(app: FastifyInstance, ctx: CoordinatorContext)
     });
     child.on("close", (code) => {
       if (code !== 0) ctx.logger.warn("git upload-pack failed", { repository, code, stderr: stderr.trim() });
+      if (cached) ctx.packCache?.prune();
     });
     reply.hijack();
     const raw = reply.raw;

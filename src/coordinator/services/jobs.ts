@@ -60,11 +60,8 @@ export class JobService {
   }
 
   async startEntry(ref: AttemptRef, key: string): Promise<void> {
-    const { entry, queuedAt } = await this.options.store.jobs.startEntry(ref, key, this.options.clock.now());
-    if (entry.kind === "step" && entry.index === 1 && entry.startedAt !== null) {
-      const detail = await this.options.store.jobs.getJob(ref.jobId);
-      this.options.metrics.pickupLatency.observe({ queue: detail?.job.queue ?? "unknown" }, (entry.startedAt - queuedAt) / 1000);
-    }
+    const { entry, queuedAt, queue } = await this.options.store.jobs.startEntry(ref, key, this.options.clock.now());
+    if (entry.kind === "step" && entry.index === 1 && entry.startedAt !== null) this.options.metrics.pickupLatency.observe({ queue }, (entry.startedAt - queuedAt) / 1000);
   }
 
   async finishEntry(ref: AttemptRef, key: string, result: EntryResult): Promise<void> {

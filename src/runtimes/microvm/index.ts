@@ -79,6 +79,7 @@ export class MicroVmRuntime implements Runtime {
   readonly name = "microvm";
   readonly isolation: Isolation = "vm";
   readonly enforcesDiskLimit = true;
+  readonly readsWorkspaceAtCreate = true;
   private readonly options: MicroVmRuntimeOptions;
   private readonly images: ImageDisks;
   /** Warm VMs without a network device; `netPool`: with one, for jobs with a network (made at `start`). */

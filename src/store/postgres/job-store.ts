@@ -75,7 +75,7 @@ export async function assertLive(client: Queryable, ref: AttemptRef): Promise<{ 
  * Where `key` sits in the live attempt's job (see `plannedEntry`), and when the job was queued;
  * LeaseLostError unless `ref` is live, NotFoundError for a key the job lacks. Share-locks the job row.
  */
-async function liveEntrySlot(client: Queryable, ref: AttemptRef, key: string): Promise<{ kind: EntryRecord["kind"]; index: number; queuedAt: number }> {
+async function liveEntrySlot(client: Queryable, ref: AttemptRef, key: string): Promise<{ kind: EntryRecord["kind"]; index: number; queuedAt: number; queue: string }> {
   const { rows } = await client.query<{ spec: JobSpec; queued_at: number }>(
     "SELECT spec, queued_at FROM jobs WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR SHARE",
     [ref.jobId, ref.attempt],
@@ -84,7 +84,7 @@ async function liveEntrySlot(client: Queryable, ref: AttemptRef, key: string): P
   if (!row) throw new LeaseLostError();
   const slot = plannedEntry(row.spec, key);
   if (!slot) throw new NotFoundError(`job ${ref.jobId} has no log entry "${key}"`);
-  return { ...slot, queuedAt: row.queued_at };
+  return { ...slot, queuedAt: row.queued_at, queue: row.spec.queue };
 }
 
 /** Makes the pending entry `key` of a live attempt if it has no row yet (an append before the step started). */
@@ -181,7 +181,7 @@ export class PostgresJobStore implements JobStore {
     return { jobId: row.job_id, attempt: row.attempt, repository: row.repository, executorName: row.executor_name, live: row.live };
   }
 
-  async startEntry(ref: AttemptRef, key: string, now: number): Promise<{ entry: EntryRecord; queuedAt: number }> {
+  async startEntry(ref: AttemptRef, key: string, now: number): Promise<{ entry: EntryRecord; queuedAt: number; queue: string }> {
     const result = await this.db.tx(async (client) => {
       const slot = await liveEntrySlot(client, ref, key);
       const { rows } = await client.query<EntryRow>(
@@ -192,7 +192,7 @@ export class PostgresJobStore implements JobStore {
       );
       const row = rows[0];
       if (!row) throw await this.entryProblem(client, ref, key);
-      return { entry: toEntry(row), queuedAt: slot.queuedAt };
+      return { entry: toEntry(row), queuedAt: slot.queuedAt, queue: slot.queue };
     });
     this.announce.committed([{ kind: "job", jobId: ref.jobId }]);
     return result;

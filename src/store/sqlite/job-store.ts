@@ -145,11 +145,12 @@ export class SqliteJobStore implements JobStore {
   }
 
   /** Where `key` sits in the live attempt's job (see `plannedEntry`); NotFoundError for a key the job lacks. Call inside write(). */
-  private liveEntrySlot(ref: AttemptRef, key: string): { kind: EntryRecord["kind"]; index: number; queuedAt: number } {
+  private liveEntrySlot(ref: AttemptRef, key: string): { kind: EntryRecord["kind"]; index: number; queuedAt: number; queue: string } {
     const live = this.assertLive(ref);
-    const slot = plannedEntry(JSON.parse(live.spec) as JobSpec, key);
+    const spec = JSON.parse(live.spec) as JobSpec;
+    const slot = plannedEntry(spec, key);
     if (!slot) throw new NotFoundError(`job ${ref.jobId} has no log entry "${key}"`);
-    return { ...slot, queuedAt: live.queuedAt };
+    return { ...slot, queuedAt: live.queuedAt, queue: spec.queue };
   }
 
   /** Makes the pending entry `key` of a live attempt if it has no row yet (an append before the step started). Call inside write(). */
@@ -164,7 +165,7 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
-  async startEntry(ref: AttemptRef, key: string, now: number): Promise<{ entry: EntryRecord; queuedAt: number }> {
+  async startEntry(ref: AttemptRef, key: string, now: number): Promise<{ entry: EntryRecord; queuedAt: number; queue: string }> {
     const result = this.db.write(() => {
       const slot = this.liveEntrySlot(ref, key);
       const row = this.db.get<EntryRow>(
@@ -174,7 +175,7 @@ export class SqliteJobStore implements JobStore {
         { id: ref.jobId, attempt: ref.attempt, key, kind: slot.kind, idx: slot.index, now },
       );
       if (!row) throw this.entryProblem(ref, key);
-      return { entry: toEntry(row), queuedAt: slot.queuedAt };
+      return { entry: toEntry(row), queuedAt: slot.queuedAt, queue: slot.queue };
     });
     this.emit({ kind: "job", jobId: ref.jobId });
     return result;
