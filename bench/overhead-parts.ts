@@ -53,7 +53,9 @@ export async function largeRepo(files = 50_000, commits = 2_000): Promise<string
 export async function gitDaemon(base: string): Promise<{ url: (name: string) => string; pid: number; stop: () => Promise<void> }> {
   const port = await freePort();
   await mkdir(base, { recursive: true });
-  const child = spawn("git", ["daemon", "--reuseaddr", "--export-all", `--base-path=${base}`, "--listen=127.0.0.1", `--port=${port}`], { env, stdio: "ignore" });
+  // git-daemon itself, not the `git` wrapper that waits for it: its children's CPU is counted as they are reaped.
+  const execPath = (await runChecked("git", ["--exec-path"], { env })).stdout.toString().trim();
+  const child = spawn(join(execPath, "git-daemon"), ["--reuseaddr", "--export-all", `--base-path=${base}`, "--listen=127.0.0.1", `--port=${port}`], { env, stdio: "ignore" });
   const exited = new Promise((resolve) => child.on("exit", resolve));
   for (let tries = 0; tries < 100; tries += 1) {
     const probe = await new Promise<number | null>((resolve) => spawn("git", ["ls-remote", `git://127.0.0.1:${port}/`], { env, stdio: "ignore" }).on("close", resolve));

@@ -12,8 +12,9 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../common/logger.ts";
-import { AirlockError, coerceError, formatDuration, formatSize, LeaseLostError, SandboxError, StepFailedError, UnavailableError, ValidationError, type AttemptOutcome, type JobPayload, type StepSpec } from "../protocol/index.ts";
+import { coerceError, LeaseLostError, SandboxError, StepFailedError, ValidationError, type AttemptOutcome, type JobPayload, type StepSpec } from "../protocol/index.ts";
 import { SANDBOX_PROXY, sandboxLabels, stepScript, type Runtime, type Sandbox, type StepOutcome } from "../runtimes/index.ts";
+import { describeStepEnd, overrideByStop, persist, type AttemptResult, type StepLimit, type StopReason } from "./attempt-end.ts";
 import { BatchStepError, BatchSteps } from "./batch-steps.ts";
 import type { CoordinatorClient, JobClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
@@ -25,9 +26,7 @@ import { lendPackageCache, type PackageCache } from "./package-cache.ts";
 import type { RepoCache } from "./repo-cache.ts";
 import { jobDirs, makeJobDirs, prepareWorkspace, WorkspaceRefusal, type JobDirs } from "./workspace.ts";
 
-export type StopReason = { kind: "canceled" } | { kind: "lease-lost" } | { kind: "job-timeout"; ms: number } | { kind: "shutdown" };
-
-type StepLimit = { kind: "step-timeout"; ms: number } | { kind: "disk-limit"; limitBytes: number; usedBytes: number };
+export type { StopReason } from "./attempt-end.ts";
 
 export interface JobRunDeps {
   client: CoordinatorClient;
@@ -42,23 +41,6 @@ export interface JobRunDeps {
   packages?: PackageCache | undefined;
 }
 
-/** Retries a control call (step start/finish, final report) through coordinator outages. */
-async function persist<T>(call: () => Promise<T>, logger: Logger, what: string, giveUpMs = 10 * 60_000): Promise<T> {
-  const started = Date.now();
-  let delay = 200;
-  for (;;) {
-    try {
-      return await call();
-    } catch (error) {
-      const retryable = error instanceof UnavailableError || (error instanceof AirlockError && error.status >= 500 && error.code !== "sandbox");
-      if (!retryable || Date.now() - started > giveUpMs) throw error;
-      logger.warn(`${what} failed; retrying`, { error: String(error) });
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      delay = Math.min(delay * 2, 5000);
-    }
-  }
-}
-
 export class JobRun {
   readonly job: JobPayload;
   private readonly deps: JobRunDeps;
@@ -71,6 +53,12 @@ export class JobRun {
   private egress: JobEgress | undefined;
   /** The log of the step running now, for the gateway's refusals. */
   private stepLog: EntryStream | undefined;
+  /**
+   * The last entry's finish report, still in flight: it travels while the next entry starts (the
+   * coordinator needs no order between one entry's end and the next one's start), and is awaited
+   * before the next start is taken as done and before the job's own report.
+   */
+  private finishing: Promise<void> = Promise.resolve();
 
   constructor(job: JobPayload, deps: JobRunDeps) {
     this.job = job;
@@ -108,13 +96,14 @@ export class JobRun {
     const dirs = jobDirs(join(config.workspaceRoot, `job-${this.job.id}-${this.job.attempt}-${Math.floor(Math.random() * 0xffffff).toString(16)}`));
     this.workspace = dirs.workspace;
     let sandbox: Sandbox | undefined;
-    let result: { outcome: AttemptOutcome; message?: string };
+    let result: AttemptResult;
     this.logger.info("job started", { runtime: runtime.name, steps: this.job.spec.steps.length });
     try {
       await this.entry("prepare", async (log) => {
         sandbox = await this.prepare(dirs, log);
       });
       const failure = await this.runSteps(sandbox as Sandbox, dirs);
+      await this.finishing;
       await sandbox?.destroy();
       sandbox = undefined;
       if (failure) {
@@ -133,9 +122,10 @@ export class JobRun {
       await sandbox?.destroy().catch((error: unknown) => this.logger.error("sandbox destroy failed", { error: String(error) }));
       await this.closeEgress();
       await this.shipper.closeAll();
+      await this.finishing.catch(() => undefined);
     }
     // Reported before the job dir goes: removing a checkout is cleanup nobody waits for.
-    await this.report(this.overrideByStop(result));
+    await this.report(overrideByStop(result, this.stopReason));
     await rm(dirs.root, { recursive: true, force: true }).catch((error: unknown) => this.logger.warn("workspace cleanup failed", { error: String(error) }));
   }
 
@@ -211,7 +201,7 @@ export class JobRun {
   }
 
   private async runStep(sandbox: Sandbox, template: StepSpec, batch?: { steps: BatchSteps; later: StepSpec[]; error: BatchStepError | undefined }): Promise<string | undefined> {
-    await persist(() => this.jobClient.startStep(template.key), this.logger, "step start");
+    await Promise.all([this.finishing, persist(() => this.jobClient.startStep(template.key), this.logger, "step start")]);
     const log = this.shipper.entry(template.key);
     let step = template;
     try {
@@ -274,7 +264,7 @@ export class JobRun {
     await packages?.end(outcome.exitCode === 0 && !stepAbort.signal.aborted);
     const durationMs = Date.now() - started;
     let ok = outcome.exitCode === 0 && !stepAbort.signal.aborted;
-    let message = ok ? undefined : this.describeStepEnd(step, outcome, stepAbort.signal.reason as StopReason | StepLimit | undefined);
+    let message = ok ? undefined : describeStepEnd(step, outcome, stepAbort.signal.reason as StopReason | StepLimit | undefined);
     if (ok && batch) {
       try {
         await batch.steps.finish(step, outcome.exitCode, batch.later);
@@ -286,27 +276,17 @@ export class JobRun {
     }
     if (message) log.write(`\n[airlock] ${message}\n`);
     await log.end();
-    await persist(
+    this.finishing = persist(
       () => this.jobClient.finishStep(step.key, { exitCode: outcome.exitCode, durationMs, state: ok ? "completed" : "failed", ...(message ? { message } : {}) }),
       this.logger,
       "step finish",
-    ).catch((error: unknown) => {
-      if (!(error instanceof LeaseLostError)) throw error;
-    });
+    ).then(
+      () => undefined,
+      (error: unknown) => {
+        if (!(error instanceof LeaseLostError)) throw error;
+      },
+    );
     return message;
-  }
-
-  private describeStepEnd(step: StepSpec, outcome: StepOutcome, reason: StopReason | StepLimit | undefined): string {
-    if (reason?.kind === "step-timeout") return `step ${step.key} hit its timeout of ${formatDuration(reason.ms)} and was killed`;
-    if (reason?.kind === "disk-limit") {
-      return `step ${step.key} exceeded the workspace disk limit of ${formatSize(reason.limitBytes)} (${formatSize(reason.usedBytes)} used) and was killed`;
-    }
-    if (reason?.kind === "job-timeout") return `job hit its timeout of ${formatDuration(reason.ms)}; step ${step.key} was killed`;
-    if (reason?.kind === "canceled") return `job canceled; step ${step.key} was killed`;
-    if (reason?.kind === "shutdown") return `executor shutting down; step ${step.key} was killed`;
-    if (reason?.kind === "lease-lost") return `this attempt lost its lease; step ${step.key} was killed`;
-    if (outcome.message) return `step ${step.key}: ${outcome.message}`;
-    return `step ${step.key} exited with code ${outcome.exitCode ?? "(none)"}`;
   }
 
   /**
@@ -345,25 +325,30 @@ export class JobRun {
     );
   }
 
-  /** Runs one executor-owned log entry (prepare, finalize) with start/finish reports around it. */
+  /**
+   * Runs one executor-owned log entry (prepare, finalize) with start/finish reports around it. The
+   * work begins while the start report travels; a failed start (the lease is gone) wins over the
+   * work's own result.
+   */
   private async entry(key: string, body: (log: EntryStream) => Promise<void>): Promise<void> {
-    await persist(() => this.jobClient.startStep(key), this.logger, `${key} start`);
+    const start = Promise.all([this.finishing, persist(() => this.jobClient.startStep(key), this.logger, `${key} start`)]);
     const log = this.shipper.entry(key);
     const started = Date.now();
     let failed: Error | undefined;
     try {
-      await body(log);
+      const [work, reported] = await Promise.allSettled([body(log), start]);
+      if (reported.status === "rejected") throw reported.reason;
+      if (work.status === "rejected") throw work.reason;
     } catch (error) {
       failed = coerceError(error);
       log.write(`\n[airlock] ${key} failed: ${failed.message}\n`);
       throw error;
     } finally {
       await log.end();
-      await persist(
-        () => this.jobClient.finishStep(key, { exitCode: failed ? 1 : 0, durationMs: Date.now() - started, state: failed ? "failed" : "completed", ...(failed ? { message: failed.message.slice(0, 4000) } : {}) }),
-        this.logger,
-        `${key} finish`,
-      ).catch((error: unknown) => this.logger.warn(`${key} finish not recorded`, { error: String(error) }));
+      const result = { exitCode: failed ? 1 : 0, durationMs: Date.now() - started, state: failed ? ("failed" as const) : ("completed" as const), ...(failed ? { message: failed.message.slice(0, 4000) } : {}) };
+      this.finishing = persist(() => this.jobClient.finishStep(key, result), this.logger, `${key} finish`).catch((error: unknown) =>
+        this.logger.warn(`${key} finish not recorded`, { error: String(error) }),
+      );
     }
   }
 
@@ -379,22 +364,7 @@ export class JobRun {
     return { outcome: "errored", message: failure.message };
   }
 
-  private overrideByStop(result: { outcome: AttemptOutcome; message?: string }): { outcome: AttemptOutcome; message?: string } | undefined {
-    const reason = this.stopReason;
-    if (!reason) return result;
-    switch (reason.kind) {
-      case "lease-lost":
-        return undefined;
-      case "canceled":
-        return { outcome: "failed", message: "canceled" };
-      case "shutdown":
-        return { outcome: "errored", message: "the executor shut down while the job was running" };
-      case "job-timeout":
-        return { outcome: "failed", message: `job hit its timeout of ${formatDuration(reason.ms)}` };
-    }
-  }
-
-  private async report(result: { outcome: AttemptOutcome; message?: string } | undefined): Promise<void> {
+  private async report(result: AttemptResult | undefined): Promise<void> {
     if (!result) {
       this.logger.warn("attempt abandoned: its lease is gone");
       return;
