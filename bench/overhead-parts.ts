@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { Agent } from "undici";
 import { runChecked, gitEnv } from "../src/common/exec.ts";
 import { freePort, type LocalCoordinator } from "../src/cli/local-cluster.ts";
+import { PROTOCOL_VERSION } from "../src/protocol/index.ts";
 import { createSqliteStore } from "../src/store/sqlite/index.ts";
 import { baseEnv } from "../test/helpers/cluster.ts";
 import { noopSpec, SimulatedExecutor } from "./postgres-airlock.ts";
@@ -105,7 +106,7 @@ export async function sqliteStoreRate(dir: string, jobs: number, workers: number
     const started = performance.now();
     await Promise.all(
       Array.from({ length: workers }, async (_, worker) => {
-        const executor = { executorName: `bench-${worker}`, hostname: "bench", version: "bench", runtime: "shell", isolation: ["none" as const], network: "internet" as const, queues: ["bench"] };
+        const executor = { executorName: `bench-${worker}`, hostname: "bench", version: "bench", protocolVersion: PROTOCOL_VERSION, runtime: "shell", isolation: ["none" as const], network: "internet" as const, queues: ["bench"] };
         for (;;) {
           const job = await store.jobs.claim({ executor, tokenHash: `${worker}-${done}-${Math.random()}`, leaseMs: 60_000, preference: ["bench"] }, Date.now());
           if (!job) return;
