@@ -1,5 +1,6 @@
 /** Shared pieces of the benchmarks: percentiles, tables, a byte-counting proxy, process RSS. */
 import { readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 
 export function percentile(values: number[], p: number): number {
@@ -73,4 +74,19 @@ export async function countingProxy(targetPort: number): Promise<{ port: number;
         for (const socket of sockets) socket.destroy();
       }),
   };
+}
+
+/** The bare figure for no-op jobs: `count` runs of `sh -c true` (the executor's step wrapper), `concurrency` at a time. */
+export async function bareShellRate(count: number, concurrency: number): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        next += 1;
+        await new Promise((resolve) => spawn("/bin/sh", ["-c", "set -e\ntrue\n"], { stdio: "ignore" }).on("exit", resolve));
+      }
+    }),
+  );
+  return count / ((performance.now() - started) / 1000);
 }

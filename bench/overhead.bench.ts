@@ -24,7 +24,8 @@ import { gitEnv, runChecked } from "../src/common/exec.ts";
 import type { JobView } from "../src/protocol/index.ts";
 import { bwrapUnavailable, TEST_IMAGES, testImagesMissing } from "../test/helpers/bwrap.ts";
 import { baseEnv, commitFile, ENTRY, makeRepo, tempDir, waitForJob } from "../test/helpers/cluster.ts";
-import { median, printTable } from "./lib.ts";
+import { bareShellRate, median, printTable } from "./lib.ts";
+import { SMALL_REPO_FILES, wholeJobSpec } from "./whole-job.ts";
 import { cpuSeconds, gitDaemon, largeRepo, loadAverage, sqliteHttpRate, sqliteStoreRate } from "./overhead-parts.ts";
 
 const WHOLE_RUNS = Number(process.env.BENCH_WHOLE_RUNS ?? 8);
@@ -105,20 +106,6 @@ async function bareJob(url: string): Promise<number> {
   return timedSpawn("/bin/sh", ["-c", script], dir);
 }
 
-async function bareNoop(count: number, concurrency: number): Promise<number> {
-  const started = performance.now();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < count) {
-        next += 1;
-        await new Promise((resolve) => spawn("/bin/sh", ["-c", "set -e\ntrue\n"], { stdio: "ignore" }).on("exit", resolve));
-      }
-    }),
-  );
-  return count / ((performance.now() - started) / 1000);
-}
-
 async function noopRate(api: ApiClient, queue: string, count: number): Promise<number> {
   const started = performance.now();
   await Promise.all(Array.from({ length: count }, () => api.submit({ queue, isolation: "none", steps: [{ commands: ["true"] }] })));
@@ -142,19 +129,9 @@ try {
   }
 
   // Whole jobs, shell and bwrap taking turns.
-  const small = await makeRepo(join(daemonRoot, "small"), { "README.md": "# bench\n", "src/a.txt": "foo bar\n", "src/b.txt": "foo baz\n" });
+  const small = await makeRepo(join(daemonRoot, "small"), SMALL_REPO_FILES);
   await api.addRepository("bench/small", small);
-  const wholeSpec = (queue: string, isolation: string, image: string | undefined) => ({
-    queue,
-    repository: "bench/small",
-    isolation,
-    steps: [
-      { key: "rewrite", image, commands: ["sed -i s/foo/qux/ src/a.txt src/b.txt"] },
-      { key: "check", image, commands: ["grep -r qux src"] },
-      { key: "count", image, commands: ["wc -l src/a.txt src/b.txt > counts.txt"] },
-    ],
-    outputs: { diff: true },
-  });
+  const wholeSpec = (queue: string, isolation: string, image: string | undefined) => ({ ...wholeJobSpec(isolation, image), queue });
   const kinds = [{ name: "shell", spec: wholeSpec("shell", "none", undefined) }, ...(noBwrap ? [] : [{ name: "bwrap", spec: wholeSpec("bwrap", "namespace", "airlock-test/busybox") }])];
   const overhead: Record<string, number[]> = { shell: [], bwrap: [] };
   const whole: number[] = [];
@@ -195,7 +172,7 @@ try {
   const bare: number[] = [];
   for (const queue of noopQueues) {
     ours.push(await noopRate(api, queue, NOOP_JOBS));
-    bare.push(await bareNoop(NOOP_JOBS, 8));
+    bare.push(await bareShellRate(NOOP_JOBS, 8));
   }
   rows.push([`no-op jobs/s, --max-jobs 8 (${NOOP_JOBS} jobs, median of ${ROUNDS})`, median(ours), median(bare), median(ours) / median(bare), "bare: sh -c true x8; target >= 0.8"]);
   loads.push(loadAverage());

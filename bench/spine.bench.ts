@@ -6,13 +6,12 @@
  * - log bytes on the wire (counted by a loopback proxy) per byte produced, for 50 MiB of output;
  * - idle RSS of the executor and the coordinator.
  */
-import { spawn } from "node:child_process";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { ApiClient } from "../src/cli/api-client.ts";
 import { startAirlock, startLocalCoordinator, type ManagedProcess } from "../src/cli/local-cluster.ts";
 import { baseEnv, ENTRY, makeRepo, tempDir, waitForJob } from "../test/helpers/cluster.ts";
-import { countingProxy, median, percentile, printTable, rssMiB } from "./lib.ts";
+import { bareShellRate, countingProxy, median, percentile, printTable, rssMiB } from "./lib.ts";
 
 const PICKUP_JOBS = Number(process.env.BENCH_PICKUP_JOBS ?? 60);
 const THROUGHPUT_JOBS = Number(process.env.BENCH_THROUGHPUT_JOBS ?? 200);
@@ -52,20 +51,6 @@ async function pickup(queue: string, spec: Record<string, unknown>, count: numbe
   return latencies;
 }
 
-async function bareThroughput(count: number, concurrency: number): Promise<number> {
-  const started = performance.now();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < count) {
-        next += 1;
-        await new Promise((resolve) => spawn("/bin/sh", ["-c", "set -e\ntrue\n"], { stdio: "ignore" }).on("exit", resolve));
-      }
-    }),
-  );
-  return count / ((performance.now() - started) / 1000);
-}
-
 try {
   const rows: (string | number)[][] = [];
   const idle = executor("pickup", coordinator.url, ["--queues", "pickup"]);
@@ -95,7 +80,7 @@ try {
   }
   const seconds = (performance.now() - started) / 1000;
   const ours = THROUGHPUT_JOBS / seconds;
-  const bare = await bareThroughput(THROUGHPUT_JOBS, 8);
+  const bare = await bareShellRate(THROUGHPUT_JOBS, 8);
   rows.push([`no-op jobs/s, --max-jobs 8 (${THROUGHPUT_JOBS} jobs)`, ours, bare, ours / bare, "bare: sh -c true x8"]);
 
   const proxy = await countingProxy(Number(new URL(coordinator.url).port));

@@ -6,10 +6,12 @@ import { join } from "node:path";
 import type { Isolation } from "../src/protocol/index.ts";
 import { makeRepo, waitForJob, type Cluster } from "../test/helpers/cluster.ts";
 
-export async function timeWholeJobs(cluster: Cluster, isolation: Isolation, image: string, runs: number): Promise<{ jobs: number[]; steps: number[] }> {
-  const repo = await makeRepo(join(cluster.dir, "repo"), { "README.md": "# bench\n", "src/a.txt": "foo bar\n", "src/b.txt": "foo baz\n" });
-  await cluster.api.addRepository("bench/small", repo);
-  const spec = {
+/** The 3-file repository the whole-job figures use. */
+export const SMALL_REPO_FILES = { "README.md": "# bench\n", "src/a.txt": "foo bar\n", "src/b.txt": "foo baz\n" };
+
+/** Three tiny steps on SMALL_REPO_FILES with a diff output. */
+export function wholeJobSpec(isolation: string, image: string | undefined) {
+  return {
     repository: "bench/small",
     isolation,
     steps: [
@@ -19,6 +21,12 @@ export async function timeWholeJobs(cluster: Cluster, isolation: Isolation, imag
     ],
     outputs: { diff: true },
   };
+}
+
+export async function timeWholeJobs(cluster: Cluster, isolation: Isolation, image: string, runs: number): Promise<{ jobs: number[]; steps: number[] }> {
+  const repo = await makeRepo(join(cluster.dir, "repo"), SMALL_REPO_FILES);
+  await cluster.api.addRepository("bench/small", repo);
+  const spec = wholeJobSpec(isolation, image);
   const jobs: number[] = [];
   const steps: number[] = [];
   for (let run = 0; run < runs + 1; run += 1) {

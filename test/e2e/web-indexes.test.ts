@@ -14,20 +14,11 @@ import type { Page } from "playwright-core";
 import { isLoopback, launchBrowser, type Browser } from "../helpers/browser.ts";
 import { bwrapUnavailable, TEST_IMAGES } from "../helpers/bwrap.ts";
 import { makeRepo, startCluster, waitForJob, type Cluster } from "../helpers/cluster.ts";
+import { bytesField, text, varintField } from "../helpers/protobuf.ts";
 
 // A SCIP index by the protobuf wire rules: metadata, two documents, one external symbol.
-const varint = (value: number): number[] => {
-  const out: number[] = [];
-  while (value >= 128) {
-    out.push((value % 128) | 128);
-    value = Math.floor(value / 128);
-  }
-  out.push(value);
-  return out;
-};
-const field = (number: number, payload: number[]): number[] => [...varint(number * 8 + 2), ...varint(payload.length), ...payload];
-const text = (number: number, value: string): number[] => field(number, [...Buffer.from(value)]);
-const occurrence = (symbol: string, roles: number): number[] => [...field(1, [0, 4, 9]), ...text(2, symbol), ...(roles ? [...varint(3 * 8), ...varint(roles)] : [])];
+const field = bytesField;
+const occurrence = (symbol: string, roles: number): number[] => [...field(1, [0, 4, 9]), ...text(2, symbol), ...(roles ? varintField(3, roles) : [])];
 const SCIP = Buffer.from([
   ...field(1, [...field(2, [...text(1, "tiny-indexer"), ...text(2, "1.0")]), ...text(3, "file:///work")]),
   ...field(2, [...text(1, "src/a.ts"), ...field(2, occurrence("pkg a/f().", 1)), ...field(3, text(1, "pkg a/f()."))]),

@@ -2,19 +2,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { countScip, readScip } from "../../src/indexing/index.ts";
+import { bytesField, text, varint, varintField } from "../helpers/protobuf.ts";
 
-const varint = (value: number): number[] => {
-  const out: number[] = [];
-  while (value >= 128) {
-    out.push((value % 128) | 128);
-    value = Math.floor(value / 128);
-  }
-  out.push(value);
-  return out;
-};
-const bytesField = (number: number, payload: number[]): number[] => [...varint(number * 8 + 2), ...varint(payload.length), ...payload];
-const text = (number: number, value: string): number[] => bytesField(number, [...Buffer.from(value)]);
-const varintField = (number: number, value: number): number[] => [...varint(number * 8), ...varint(value)];
 
 function occurrence(symbol: string, roles: number): number[] {
   return [...bytesField(1, [...varint(0), ...varint(4), ...varint(9)]), ...text(2, symbol), ...(roles ? varintField(3, roles) : [])];
