@@ -74,6 +74,8 @@ export class JobSecrets {
 
   /** The job's spec with its secret values opened: for the executor that claimed it, and no one else. */
   async reveal(job: JobRecord): Promise<JobSpec> {
+    // A spec that names no secret has nothing stored to open: no store read on the dequeue path.
+    if (Object.keys(job.spec.secrets).length === 0 && !job.spec.registryAuth) return job.spec;
     const sealed = await this.options.store.secrets.forJob(job.id);
     const values = new Map(sealed.map((secret) => [secret.name, open(this.keys(), secret)]));
     const { spec, missing } = withSecretValues(job.spec, values);

@@ -7,8 +7,11 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { SQLITE_MIGRATIONS } from "./migrations.ts";
+
+/** Distinct SQL texts kept prepared; well above the store's own count. */
+const MAX_STATEMENTS = 500;
 
 export type Params = Record<string, SQLInputValue>;
 export type Row = Record<string, SQLInputValue>;
@@ -26,27 +29,44 @@ export class SqliteDatabase {
     this.db.exec("PRAGMA foreign_keys = ON");
   }
 
+  /**
+   * Prepared statements by SQL text: preparing (parse and plan) cost more than running the
+   * short statements of the queue's hot path. The SQL texts are constants of the store modules,
+   * so the map stays small; it is emptied if it ever grows past a bound.
+   */
+  private readonly statements = new Map<string, StatementSync>();
+
+  private prepared(sql: string): StatementSync {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      if (this.statements.size >= MAX_STATEMENTS) this.statements.clear();
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+
   get<T = Row>(sql: string, params: Params = {}): T | undefined {
-    return this.db.prepare(sql).get(params) as T | undefined;
+    return this.prepared(sql).get(params) as T | undefined;
   }
 
   all<T = Row>(sql: string, params: Params = {}): T[] {
-    return this.db.prepare(sql).all(params) as T[];
+    return this.prepared(sql).all(params) as T[];
   }
 
   run(sql: string, params: Params = {}): { changes: number; lastInsertRowid: number } {
-    const result = this.db.prepare(sql).run(params);
+    const result = this.prepared(sql).run(params);
     return { changes: Number(result.changes), lastInsertRowid: Number(result.lastInsertRowid) };
   }
 
   /** Runs `fn` in a write transaction; nested calls join the outer one. */
   write<T>(fn: () => T): T {
     if (this.depth > 0) return fn();
-    this.db.exec("BEGIN IMMEDIATE");
+    this.prepared("BEGIN IMMEDIATE").run();
     this.depth += 1;
     try {
       const result = fn();
-      this.db.exec("COMMIT");
+      this.prepared("COMMIT").run();
       return result;
     } catch (error) {
       // Some errors (SQLITE_FULL, SQLITE_IOERR...) roll the transaction back by themselves; a

@@ -227,8 +227,10 @@ export class SqliteJobStore implements JobStore {
 
   async finishAttempt(ref: AttemptRef, outcome: AttemptOutcome, message: string | null, now: number): Promise<JobRecord> {
     const job = this.db.write(() => {
-      const { cancelRequested } = this.assertLive(ref);
-      const row = this.db.get<JobRow>("SELECT * FROM jobs WHERE id = $id", { id: ref.jobId }) as JobRow;
+      // One read both fences the attempt (as assertLive does) and gives the row the attempts row is made from.
+      const row = this.db.get<JobRow>("SELECT * FROM jobs WHERE id = $id", { id: ref.jobId });
+      if (!row || Number(row.attempt) !== ref.attempt || row.state !== "processing") throw new LeaseLostError();
+      const cancelRequested = Number(row.cancel_requested) === 1;
       const retry = outcome === "errored" && !cancelRequested && Number(row.attempt) < Number(row.max_attempts);
       const state: JobState = cancelRequested ? "canceled" : retry ? "queued" : outcome;
       this.recordAttempt(row, outcome, message, now);
