@@ -13,7 +13,8 @@
  *   pack cache and without, beside git daemon's;
  * - dequeue + complete over HTTP beside the store alone, SQLite (and Postgres when
  *   AIRLOCK_TEST_DATABASE_URL is set) (target >= 0.5x).
- *   scripts/bench.sh overhead      (BENCH_LARGE=0 skips the large repository)
+ *   scripts/bench.sh overhead      (BENCH_LARGE=0 skips the large repository;
+ *                                   BENCH_ONLY=queue runs only the HTTP dequeue + complete rows)
  */
 import { spawn } from "node:child_process";
 import { readdir, rm } from "node:fs/promises";
@@ -34,7 +35,8 @@ const NOOP_JOBS = Number(process.env.BENCH_NOOP_JOBS ?? 200);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CLONE_RUNS = Number(process.env.BENCH_CLONE_RUNS ?? 3);
 const QUEUE_JOBS = Number(process.env.BENCH_QUEUE_JOBS ?? 2000);
-const LARGE = process.env.BENCH_LARGE !== "0";
+const QUEUE_ONLY = process.env.BENCH_ONLY === "queue";
+const LARGE = process.env.BENCH_LARGE !== "0" && !QUEUE_ONLY;
 const LARGE_ROUNDS = Number(process.env.BENCH_LARGE_ROUNDS ?? 3);
 const env = gitEnv(baseEnv);
 
@@ -128,55 +130,7 @@ try {
     await waitForExecutor(api, "bwrap");
   }
 
-  // Whole jobs, shell and bwrap taking turns.
-  const small = await makeRepo(join(daemonRoot, "small"), SMALL_REPO_FILES);
-  await api.addRepository("bench/small", small);
-  const wholeSpec = (queue: string, isolation: string, image: string | undefined) => ({ ...wholeJobSpec(isolation, image), queue });
-  const kinds = [{ name: "shell", spec: wholeSpec("shell", "none", undefined) }, ...(noBwrap ? [] : [{ name: "bwrap", spec: wholeSpec("bwrap", "namespace", "airlock-test/busybox") }])];
-  const overhead: Record<string, number[]> = { shell: [], bwrap: [] };
-  const whole: number[] = [];
-  const bareWhole: number[] = [];
-  for (let run = 0; run <= WHOLE_RUNS; run += 1) {
-    const bare = await bareJob(daemon.url("small"));
-    for (const kind of kinds) {
-      const job = await runJob(api, kind.spec);
-      if (run === 0) continue;
-      overhead[kind.name]?.push(at(job.finishedAt) - at(job.queuedAt) - stepsMs(job));
-      if (kind.name === "shell") whole.push(at(job.finishedAt) - at(job.queuedAt));
-    }
-    if (run > 0) bareWhole.push(bare);
-  }
-  rows.push([`whole job, shell: submit -> completed (ms, median of ${WHOLE_RUNS})`, median(whole), median(bareWhole), median(whole) / median(bareWhole), "bare: clone, 3 steps, diff as one sh script"]);
-  for (const kind of kinds) rows.push([`whole-job overhead, ${kind.name} (ms, median of ${WHOLE_RUNS})`, median(overhead[kind.name] ?? []), 100, median(overhead[kind.name] ?? []) / 100, "target <= 100 ms"]);
-  if (noBwrap) rows.push(["whole-job overhead, bwrap", "skipped", "", "", noBwrap]);
-  loads.push(loadAverage());
-
-  // Pickup with a clone: a new commit each time, beside the bare depth-1 clone of the same repository.
-  const pickups: number[] = [];
-  const clones: number[] = [];
-  for (let run = 0; run <= PICKUP_RUNS; run += 1) {
-    await commitFile(small, "src/c.txt", `pickup ${run}\n`);
-    const bare = await bareClone(daemon.url("small"));
-    const job = await runJob(api, { queue: "shell", repository: "bench/small", isolation: "none", steps: [{ commands: ["true"] }] });
-    if (run === 0) continue;
-    clones.push(bare);
-    pickups.push(at(job.entries.find((entry) => entry.kind === "step")?.startedAt) - at(job.queuedAt));
-  }
-  rows.push(["pickup with a clone, small repo, new commit (ms)", median(pickups), median(clones), median(pickups) / median(clones), "bare: git clone --depth 1 (git daemon); target <= 1.2"]);
-  loads.push(loadAverage());
-
-  if (LARGE) await largeRepository();
-
-  // No-op throughput, rounds of ours and bare taking turns.
-  const ours: number[] = [];
-  const bare: number[] = [];
-  for (const queue of noopQueues) {
-    ours.push(await noopRate(api, queue, NOOP_JOBS));
-    bare.push(await bareShellRate(NOOP_JOBS, 8));
-  }
-  rows.push([`no-op jobs/s, --max-jobs 8 (${NOOP_JOBS} jobs, median of ${ROUNDS})`, median(ours), median(bare), median(ours) / median(bare), "bare: sh -c true x8; target >= 0.8"]);
-  loads.push(loadAverage());
-
+  if (!QUEUE_ONLY) await jobRows(noBwrap, noopQueues);
   await queueRates();
   loads.push(loadAverage());
   printTable(["measure", "airlock", "bare / target", "ratio", "note"], rows);
@@ -286,4 +240,57 @@ async function queueRates(): Promise<void> {
     await dropTemplate();
   }
   rows.push([`HTTP dequeue + complete, Postgres (jobs/s, 8 workers)`, median(pgHttp), median(pgStore), median(pgHttp) / median(pgStore), "bare: the store alone; target >= 0.5"]);
+}
+
+/** The rows with jobs that run: whole jobs, pickup with a clone, the large repository, no-op throughput. */
+async function jobRows(noBwrap: string | undefined, noopQueues: string[]): Promise<void> {
+  // Whole jobs, shell and bwrap taking turns.
+  const small = await makeRepo(join(daemonRoot, "small"), SMALL_REPO_FILES);
+  await api.addRepository("bench/small", small);
+  const wholeSpec = (queue: string, isolation: string, image: string | undefined) => ({ ...wholeJobSpec(isolation, image), queue });
+  const kinds = [{ name: "shell", spec: wholeSpec("shell", "none", undefined) }, ...(noBwrap ? [] : [{ name: "bwrap", spec: wholeSpec("bwrap", "namespace", "airlock-test/busybox") }])];
+  const overhead: Record<string, number[]> = { shell: [], bwrap: [] };
+  const whole: number[] = [];
+  const bareWhole: number[] = [];
+  for (let run = 0; run <= WHOLE_RUNS; run += 1) {
+    const bare = await bareJob(daemon.url("small"));
+    for (const kind of kinds) {
+      const job = await runJob(api, kind.spec);
+      if (run === 0) continue;
+      overhead[kind.name]?.push(at(job.finishedAt) - at(job.queuedAt) - stepsMs(job));
+      if (kind.name === "shell") whole.push(at(job.finishedAt) - at(job.queuedAt));
+    }
+    if (run > 0) bareWhole.push(bare);
+  }
+  rows.push([`whole job, shell: submit -> completed (ms, median of ${WHOLE_RUNS})`, median(whole), median(bareWhole), median(whole) / median(bareWhole), "bare: clone, 3 steps, diff as one sh script"]);
+  for (const kind of kinds) rows.push([`whole-job overhead, ${kind.name} (ms, median of ${WHOLE_RUNS})`, median(overhead[kind.name] ?? []), 100, median(overhead[kind.name] ?? []) / 100, "target <= 100 ms"]);
+  if (noBwrap) rows.push(["whole-job overhead, bwrap", "skipped", "", "", noBwrap]);
+  loads.push(loadAverage());
+
+  // Pickup with a clone: a new commit each time, beside the bare depth-1 clone of the same repository.
+  const pickups: number[] = [];
+  const clones: number[] = [];
+  for (let run = 0; run <= PICKUP_RUNS; run += 1) {
+    await commitFile(small, "src/c.txt", `pickup ${run}\n`);
+    const bare = await bareClone(daemon.url("small"));
+    const job = await runJob(api, { queue: "shell", repository: "bench/small", isolation: "none", steps: [{ commands: ["true"] }] });
+    if (run === 0) continue;
+    clones.push(bare);
+    pickups.push(at(job.entries.find((entry) => entry.kind === "step")?.startedAt) - at(job.queuedAt));
+  }
+  rows.push(["pickup with a clone, small repo, new commit (ms)", median(pickups), median(clones), median(pickups) / median(clones), "bare: git clone --depth 1 (git daemon); target <= 1.2"]);
+  loads.push(loadAverage());
+
+  if (LARGE) await largeRepository();
+
+  // No-op throughput, rounds of ours and bare taking turns.
+  const ours: number[] = [];
+  const bare: number[] = [];
+  for (const queue of noopQueues) {
+    ours.push(await noopRate(api, queue, NOOP_JOBS));
+    bare.push(await bareShellRate(NOOP_JOBS, 8));
+  }
+  rows.push([`no-op jobs/s, --max-jobs 8 (${NOOP_JOBS} jobs, median of ${ROUNDS})`, median(ours), median(bare), median(ours) / median(bare), "bare: sh -c true x8; target >= 0.8"]);
+  loads.push(loadAverage());
+
 }
