@@ -9,6 +9,7 @@ import { mkdir, realpath, stat } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { LABEL, isLeftover } from "../labels.ts";
 import type { ProbeResult, Runtime, Sandbox, SandboxSpec, StepIO, StepOutcome, StepRun } from "../runtime.ts";
+import { openPidWindow, type PidWindow } from "./pid-window.ts";
 import { findMarked, killGroup, killTree, MARKER_VARIABLE } from "./process-tree.ts";
 
 const SETPRIV = "/usr/bin/setpriv";
@@ -72,6 +73,8 @@ class ShellSandbox implements Sandbox {
   readonly id: string;
   private readonly spec: SandboxSpec;
   private readonly baseEnv: Record<string, string>;
+  /** Opened before any step: the sandbox's processes all have pids allocated after it. */
+  private readonly pids: PidWindow | undefined = openPidWindow();
 
   constructor(spec: SandboxSpec, baseEnv: Record<string, string>) {
     this.spec = spec;
@@ -103,7 +106,7 @@ class ShellSandbox implements Sandbox {
       let killed = false;
       const kill = (): void => {
         killed = true;
-        killTree(group, this.id);
+        killTree(group, this.id, this.pids);
       };
       signal.addEventListener("abort", kill, { once: true });
       child.stdout.on("data", (chunk: Buffer) => io.write(chunk, "stdout"));
@@ -118,7 +121,7 @@ class ShellSandbox implements Sandbox {
         // too. Scanning /proc for escapees (setsid) costs more, so it happens only when one still
         // holds the step's output open; the rest are found when the sandbox is destroyed.
         killGroup(group);
-        straggler = setTimeout(() => killTree(group, this.id), 100);
+        straggler = setTimeout(() => killTree(group, this.id, this.pids), 100);
       });
       child.on("close", (code, exitSignal) => {
         clearTimeout(straggler);
@@ -143,6 +146,6 @@ class ShellSandbox implements Sandbox {
   }
 
   async destroy(): Promise<void> {
-    killTree(undefined, this.id);
+    killTree(undefined, this.id, this.pids);
   }
 }

@@ -4,6 +4,7 @@
  * group (setsid, daemonizing) still carries the marker, so scanning /proc for it finds it too.
  */
 import { readdirSync, readFileSync } from "node:fs";
+import { lowestPidNow, type PidWindow } from "./pid-window.ts";
 
 export const MARKER_VARIABLE = "AIRLOCK_SANDBOX";
 
@@ -15,8 +16,11 @@ function environOf(pid: number): string | undefined {
   }
 }
 
-/** Pids whose environment holds `AIRLOCK_SANDBOX=<marker>` (or any marker, when `matches` says so). */
-export function findMarked(matches: (marker: string, environ: string) => boolean): number[] {
+/**
+ * Pids whose environment holds `AIRLOCK_SANDBOX=<marker>` (or any marker, when `matches` says so).
+ * With `since`, only processes that can have been forked after that window opened are read.
+ */
+export function findMarked(matches: (marker: string, environ: string) => boolean, since?: PidWindow): number[] {
   const found: number[] = [];
   let names: string[];
   try {
@@ -24,10 +28,12 @@ export function findMarked(matches: (marker: string, environ: string) => boolean
   } catch {
     return found;
   }
+  // Read after the listing: every pid listed was allocated before the counters were read.
+  const lowest = lowestPidNow(since);
   for (const name of names) {
     if (!/^\d+$/.test(name)) continue;
     const pid = Number(name);
-    if (pid === process.pid) continue;
+    if (pid === process.pid || pid < lowest) continue;
     const environ = environOf(pid);
     if (!environ) continue;
     const needle = `${MARKER_VARIABLE}=`;
@@ -61,12 +67,12 @@ export function killGroup(processGroup: number | undefined): void {
 }
 
 /** SIGKILLs the process group and every marked process, repeating while new ones appear. */
-export function killTree(processGroup: number | undefined, marker: string): number {
+export function killTree(processGroup: number | undefined, marker: string, since?: PidWindow): number {
   let killed = 0;
   for (let round = 0; round < 10; round += 1) {
     let found = 0;
     if (processGroup !== undefined && signal(-processGroup, "SIGKILL")) found += 1;
-    for (const pid of findMarked((candidate) => candidate === marker)) {
+    for (const pid of findMarked((candidate) => candidate === marker, since)) {
       if (signal(pid, "SIGKILL")) found += 1;
     }
     killed += found;
