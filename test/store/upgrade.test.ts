@@ -67,6 +67,27 @@ async function checkUpgraded(store: Store): Promise<void> {
   assert.deepEqual([recorded?.version, recorded?.protocolVersion], ["0.0.9", 1], "an executor recorded before protocol versions speaks protocol 1");
 }
 
+/** Runs one statement as the test server's admin. */
+async function admin(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: ADMIN_URL });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** An empty database of this name on the test server (dropped first if a past run left it); its URL. */
+async function freshDatabase(name: string): Promise<URL> {
+  await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin(`CREATE DATABASE ${name}`);
+  const url = new URL(ADMIN_URL as string);
+  url.pathname = `/${name}`;
+  return url;
+}
+
+
 describe("store upgrade from schema version 1", () => {
   it("sqlite", async () => {
     const dir = await mkdtemp(join(tmpdir(), "airlock-upgrade-"));
@@ -88,25 +109,13 @@ describe("store upgrade from schema version 1", () => {
   });
 
   const name = `airlock_upgrade_${process.pid}`;
-  const admin = async (sql: string) => {
-    const client = new pg.Client({ connectionString: ADMIN_URL });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
   after(async () => {
     if (!NO_POSTGRES) await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   });
 
   it("postgres", async (t) => {
     if (NO_POSTGRES) return t.skip(NO_POSTGRES);
-    await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin(`CREATE DATABASE ${name}`);
-    const url = new URL(ADMIN_URL as string);
-    url.pathname = `/${name}`;
+    const url = await freshDatabase(name);
     const client = new pg.Client({ connectionString: url.toString() });
     await client.connect();
     try {
@@ -166,25 +175,13 @@ describe("store upgrade of batch versions from schema version 6", () => {
   });
 
   const name = `airlock_upgrade6_${process.pid}`;
-  const admin = async (sql: string) => {
-    const client = new pg.Client({ connectionString: ADMIN_URL });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
   after(async () => {
     if (!NO_POSTGRES) await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   });
 
   it("postgres", async (t) => {
     if (NO_POSTGRES) return t.skip(NO_POSTGRES);
-    await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin(`CREATE DATABASE ${name}`);
-    const url = new URL(ADMIN_URL as string);
-    url.pathname = `/${name}`;
+    const url = await freshDatabase(name);
     const client = new pg.Client({ connectionString: url.toString() });
     await client.connect();
     try {
