@@ -23,7 +23,7 @@ import type { Logger } from "../../common/logger.ts";
 const HOOK = `#!/bin/sh
 # Written by the Airlock coordinator (pack-cache.ts): stands in for \`git pack-objects\` ("$@").
 dir=$AIRLOCK_PACK_CACHE
-request=$(mktemp "$dir/tmp/request.XXXXXX") || exec "$@"
+request=$(mktemp -p "$dir/tmp") || exec "$@"
 trap 'rm -f "$request" "$request.pack" "$request.status"' EXIT
 cat >"$request"
 key=$( { printf '%s\\n' "$AIRLOCK_PACK_REPOSITORY" "$@"; cat "$request"; } | sha256sum | cut -c1-64)
