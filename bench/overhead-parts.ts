@@ -132,13 +132,8 @@ export async function sqliteHttpRate(coordinator: LocalCoordinator, queue: strin
     const started = performance.now();
     await Promise.all(
       Array.from({ length: workers }, async (_, worker) => {
-        const executor = new SimulatedExecutor(coordinator.url, agent, `http-${worker}`, queue, coordinator.executorToken);
-        for (;;) {
-          const job = await executor.dequeue(0);
-          if (!job) return;
-          await executor.complete(job);
-          done += 1;
-        }
+        const completed = await new SimulatedExecutor(coordinator.url, agent, `http-${worker}`, queue, coordinator.executorToken).cycle();
+        done += completed;
       }),
     );
     if (done !== jobs) throw new Error(`airlock over HTTP completed ${done} of ${jobs} jobs`);

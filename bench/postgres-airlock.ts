@@ -10,7 +10,7 @@ import { systemClock } from "../src/common/clock.ts";
 import { silentLogger } from "../src/common/logger.ts";
 import { startLocalCoordinator, type LocalCoordinator } from "../src/cli/local-cluster.ts";
 import { Dispatcher } from "../src/coordinator/services/dispatcher.ts";
-import { JobSpecInput } from "../src/protocol/index.ts";
+import { JobSpecInput, PROTOCOL_VERSION } from "../src/protocol/index.ts";
 import { openPostgresStore, type PostgresStore } from "../src/store/postgres/index.ts";
 import { baseEnv, ENTRY } from "../test/helpers/cluster.ts";
 import type { QueueFigures } from "./postgres-peers.ts";
@@ -24,7 +24,7 @@ export function noopSpec(queue: string, env: Record<string, string> = {}) {
 }
 
 function identity(name: string, queue: string) {
-  return { executorName: name, hostname: "bench", version: "bench", protocolVersion: 1, runtime: "shell", isolation: ["none" as const], network: "internet" as const, queues: [queue] };
+  return { executorName: name, hostname: "bench", version: "bench", protocolVersion: PROTOCOL_VERSION, runtime: "shell", isolation: ["none" as const], network: "internet" as const, queues: [queue] };
 }
 
 async function enqueueMany(store: PostgresStore, queue: string, count: number): Promise<void> {
@@ -139,6 +139,28 @@ export class SimulatedExecutor {
     if (reply.status !== 200) throw new Error(`complete answered ${reply.status}: ${JSON.stringify(reply.body)}`);
   }
 
+  /**
+   * Dequeue + complete until the queue is empty, as an executor of protocol 2 does it when its slot
+   * frees: each dequeue carries the previous job's end (one request per job). Returns jobs completed.
+   */
+  async cycle(): Promise<number> {
+    let previous: { id: number; token: string } | undefined;
+    let done = 0;
+    for (;;) {
+      const finished = previous ? [{ jobId: previous.id, token: previous.token, events: [{ type: "end", outcome: "completed" }] }] : undefined;
+      const reply = await this.post("/.executors/dequeue", `token-executor ${this.executorToken}`, { ...identity(this.name, this.queue), waitMs: 0, ...(finished ? { finished } : {}) });
+      if (reply.status === 204) return done;
+      if (reply.status !== 200) throw new Error(`dequeue answered ${reply.status}: ${JSON.stringify(reply.body)}`);
+      const answer = (finished ? reply.body : { finished: [], job: reply.body }) as { finished: { results?: unknown[]; error?: unknown }[]; job: { id: number; token: string } | null };
+      for (const result of answer.finished) {
+        if (!result.results) throw new Error(`a carried report failed: ${JSON.stringify(result.error)}`);
+        done += 1;
+      }
+      if (!answer.job) return done;
+      previous = answer.job;
+    }
+  }
+
   async heartbeat(jobIds: number[]): Promise<void> {
     const reply = await this.post("/.executors/heartbeat", `token-executor ${this.executorToken}`, { ...identity(this.name, this.queue), jobIds, telemetry: {} });
     if (reply.status !== 200) throw new Error(`heartbeat answered ${reply.status}: ${JSON.stringify(reply.body)}`);
@@ -155,13 +177,8 @@ export async function airlockHttp(url: string, coordinator: LocalCoordinator, jo
     const started = performance.now();
     await Promise.all(
       Array.from({ length: workers }, async (_, worker) => {
-        const executor = new SimulatedExecutor(coordinator.url, agent, `http-${worker}`, "http");
-        for (;;) {
-          const job = await executor.dequeue(0);
-          if (!job) return;
-          await executor.complete(job);
-          done += 1;
-        }
+        const completed = await new SimulatedExecutor(coordinator.url, agent, `http-${worker}`, "http").cycle();
+        done += completed;
       }),
     );
     const seconds = (performance.now() - started) / 1000;

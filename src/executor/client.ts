@@ -7,19 +7,29 @@
  */
 import { readFileSync } from "node:fs";
 import { HttpClient, type HttpBody } from "../common/http-client.ts";
+import type { Logger } from "../common/logger.ts";
 import {
+  DequeueAnswer,
   EXECUTOR_AUTH_SCHEME,
   fromErrorBody,
   HeartbeatResponse,
+  JobEventsResponse,
+  MAX_FINISHED,
   JobPayload,
   LogAppendResponse,
   UnavailableError,
   type AttemptOutcome,
   type DequeueRequest,
   type HeartbeatRequest,
+  type FinishedReport,
   type StepFinishRequest,
 } from "../protocol/index.ts";
+import { EventQueue } from "./event-queue.ts";
 
+/**
+ * The writes of one attempt. Contract: calls are applied in the order they are made, whether or not
+ * the earlier ones have been answered, so callers need not wait for one report before the next.
+ */
 export interface JobClient {
   appendLog(key: string, offset: number, data: Uint8Array): Promise<LogAppendResponse>;
   startStep(key: string): Promise<void>;
@@ -45,7 +55,11 @@ export interface HttpClientOptions {
   executorToken: string;
   /** PEM file of a private CA to trust for https coordinators. */
   caPath: string | undefined;
+  logger: Logger;
 }
+
+/** How long a job's reports may wait to share a request (an entry's log, its finish, the next start). */
+const REPORT_LINGER_MS = 10;
 
 const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN"]);
 
@@ -59,8 +73,12 @@ export class HttpCoordinatorClient implements CoordinatorClient {
   private index = 0;
   private readonly http: HttpClient;
   private readonly executorToken: string;
+  private readonly logger: Logger;
+  /** Job reports whose last event is the attempt's end: the next dequeue may carry them. */
+  private readonly ending = new Map<EventQueue, { jobId: number; token: string }>();
 
   constructor(options: HttpClientOptions) {
+    this.logger = options.logger;
     this.urls = options.urls.map((url) => url.replace(/\/+$/, ""));
     this.executorToken = options.executorToken;
     this.http = new HttpClient({ ca: options.caPath ? readFileSync(options.caPath) : undefined });
@@ -120,9 +138,48 @@ export class HttpCoordinatorClient implements CoordinatorClient {
     return response.body as { version: string; leaseMs: number; protocol?: { min: number; max: number } };
   }
 
+  /**
+   * Claims a job. The final reports of attempts that just ended ride along (protocol 2): the
+   * dequeue then does not wait, so their answers come back at once. Reports it could not deliver
+   * go back to their own queues, which send them themselves.
+   */
   async dequeue(body: DequeueRequest, signal: AbortSignal): Promise<JobPayload | undefined> {
-    const response = await this.json("POST", "/.executors/dequeue", this.executorAuth, body, signal);
-    return response.status === 204 ? undefined : JobPayload.parse(response.body);
+    const carried = this.takeEnding();
+    if (carried.length === 0) {
+      const response = await this.json("POST", "/.executors/dequeue", this.executorAuth, body, signal);
+      return response.status === 204 ? undefined : JobPayload.parse(response.body);
+    }
+    const finished: FinishedReport[] = carried.map((report) => ({ jobId: report.jobId, token: report.token, events: report.events }));
+    let answer: DequeueAnswer;
+    try {
+      const response = await this.call("POST", "/.executors/dequeue", {
+        auth: this.executorAuth,
+        body: JSON.stringify({ ...body, waitMs: 0, finished }),
+        contentType: "application/json",
+        // Not aborted by a drain: it does not wait, and an abort would leave its reports in doubt.
+      });
+      answer = DequeueAnswer.parse(response.body);
+    } catch (error) {
+      for (const report of carried) report.putBack();
+      throw error;
+    }
+    for (const report of carried) {
+      const result = answer.finished.find((entry) => entry.jobId === report.jobId);
+      if (result) report.settle(result);
+      else report.putBack();
+    }
+    return answer.job ?? undefined;
+  }
+
+  private takeEnding() {
+    const taken = [];
+    for (const [queue, job] of this.ending) {
+      if (taken.length >= MAX_FINISHED) break;
+      this.ending.delete(queue);
+      const final = queue.takeFinal();
+      if (final) taken.push({ ...job, ...final });
+    }
+    return taken;
   }
 
   async heartbeat(body: HeartbeatRequest): Promise<HeartbeatResponse> {
@@ -133,20 +190,20 @@ export class HttpCoordinatorClient implements CoordinatorClient {
   forJob(job: JobPayload): JobClient {
     const auth = `Bearer ${job.token}`;
     const prefix = `/.executors/jobs/${job.id}`;
+    const queue = new EventQueue({
+      send: async (events) => JobEventsResponse.parse((await this.json("POST", `${prefix}/events`, auth, { events })).body).results,
+      logger: this.logger.child({ jobId: job.id, attempt: job.attempt }),
+      giveUpMs: 10 * 60_000,
+      lingerMs: REPORT_LINGER_MS,
+      onEnd: (ending) => this.ending.set(ending, { jobId: job.id, token: job.token }),
+    });
     return {
-      appendLog: async (key, offset, data) => {
-        const response = await this.call("POST", `${prefix}/logs/${encodeURIComponent(key)}?offset=${offset}`, {
-          auth,
-          body: data,
-          contentType: "application/octet-stream",
-        });
-        return LogAppendResponse.parse(response.body);
-      },
+      appendLog: async (key, offset, data) => LogAppendResponse.parse(await queue.push({ type: "log", key, offset, data: Buffer.from(data).toString("base64") })),
       startStep: async (key) => {
-        await this.json("POST", `${prefix}/steps/${encodeURIComponent(key)}/start`, auth, {});
+        await queue.push({ type: "start", key });
       },
       finishStep: async (key, result) => {
-        await this.json("POST", `${prefix}/steps/${encodeURIComponent(key)}/finish`, auth, result);
+        await queue.push({ type: "finish", key, ...result });
       },
       uploadArtifact: async (name, body) => {
         await this.call("PUT", `${prefix}/artifacts/${name.split("/").map(encodeURIComponent).join("/")}`, {
@@ -156,8 +213,7 @@ export class HttpCoordinatorClient implements CoordinatorClient {
         });
       },
       finish: async (outcome, message) => {
-        const route = outcome === "completed" ? "complete" : outcome === "failed" ? "fail" : "error";
-        await this.json("POST", `${prefix}/${route}`, auth, message === undefined ? {} : { message: message.slice(0, 16_000) });
+        await queue.push({ type: "end", outcome, ...(message === undefined ? {} : { message: message.slice(0, 16_000) }) });
       },
       gitRemote: () => ({ url: `${this.currentUrl}${job.repository?.gitPath ?? ""}`, authHeader: `Authorization: ${auth}` }),
     };

@@ -4,7 +4,10 @@
  *
  * States: RUNNING -(drain)-> DRAINING -(last job ends)-> STOPPED.
  *   RUNNING   dequeues whenever fewer than maxJobs jobs run; each dequeue is held open by the
- *             coordinator until a job arrives, so no poll interval delays pickup.
+ *             coordinator until a job arrives, so no poll interval delays pickup. A job whose
+ *             attempt is over no longer holds its slot while its job dir is removed (at most
+ *             maxJobs more dirs than slots), and its final report may ride on the dequeue that
+ *             fills the slot (client.ts).
  *   DRAINING  the in-flight dequeue is aborted and no new one starts; running jobs finish.
  *             `cancelAll` stops them instead (reported as errored, to be retried elsewhere).
  * Heartbeats: every interval, the ids of running jobs go to the coordinator; a job missing from
@@ -41,6 +44,8 @@ export class Executor {
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly running = new Map<number, JobRun>();
+  /** Of `running`, those whose attempt is over (reported or reporting) and whose job dir is being removed. */
+  private readonly ended = new Set<number>();
   private readonly dequeueAbort = new AbortController();
   private state: ExecutorState = "running";
   private slotFreed: () => void = () => undefined;
@@ -114,7 +119,7 @@ export class Executor {
   private async pollLoop(): Promise<void> {
     let backoff = 250;
     while (this.state === "running") {
-      if (this.running.size >= this.config.maxJobs) {
+      if (this.running.size - this.ended.size >= this.config.maxJobs || this.running.size >= 2 * this.config.maxJobs) {
         await new Promise<void>((resolve) => {
           this.slotFreed = resolve;
         });
@@ -140,19 +145,24 @@ export class Executor {
   }
 
   private launch(job: JobRun["job"]): void {
-    const run = new JobRun(job, { client: this.client, runtime: this.runtime, config: this.config, logger: this.logger, egress: this.egress, cache: this.cache, packages: this.packages });
+    const onEnded = (): void => {
+      this.ended.add(job.id);
+      this.slotFreed();
+    };
+    const run = new JobRun(job, { client: this.client, runtime: this.runtime, config: this.config, logger: this.logger, egress: this.egress, cache: this.cache, packages: this.packages, onEnded });
     this.running.set(job.id, run);
     void run
       .run()
       .catch((error: unknown) => this.logger.error("job run crashed", { jobId: job.id, error: String(error) }))
       .finally(() => {
         this.running.delete(job.id);
+        this.ended.delete(job.id);
         this.slotFreed();
       });
   }
 
   async heartbeat(): Promise<void> {
-    const sent = this.runningJobIds;
+    const sent = this.runningJobIds.filter((id) => !this.ended.has(id));
     try {
       const reply = await this.client.heartbeat({ ...this.identity, jobIds: sent, warmPool: this.runtime.warmPool?.() });
       const known = new Set(reply.knownIds);

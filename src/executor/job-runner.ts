@@ -39,6 +39,8 @@ export interface JobRunDeps {
   cache?: RepoCache | undefined;
   /** The executor's npm package cache, when it keeps one (steps with `cache: npm`). */
   packages?: PackageCache | undefined;
+  /** Called once the attempt is over and its report made: its slot may take the next job. */
+  onEnded?: () => void;
 }
 
 export class JobRun {
@@ -54,9 +56,9 @@ export class JobRun {
   /** The log of the step running now, for the gateway's refusals. */
   private stepLog: EntryStream | undefined;
   /**
-   * The last entry's finish report, still in flight: it travels while the next entry starts (the
-   * coordinator needs no order between one entry's end and the next one's start), and is awaited
-   * before the next start is taken as done and before the job's own report.
+   * The entry reports (starts, finishes, their logs) still in flight. The client applies a job's
+   * calls in order, so nothing in the job waits for them; the attempt's end does, after its own
+   * report is made.
    */
   private finishing: Promise<void> = Promise.resolve();
 
@@ -72,7 +74,6 @@ export class JobRun {
       lingerMs: 20,
       batchBytes: 256 * 1024,
       maxRequestBytes: 4 * 1024 * 1024,
-      giveUpMs: 10 * 60_000,
       logger: this.logger,
       onCancel: () => this.stop({ kind: "canceled" }),
       onLeaseLost: () => this.stop({ kind: "lease-lost" }),
@@ -103,7 +104,6 @@ export class JobRun {
         sandbox = await this.prepare(dirs, log);
       });
       const failure = await this.runSteps(sandbox as Sandbox, dirs);
-      await this.finishing;
       await sandbox?.destroy();
       sandbox = undefined;
       if (failure) {
@@ -121,12 +121,17 @@ export class JobRun {
       clearTimeout(timer);
       await sandbox?.destroy().catch((error: unknown) => this.logger.error("sandbox destroy failed", { error: String(error) }));
       await this.closeEgress();
-      await this.shipper.closeAll();
-      await this.finishing.catch(() => undefined);
     }
-    // Reported before the job dir goes: removing a checkout is cleanup nobody waits for.
-    await this.report(overrideByStop(result, this.stopReason));
+    // Every log tail and entry report is handed to the client before the outcome, which the
+    // client applies after them; none of their answers is waited for first, so the outcome (with
+    // whatever of them is still pending) can ride on the executor's next dequeue. A report that
+    // failed after its retries is logged; the attempt's outcome stands.
+    const reported = Promise.all([this.shipper.closeAll(), this.finishing]).catch((error: unknown) => this.logger.warn("a report of this attempt was not recorded", { error: String(error) }));
+    const report = this.report(overrideByStop(result, this.stopReason));
+    // The slot is free from here; the job dir's removal, which nobody waits for, goes beside the report.
+    this.deps.onEnded?.();
     await rm(dirs.root, { recursive: true, force: true }).catch((error: unknown) => this.logger.warn("workspace cleanup failed", { error: String(error) }));
+    await Promise.all([report, reported]);
   }
 
   /**
@@ -201,7 +206,7 @@ export class JobRun {
   }
 
   private async runStep(sandbox: Sandbox, template: StepSpec, batch?: { steps: BatchSteps; later: StepSpec[]; error: BatchStepError | undefined }): Promise<string | undefined> {
-    await Promise.all([this.finishing, persist(() => this.jobClient.startStep(template.key), this.logger, "step start")]);
+    this.reportStart(template.key);
     const log = this.shipper.entry(template.key);
     let step = template;
     try {
@@ -275,18 +280,43 @@ export class JobRun {
       }
     }
     if (message) log.write(`\n[airlock] ${message}\n`);
-    await log.end();
-    this.finishing = persist(
+    // Not waited for: the client applies the log before the finish, and the attempt's end waits.
+    const logged = log.end();
+    const finished = persist(
       () => this.jobClient.finishStep(step.key, { exitCode: outcome.exitCode, durationMs, state: ok ? "completed" : "failed", ...(message ? { message } : {}) }),
       this.logger,
       "step finish",
-    ).then(
-      () => undefined,
-      (error: unknown) => {
+    );
+    this.track(
+      logged,
+      finished.catch((error: unknown) => {
         if (!(error instanceof LeaseLostError)) throw error;
-      },
+      }),
     );
     return message;
+  }
+
+  /**
+   * Reports an entry's start without waiting for the answer (nothing in the job depends on it; the
+   * coordinator gets it before anything later of the job). A start refused because the attempt is
+   * no longer ours stops the job; any other failure surfaces when the attempt's end waits for it.
+   */
+  private reportStart(key: string): void {
+    const started = persist(() => this.jobClient.startStep(key), this.logger, `${key} start`).catch((error: unknown) => {
+      if (!(error instanceof LeaseLostError)) throw error;
+      this.stop({ kind: "lease-lost" });
+    });
+    this.track(started);
+  }
+
+  /**
+   * Adds reports in flight to `finishing`, which the attempt's end waits for. It is marked handled
+   * at once: a failure is seen there, not as an unhandled rejection while a step runs.
+   */
+  private track(...reports: Promise<unknown>[]): void {
+    const next = Promise.all([this.finishing, ...reports]).then(() => undefined);
+    next.catch(() => undefined);
+    this.finishing = next;
   }
 
   /**
@@ -331,24 +361,23 @@ export class JobRun {
    * work's own result.
    */
   private async entry(key: string, body: (log: EntryStream) => Promise<void>): Promise<void> {
-    const start = Promise.all([this.finishing, persist(() => this.jobClient.startStep(key), this.logger, `${key} start`)]);
+    this.reportStart(key);
     const log = this.shipper.entry(key);
     const started = Date.now();
     let failed: Error | undefined;
     try {
-      const [work, reported] = await Promise.allSettled([body(log), start]);
-      if (reported.status === "rejected") throw reported.reason;
-      if (work.status === "rejected") throw work.reason;
+      await body(log);
     } catch (error) {
       failed = coerceError(error);
       log.write(`\n[airlock] ${key} failed: ${failed.message}\n`);
       throw error;
     } finally {
-      await log.end();
+      const logged = log.end();
       const result = { exitCode: failed ? 1 : 0, durationMs: Date.now() - started, state: failed ? ("failed" as const) : ("completed" as const), ...(failed ? { message: failed.message.slice(0, 4000) } : {}) };
-      this.finishing = persist(() => this.jobClient.finishStep(key, result), this.logger, `${key} finish`).catch((error: unknown) =>
+      const finished = persist(() => this.jobClient.finishStep(key, result), this.logger, `${key} finish`).catch((error: unknown) =>
         this.logger.warn(`${key} finish not recorded`, { error: String(error) }),
       );
+      this.track(logged, finished);
     }
   }
 

@@ -1,17 +1,18 @@
 /**
  * Ships a job's log entries to the coordinator as they are written.
  *
- * Per entry: bytes -> Redactor -> EntryCap -> pending -> one append request at a time, at the
- * entry's byte offset. While a request is in flight, new output accumulates and goes in the next
- * one, so a chatty step costs few requests and nothing is ever re-sent except the same bytes at
- * the same offset after a failed request (which the coordinator stores once). A short linger
- * batches trickling output without hurting tail latency.
+ * Per entry: bytes -> Redactor -> EntryCap -> pending -> appends at the entry's byte offset. A
+ * short linger batches trickling output, and `batchBytes` pending sends at once. Appends are handed
+ * to the job client without waiting for the previous one's answer: the client applies a job's
+ * calls in order and batches what is pushed while a request is in flight (event-queue.ts), and
+ * retries network and 5xx failures itself, re-sending the same bytes at the same offset (which the
+ * coordinator stores once).
  *
- * Errors: network and 5xx answers are retried with backoff (up to `giveUpMs`); LeaseLostError
- * stops the entry and tells the job runner; the cancel flag in an append reply is passed on at once.
+ * Errors: LeaseLostError stops the shipper and tells the job runner; any other failure the client
+ * gave up on leaves a gap, logged; the cancel flag in an append reply is passed on at once.
  */
 import type { Logger } from "../common/logger.ts";
-import { AirlockError, LeaseLostError, UnavailableError } from "../protocol/index.ts";
+import { LeaseLostError } from "../protocol/index.ts";
 import type { JobClient } from "./client.ts";
 import { EntryCap, LogBudget } from "./log-cap.ts";
 import { Redactor } from "./redactor.ts";
@@ -24,7 +25,6 @@ export interface ShipperOptions {
   /** Send at once when this much is pending. */
   batchBytes: number;
   maxRequestBytes: number;
-  giveUpMs: number;
   logger: Logger;
   onCancel: () => void;
   onLeaseLost: () => void;
@@ -83,7 +83,8 @@ export class EntryStream {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private offset = 0;
-  private sending: Promise<void> | undefined;
+  /** Appends handed to the client and not yet answered. */
+  private readonly sending = new Set<Promise<void>>();
   private lingerTimer: NodeJS.Timeout | undefined;
   private ended = false;
 
@@ -102,15 +103,19 @@ export class EntryStream {
     this.enqueue(this.cap.push(this.redactor.push(bytes)));
   }
 
-  /** Flushes held bytes and the cap's tail, and resolves once everything is stored. */
-  async end(): Promise<void> {
+  /**
+   * Flushes held bytes and the cap's tail and resolves once everything is stored. Every append is
+   * handed to the client before `end` returns its promise, so a report made after it (the entry's
+   * finish) is applied after the log (the client keeps a job's calls in order).
+   */
+  end(): Promise<void> {
     if (!this.ended) {
       this.ended = true;
       this.enqueue(this.cap.push(this.redactor.end()));
       this.enqueue(this.cap.end());
     }
     this.kick(true);
-    while (this.sending) await this.sending;
+    return Promise.all(this.sending).then(() => undefined);
   }
 
   private enqueue(bytes: Buffer): void {
@@ -121,14 +126,11 @@ export class EntryStream {
   }
 
   private kick(now: boolean): void {
-    if (this.sending || this.pendingBytes === 0) return;
+    if (this.pendingBytes === 0) return;
     if (now || this.shipper.options.lingerMs <= 0) {
       if (this.lingerTimer) clearTimeout(this.lingerTimer);
       this.lingerTimer = undefined;
-      this.sending = this.drain().finally(() => {
-        this.sending = undefined;
-        if (this.pendingBytes > 0) this.kick(this.ended);
-      });
+      while (this.pendingBytes > 0 && !this.shipper.isStopped) this.send(this.takeBatch());
       return;
     }
     this.lingerTimer ??= setTimeout(() => {
@@ -147,38 +149,26 @@ export class EntryStream {
     return batch;
   }
 
-  private async drain(): Promise<void> {
-    const { logger, giveUpMs } = this.shipper.options;
-    while (this.pendingBytes > 0 && !this.shipper.isStopped) {
-      const batch = this.takeBatch();
-      let delay = 100;
-      const firstTry = Date.now();
-      for (;;) {
-        try {
-          this.shipper.stats.requests += 1;
-          this.shipper.stats.sentBytes += batch.length;
-          const reply = await this.client.appendLog(this.key, this.offset, batch);
-          this.offset = Math.max(this.offset + batch.length, reply.size);
-          if (reply.cancel) this.shipper.options.onCancel();
-          break;
-        } catch (error) {
-          if (error instanceof LeaseLostError) {
-            this.shipper.stop();
-            this.shipper.options.onLeaseLost();
-            return;
-          }
-          const retryable = error instanceof UnavailableError || !(error instanceof AirlockError) || error.status >= 500;
-          if (!retryable || Date.now() - firstTry > giveUpMs) {
-            logger.error("log append failed; dropping this entry's remaining output", { key: this.key, error: String(error) });
-            this.pending = [];
-            this.pendingBytes = 0;
-            return;
-          }
-          logger.warn("log append failed; retrying", { key: this.key, offset: this.offset, error: String(error) });
-          await new Promise((resolve) => setTimeout(resolve, delay));
-          delay = Math.min(delay * 2, 5000);
+  /** Hands one append to the client at once; the client retries what can be retried. */
+  private send(batch: Buffer): void {
+    const offset = this.offset;
+    this.offset += batch.length;
+    this.shipper.stats.requests += 1;
+    this.shipper.stats.sentBytes += batch.length;
+    const sent: Promise<void> = this.client.appendLog(this.key, offset, batch).then(
+      (reply) => {
+        if (reply.cancel) this.shipper.options.onCancel();
+      },
+      (error: unknown) => {
+        if (error instanceof LeaseLostError) {
+          this.shipper.stop();
+          this.shipper.options.onLeaseLost();
+          return;
         }
-      }
-    }
+        this.shipper.options.logger.error("log append failed; this entry's log has a gap", { key: this.key, offset, bytes: batch.length, error: String(error) });
+      },
+    );
+    this.sending.add(sent);
+    void sent.finally(() => this.sending.delete(sent));
   }
 }

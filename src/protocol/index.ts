@@ -21,6 +21,7 @@ export * from "./egress.ts";
 export * from "./errors.ts";
 export * from "./executor-api.ts";
 export * from "./job.ts";
+export * from "./job-events.ts";
 export * from "./indexing.ts";
 export * from "./job-spec.ts";
 export * from "./job-secrets.ts";

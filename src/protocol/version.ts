@@ -9,7 +9,7 @@
 export const AIRLOCK_VERSION = "0.1.0";
 
 // Typed `number` so that code comparing them still reads right once they differ.
-export const PROTOCOL_VERSION: number = 1;
+export const PROTOCOL_VERSION: number = 2;
 
 /** The oldest executor protocol this coordinator still serves. */
 export const MIN_EXECUTOR_PROTOCOL: number = 1;

@@ -16,7 +16,7 @@ import { systemClock } from "../../src/common/clock.ts";
 import { HttpCoordinatorClient } from "../../src/executor/client.ts";
 import { resolveExecutorConfig } from "../../src/executor/config.ts";
 import { Executor } from "../../src/executor/executor.ts";
-import { AIRLOCK_VERSION, IncompatibleProtocolError, PROTOCOL_VERSION, type ExecutorView } from "../../src/protocol/index.ts";
+import { AIRLOCK_VERSION, IncompatibleProtocolError, PROTOCOL_VERSION, servedProtocols, type ExecutorView } from "../../src/protocol/index.ts";
 import { ShellRuntime } from "../../src/runtimes/shell/index.ts";
 import { baseEnv, ENTRY, http, ROOT, startCluster, type Cluster } from "../helpers/cluster.ts";
 
@@ -101,7 +101,7 @@ describe("executor versions and protocol refusal", () => {
       const error = (reply.body as { error: { code: string; message: string } }).error;
       assert.equal(error.code, "incompatible_protocol");
       assert.match(error.message, new RegExp(`"from-elsewhere" \\(Airlock 9\\.9\\.9\\) speaks executor protocol ${protocolVersion}\\b`));
-      assert.match(error.message, new RegExp(`coordinator \\(Airlock ${AIRLOCK_VERSION.replaceAll(".", "\\.")}\\) speaks executor protocol ${PROTOCOL_VERSION}\\b`));
+      assert.match(error.message, new RegExp(`coordinator \\(Airlock ${AIRLOCK_VERSION.replaceAll(".", "\\.")}\\) speaks executor protocol ${servedProtocols()}\\b`));
       assert.match(error.message, advice);
     }
     assert.equal((await executors()).find((executor) => executor.name === "from-elsewhere"), undefined, "a refused executor is not recorded");
@@ -114,7 +114,7 @@ describe("executor versions and protocol refusal", () => {
       { url: cluster.coordinator.url, token: cluster.coordinator.executorToken, data: join(cluster.dir, "refused"), name: "refused-in-process", runtime: "shell" },
       baseEnv,
     );
-    const client = new HttpCoordinatorClient({ urls: config.urls, executorToken: config.token, caPath: undefined });
+    const client = new HttpCoordinatorClient({ urls: config.urls, executorToken: config.token, caPath: undefined, logger: silentLogger });
     const runtime = new ShellRuntime({ path: config.hostPath });
     const executor = new Executor({ config, client, runtime, logger: silentLogger, clock: systemClock, protocolVersion: PROTOCOL_VERSION + 1 });
     await assert.rejects(executor.start(), (error: unknown) => error instanceof IncompatibleProtocolError && /refused-in-process.*upgrade the coordinators first/.test(error.message));

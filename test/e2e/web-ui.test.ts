@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Page } from "playwright-core";
-import { isTerminal } from "../../src/protocol/index.ts";
+import { isTerminal, PROTOCOL_VERSION } from "../../src/protocol/index.ts";
 import { launchBrowser, type Browser } from "../helpers/browser.ts";
 import { makeRepo, startCluster, waitForJob, type Cluster } from "../helpers/cluster.ts";
 import { bwrapUnavailable, TEST_IMAGES } from "../helpers/bwrap.ts";
@@ -275,7 +275,7 @@ describe("web UI in Chromium", { concurrency: false, timeout: 240_000 }, () => {
     assert.match(text, /shell/);
     assert.match(text, /none/);
     assert.match(text, /default/);
-    assert.match(text, /0\.1\.0\S* protocol 1/, "the executor's version and protocol are shown");
+    assert.match(text, new RegExp(`0\\.1\\.0\\S* protocol ${PROTOCOL_VERSION}\\b`), "the executor's version and protocol are shown");
     await browser!.screenshot(page, "11-executors");
   });
 

@@ -31,7 +31,7 @@ export async function executorRunCommand(flags: Record<string, unknown>, io: Cli
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
   const runtime = await selectRuntime(config.runtime, allRuntimes(runtimeHost(config, logger)), logger);
   await mkdir(config.workspaceRoot, { recursive: true, mode: 0o700 });
-  const client = new HttpCoordinatorClient({ urls: config.urls, executorToken: config.token, caPath: config.caPath });
+  const client = new HttpCoordinatorClient({ urls: config.urls, executorToken: config.token, caPath: config.caPath, logger });
   const executor = new Executor({ config, client, runtime, logger, clock: systemClock });
   try {
     await executor.start();
@@ -79,11 +79,11 @@ async function warmPoolDetail(config: Readonly<ExecutorConfig>): Promise<string>
 export async function executorValidateCommand(flags: Record<string, unknown>, io: CliIO): Promise<number> {
   const config = resolveExecutorConfig(flags, io.env);
   const logger = createLogger({ level: "silent", format: "text" });
-  const client = new HttpCoordinatorClient({ urls: config.urls, executorToken: config.token, caPath: config.caPath });
+  const client = new HttpCoordinatorClient({ urls: config.urls, executorToken: config.token, caPath: config.caPath, logger });
   let ok = true;
   const rows: string[][] = [["CHECK", "RESULT", "DETAIL"]];
   for (const url of config.urls) {
-    const single = new HttpCoordinatorClient({ urls: [url], executorToken: config.token, caPath: config.caPath });
+    const single = new HttpCoordinatorClient({ urls: [url], executorToken: config.token, caPath: config.caPath, logger });
     try {
       const reply = await single.authCheck();
       const { min, max } = reply.protocol ?? { min: 1, max: 1 };

@@ -77,23 +77,23 @@ export class Auth {
     if (this.attempts.size > REMEMBERED_TOKENS) this.attempts.delete(this.attempts.keys().next().value as string);
   }
 
-  /** Forgets the job token of this request (its attempt just ended here). */
-  forgetJob(request: FastifyRequest): void {
-    const given = credentials(request, "Bearer");
+  /** Forgets the job token of this request, or the one given (its attempt just ended here). */
+  forgetJob(request: FastifyRequest | string): void {
+    const given = typeof request === "string" ? request : credentials(request, "Bearer");
     if (given) this.attempts.delete(sha256Hex(given));
   }
 
   /**
    * The attempt behind a job token, for a route whose store write checks the attempt is live; the
-   * token must be for `jobId`.
+   * token must be for `jobId`. The token is the request's, or one a dequeue carried in its body.
    */
-  async requireJob(request: FastifyRequest, scope: { jobId: number }): Promise<AttemptRef> {
-    const given = credentials(request, "Bearer");
+  async requireJob(request: FastifyRequest | string, scope: { jobId: number }): Promise<AttemptRef> {
+    const given = typeof request === "string" ? request : credentials(request, "Bearer");
     if (!given) throw new UnauthorizedError('job routes need "Authorization: Bearer <job token>"');
     const hash = sha256Hex(given);
     let ref = this.attempts.get(hash);
     if (!ref) {
-      ref = await this.requireLiveJob(request, {});
+      ref = await this.requireLiveJob(given, {});
       this.attempts.set(hash, { jobId: ref.jobId, attempt: ref.attempt, repository: ref.repository, executorName: ref.executorName });
       if (this.attempts.size > REMEMBERED_TOKENS) this.attempts.delete(this.attempts.keys().next().value as string);
     }
@@ -102,8 +102,8 @@ export class Auth {
   }
 
   /** The live attempt behind a job token, looked up now; the token must be for `jobId` (and `repository`, when given). */
-  async requireLiveJob(request: FastifyRequest, scope: { jobId?: number; repository?: string }): Promise<AttemptRef> {
-    const given = credentials(request, "Bearer");
+  async requireLiveJob(request: FastifyRequest | string, scope: { jobId?: number; repository?: string }): Promise<AttemptRef> {
+    const given = typeof request === "string" ? request : credentials(request, "Bearer");
     if (!given) throw new UnauthorizedError('job routes need "Authorization: Bearer <job token>"');
     const ref = await this.store.jobs.findAttempt(sha256Hex(given));
     if (!ref) throw new UnauthorizedError("unknown job token");

@@ -5,8 +5,9 @@ import { z } from "zod";
 import {
   AIRLOCK_VERSION,
   ArtifactName,
-  DequeueRequest,
+  DequeueWithReports,
   FinishRequest,
+  JobEventsRequest,
   HeartbeatRequest,
   IncompatibleProtocolError,
   MIN_EXECUTOR_PROTOCOL,
@@ -16,12 +17,16 @@ import {
   StepFinishRequest,
   validationErrorFrom,
   type AttemptOutcome,
+  type DequeueAnswer,
+  type DequeueRequest,
   type HeartbeatResponse,
+  type JobEventsResponse,
   type JobPayload,
   type LogAppendResponse,
 } from "../../protocol/index.ts";
 import type { CoordinatorContext } from "../context.ts";
 import { SecretKeyError } from "../secrets/keyring.ts";
+import { applyFinishedReports, applyJobEvents } from "../services/job-events.ts";
 
 const JobParams = z.object({ id: z.coerce.number().int().positive() });
 const EntryParams = JobParams.extend({ key: z.string().min(1).max(64) });
@@ -58,46 +63,14 @@ export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorCon
 
   app.post("/.executors/dequeue", async (request, reply) => {
     auth.requireExecutor(request);
-    const body = parse(DequeueRequest, request.body, "invalid dequeue request");
+    const body = parse(DequeueWithReports, request.body, "invalid dequeue request");
     requireCompatible(ctx, body);
-    const waitMs = Math.min(body.waitMs, config.maxDequeueWaitMs);
-    // Only a held poll needs to notice the client leaving; a claim without a wait is over at once,
-    // and the abort signal pair (with the DOMException its abort makes) showed in the profile.
-    const signal = waitMs > 0 ? clientGone(reply, ctx.shutdown) : ctx.shutdown;
-    const claimed = await ctx.dispatcher.dequeue(body, waitMs, signal);
-    if (!claimed) return reply.status(204).send();
-    const { job, token } = claimed;
-    const ref = { jobId: job.id, attempt: job.attempt, repository: job.repository, executorName: body.executorName };
-    auth.rememberJob(token, ref);
-    if (reply.raw.destroyed) {
-      // The executor left while we claimed: hand the job back rather than wait out its lease.
-      await jobs.finishAttempt(ref, "errored", "executor disconnected before it received the job");
-      return reply;
-    }
-    let spec;
-    try {
-      spec = await ctx.secrets.reveal(job);
-    } catch (error) {
-      if (!(error instanceof SecretKeyError)) throw error;
-      // Its secrets do not open here (sealed under a key this coordinator lacks): the attempt ends
-      // with the reason, and the executor asks again.
-      ctx.logger.warn("job secrets do not open", { jobId: job.id, attempt: job.attempt, error: error.message });
-      await jobs.finishAttempt(ref, "errored", error.message);
-      return reply.status(204).send();
-    }
-    ctx.metrics.queueWait.observe({ queue: job.queue }, Math.max(0, (job.startedAt ?? clock.now()) - job.queuedAt) / 1000);
-    ctx.logger.info("job dequeued", { jobId: job.id, attempt: job.attempt, executor: body.executorName });
-    const payload: JobPayload = {
-      id: job.id,
-      attempt: job.attempt,
-      token,
-      queue: job.queue,
-      spec,
-      repository:
-        job.repository && job.commit ? { name: job.repository, commit: job.commit, gitPath: `/.executors/git/${job.repository}` } : null,
-      leaseMs: config.leaseMs,
-    };
-    return payload;
+    // Reports first: the slot they free is the one this dequeue fills.
+    const finished = body.finished ? await applyFinishedReports(ctx, body.finished) : undefined;
+    const job = await claimForExecutor(ctx, body, reply);
+    if (reply.sent) return reply;
+    if (finished) return { finished, job: job ?? null } satisfies DequeueAnswer;
+    return job ?? reply.status(204).send();
   });
 
   app.post("/.executors/heartbeat", async (request): Promise<HeartbeatResponse> => {
@@ -110,6 +83,7 @@ export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorCon
   app.post("/.executors/jobs/:id/steps/:key/start", async (request) => {
     const { id, key } = parse(EntryParams, request.params, "invalid path");
     const ref = await auth.requireJob(request, { jobId: id });
+    countRouteReport(ctx);
     await jobs.startEntry(ref, key);
     return { ok: true };
   });
@@ -118,8 +92,19 @@ export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorCon
     const { id, key } = parse(EntryParams, request.params, "invalid path");
     const ref = await auth.requireJob(request, { jobId: id });
     const body = parse(StepFinishRequest, request.body, "invalid step result");
+    countRouteReport(ctx);
     await jobs.finishEntry(ref, key, body);
     return { ok: true };
+  });
+
+  app.post("/.executors/jobs/:id/events", { bodyLimit: Math.ceil(config.maxLogChunkBytes * 1.4) + 1024 * 1024 }, async (request): Promise<JobEventsResponse> => {
+    const { id } = parse(JobParams, request.params, "invalid path");
+    const ref = await auth.requireJob(request, { jobId: id });
+    const body = parse(JobEventsRequest, request.body, "invalid job events");
+    ctx.metrics.jobReports.inc({ via: "events" });
+    const results = await applyJobEvents(ctx, ref, body.events, "events");
+    if (body.events.at(-1)?.type === "end") auth.forgetJob(request);
+    return { results };
   });
 
   const outcomes: [string, AttemptOutcome][] = [
@@ -132,6 +117,7 @@ export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorCon
       const { id } = parse(JobParams, request.params, "invalid path");
       const ref = await auth.requireJob(request, { jobId: id });
       const body = parse(FinishRequest, request.body ?? {}, "invalid finish request");
+      countRouteReport(ctx);
       const job = await jobs.finishAttempt(ref, outcome, body.message ?? null);
       auth.forgetJob(request);
       return { state: job.state };
@@ -148,6 +134,7 @@ export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorCon
       const { offset } = parse(AppendQuery, request.query, "invalid query");
       const ref = await auth.requireJob(request, { jobId: id });
       const data = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+      countRouteReport(ctx);
       return ctx.store.outputs.appendLog(ref, key, offset, data, clock.now());
     });
   });
@@ -167,6 +154,56 @@ export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorCon
       return ctx.store.outputs.putArtifact(ref, name, limited, clock.now());
     });
   });
+}
+
+/**
+ * Claims a job for the executor (waiting as its request allows) and makes its payload; undefined
+ * when there is none to hand over.
+ */
+async function claimForExecutor(ctx: CoordinatorContext, body: DequeueRequest, reply: FastifyReply): Promise<JobPayload | undefined> {
+  const { auth, clock, jobs, config } = ctx;
+  const waitMs = Math.min(body.waitMs, config.maxDequeueWaitMs);
+  // Only a held poll needs to notice the client leaving; a claim without a wait is over at once,
+  // and the abort signal pair (with the DOMException its abort makes) showed in the profile.
+  const signal = waitMs > 0 ? clientGone(reply, ctx.shutdown) : ctx.shutdown;
+  const claimed = await ctx.dispatcher.dequeue(body, waitMs, signal);
+  if (!claimed) return undefined;
+  const { job, token } = claimed;
+  const ref = { jobId: job.id, attempt: job.attempt, repository: job.repository, executorName: body.executorName };
+  auth.rememberJob(token, ref);
+  if (reply.raw.destroyed) {
+    // The executor left while we claimed: hand the job back rather than wait out its lease.
+    await jobs.finishAttempt(ref, "errored", "executor disconnected before it received the job");
+    return undefined;
+  }
+  let spec;
+  try {
+    spec = await ctx.secrets.reveal(job);
+  } catch (error) {
+    if (!(error instanceof SecretKeyError)) throw error;
+    // Its secrets do not open here (sealed under a key this coordinator lacks): the attempt ends
+    // with the reason, and the executor asks again.
+    ctx.logger.warn("job secrets do not open", { jobId: job.id, attempt: job.attempt, error: error.message });
+    await jobs.finishAttempt(ref, "errored", error.message);
+    return undefined;
+  }
+  ctx.metrics.queueWait.observe({ queue: job.queue }, Math.max(0, (job.startedAt ?? clock.now()) - job.queuedAt) / 1000);
+  ctx.logger.info("job dequeued", { jobId: job.id, attempt: job.attempt, executor: body.executorName });
+  return {
+    id: job.id,
+    attempt: job.attempt,
+    token,
+    queue: job.queue,
+    spec,
+    repository: job.repository && job.commit ? { name: job.repository, commit: job.commit, gitPath: `/.executors/git/${job.repository}` } : null,
+    leaseMs: config.leaseMs,
+  };
+}
+
+/** A protocol 1 report: one write, one request. */
+function countRouteReport(ctx: CoordinatorContext): void {
+  ctx.metrics.jobEvents.inc({ via: "route" });
+  ctx.metrics.jobReports.inc({ via: "route" });
 }
 
 async function* emptyStream(): AsyncIterable<Uint8Array> {}

@@ -59,13 +59,14 @@ export class JobService {
     return this.view(id);
   }
 
-  async startEntry(ref: AttemptRef, key: string): Promise<void> {
-    const { entry, queuedAt, queue } = await this.options.store.jobs.startEntry(ref, key, this.options.clock.now());
+  /** `at`: when it happened, on the coordinator's clock (a batched report's event comes late). */
+  async startEntry(ref: AttemptRef, key: string, at = this.options.clock.now()): Promise<void> {
+    const { entry, queuedAt, queue } = await this.options.store.jobs.startEntry(ref, key, at);
     if (entry.kind === "step" && entry.index === 1 && entry.startedAt !== null) this.options.metrics.pickupLatency.observe({ queue }, (entry.startedAt - queuedAt) / 1000);
   }
 
-  async finishEntry(ref: AttemptRef, key: string, result: EntryResult): Promise<void> {
-    const entry = await this.options.store.jobs.finishEntry(ref, key, result, this.options.clock.now());
+  async finishEntry(ref: AttemptRef, key: string, result: EntryResult, at = this.options.clock.now()): Promise<void> {
+    const entry = await this.options.store.jobs.finishEntry(ref, key, result, at);
     if (entry.kind === "step" && result.state !== "skipped") this.options.metrics.stepDuration.observe({ outcome: result.state }, result.durationMs / 1000);
   }
 

@@ -14,6 +14,8 @@ export class CoordinatorMetrics {
   readonly stepDuration: Histogram<"outcome">;
   readonly jobsFinished: Counter<"outcome">;
   readonly leasesExpired: Counter;
+  readonly jobEvents: Counter<"via">;
+  readonly jobReports: Counter<"via">;
 
   constructor(store: Store, clock: Clock, aliveWindowMs: number) {
     const registers = [this.registry];
@@ -47,6 +49,8 @@ export class CoordinatorMetrics {
     });
     this.jobsFinished = new Counter({ name: "airlock_jobs_finished_total", help: "Job attempts ended, by outcome", labelNames: ["outcome"], registers });
     this.leasesExpired = new Counter({ name: "airlock_leases_expired_total", help: "Attempts reclaimed after their lease lapsed", registers });
+    this.jobEvents = new Counter({ name: "airlock_job_events_total", help: "Executor reports of jobs applied (starts, finishes, log appends, ends), by how they came: a request of their own (route), batched (events) or on a dequeue", labelNames: ["via"], registers });
+    this.jobReports = new Counter({ name: "airlock_job_report_requests_total", help: "Requests that carried executor reports of jobs, by kind (route, events, dequeue)", labelNames: ["via"], registers });
     new Gauge({
       name: "airlock_queue_depth",
       help: "Jobs waiting in each queue",
