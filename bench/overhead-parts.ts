@@ -82,6 +82,14 @@ export function cpuSeconds(pid: number): number {
   return ticks / 100;
 }
 
+/** CPU ms of a process itself and of its reaped children, apart (the same fields as `cpuSeconds`). */
+export function cpuSplit(pid: number | "self"): { self: number; children: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+  const ticks = (from: number) => ((fields[from] ?? 0) + (fields[from + 1] ?? 0)) * 10;
+  return { self: ticks(11), children: ticks(13) };
+}
+
 export function loadAverage(): string {
   return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 }

@@ -27,7 +27,7 @@ import { bwrapUnavailable, TEST_IMAGES, testImagesMissing } from "../test/helper
 import { baseEnv, commitFile, ENTRY, makeRepo, tempDir, waitForJob } from "../test/helpers/cluster.ts";
 import { bareShellRate, median, printTable } from "./lib.ts";
 import { SMALL_REPO_FILES, wholeJobSpec } from "./whole-job.ts";
-import { cpuSeconds, gitDaemon, largeRepo, loadAverage, sqliteHttpRate, sqliteStoreRate } from "./overhead-parts.ts";
+import { cpuSeconds, cpuSplit, gitDaemon, largeRepo, loadAverage, sqliteHttpRate, sqliteStoreRate } from "./overhead-parts.ts";
 
 const WHOLE_RUNS = Number(process.env.BENCH_WHOLE_RUNS ?? 8);
 const PICKUP_RUNS = Number(process.env.BENCH_PICKUP_RUNS ?? 10);
@@ -134,9 +134,10 @@ processes.push(coordinator);
 const api = new ApiClient({ url: coordinator.url, token: coordinator.apiToken });
 const daemonRoot = join(dir, "daemon");
 const daemon = await gitDaemon(daemonRoot);
+let shellExecutor: ManagedProcess;
 try {
   const noopQueues = Array.from({ length: ROUNDS }, (_, round) => `noop-${round}`);
-  executor(coordinator, "shell", ["--runtime", "shell", "--queues", ["shell", ...noopQueues].join(","), "--max-jobs", "8"]);
+  shellExecutor = executor(coordinator, "shell", ["--runtime", "shell", "--queues", ["shell", ...noopQueues].join(","), "--max-jobs", "8"]);
   await waitForExecutor(api, "shell");
   const noBwrap = testImagesMissing() ?? (await bwrapUnavailable());
   if (!noBwrap) {
@@ -297,14 +298,32 @@ async function jobRows(noBwrap: string | undefined, noopQueues: string[]): Promi
 
   if (LARGE) await largeRepository();
 
-  // No-op throughput, rounds of ours and bare taking turns.
+  // No-op throughput, rounds of ours and bare taking turns, with the CPU each process spent (from
+  // /proc: this process, the coordinator, the executor, the steps it reaped), which says where a
+  // no-op job's time goes on cores that every process shares.
   const ours: number[] = [];
   const bare: number[] = [];
+  const spent = { coordinator: 0, executor: 0, steps: 0, client: 0, bareNode: 0, bareSh: 0 };
+  const shellPid = shellExecutor.child.pid as number;
   for (const queue of noopQueues) {
+    const [c0, e0, m0] = [cpuSplit(coordinator.child.pid as number), cpuSplit(shellPid), cpuSplit("self")];
     ours.push(await noopRate(api, queue, NOOP_JOBS));
+    const [c1, e1, m1] = [cpuSplit(coordinator.child.pid as number), cpuSplit(shellPid), cpuSplit("self")];
+    spent.coordinator += c1.self - c0.self;
+    spent.executor += e1.self - e0.self;
+    spent.steps += e1.children - e0.children;
+    spent.client += m1.self - m0.self;
     bare.push(await bareShellRate(NOOP_JOBS, 8));
+    const m2 = cpuSplit("self");
+    spent.bareNode += m2.self - m1.self;
+    spent.bareSh += m2.children - m1.children;
   }
   rows.push([`no-op jobs/s, --max-jobs 8 (${NOOP_JOBS} jobs, median of ${ROUNDS})`, median(ours), median(bare), median(ours) / median(bare), "bare: sh -c true x8; target >= 0.8"]);
+  const perJob = (ms: number) => ms / (NOOP_JOBS * noopQueues.length);
+  const oursCpu = perJob(spent.coordinator + spent.executor + spent.steps + spent.client);
+  const bareCpu = perJob(spent.bareNode + spent.bareSh);
+  const split = `coordinator ${perJob(spent.coordinator).toFixed(2)}, executor ${perJob(spent.executor).toFixed(2)}, its steps ${perJob(spent.steps).toFixed(2)}, submitting client ${perJob(spent.client).toFixed(2)}; bare: node ${perJob(spent.bareNode).toFixed(2)}, sh ${perJob(spent.bareSh).toFixed(2)}`;
+  rows.push(["CPU per no-op job, all processes (ms)", oursCpu, bareCpu, oursCpu / bareCpu, split]);
   loads.push(loadAverage());
 
 }

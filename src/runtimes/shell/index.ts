@@ -4,8 +4,8 @@
  * Limits are wall time only (timeouts and cancel kill the step's whole process tree).
  */
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdir, realpath, stat } from "node:fs/promises";
+import { existsSync, realpathSync, statSync } from "node:fs";
+import { mkdir, realpath } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { LABEL, isLeftover } from "../labels.ts";
 import type { ProbeResult, Runtime, Sandbox, SandboxSpec, StepIO, StepOutcome, StepRun } from "../runtime.ts";
@@ -13,6 +13,7 @@ import { openPidWindow, type PidWindow } from "./pid-window.ts";
 import { findMarked, killGroup, killTree, MARKER_VARIABLE } from "./process-tree.ts";
 
 const SETPRIV = "/usr/bin/setpriv";
+const HAS_SETPRIV = existsSync(SETPRIV);
 
 export interface ShellRuntimeOptions {
   /** PATH for steps. */
@@ -36,9 +37,8 @@ export class ShellRuntime implements Runtime {
   async createSandbox(spec: SandboxSpec): Promise<Sandbox> {
     const home = join(spec.scratchDir, "home");
     const tmp = join(spec.scratchDir, "tmp");
-    await mkdir(home, { recursive: true });
-    await mkdir(tmp, { recursive: true });
-    return new ShellSandbox(spec, { PATH: this.options.path, HOME: home, TMPDIR: tmp, LANG: "C.UTF-8" });
+    await Promise.all([mkdir(home, { recursive: true }), mkdir(tmp, { recursive: true })]);
+    return new ShellSandbox(spec, { PATH: this.options.path, HOME: home, TMPDIR: tmp, LANG: "C.UTF-8" }, await realpath(spec.workspace));
   }
 
   async reapLeftovers(): Promise<number> {
@@ -76,8 +76,12 @@ class ShellSandbox implements Sandbox {
   /** Opened before any step: the sandbox's processes all have pids allocated after it. */
   private readonly pids: PidWindow | undefined = openPidWindow();
 
-  constructor(spec: SandboxSpec, baseEnv: Record<string, string>) {
+  /** The workspace's real path, for the check that a step's dir stays inside it. */
+  private readonly realWorkspace: string;
+
+  constructor(spec: SandboxSpec, baseEnv: Record<string, string>, realWorkspace: string) {
     this.spec = spec;
+    this.realWorkspace = realWorkspace;
     this.id = `shell-${spec.jobId}-${spec.attempt}-${process.pid}`;
     this.baseEnv = {
       ...baseEnv,
@@ -89,9 +93,9 @@ class ShellSandbox implements Sandbox {
 
   async exec(run: StepRun, io: StepIO, signal: AbortSignal): Promise<StepOutcome> {
     const cwd = resolve(this.spec.workspace, run.step.dir);
-    const problem = await this.dirProblem(cwd);
+    const problem = this.dirProblem(cwd);
     if (problem) return { exitCode: null, message: problem };
-    const usePdeathsig = existsSync(SETPRIV);
+    const usePdeathsig = HAS_SETPRIV;
     const [command, args] = usePdeathsig
       ? [SETPRIV, ["--pdeathsig", "KILL", "--", "/bin/sh", "-c", run.script]]
       : ["/bin/sh", ["-c", run.script]];
@@ -133,12 +137,13 @@ class ShellSandbox implements Sandbox {
     });
   }
 
-  private async dirProblem(dir: string): Promise<string | undefined> {
+  /** Synchronous: a stat and a realpath of a local path, reads that cost less than two thread-pool hand-offs. */
+  private dirProblem(dir: string): string | undefined {
     try {
-      const info = await stat(dir);
+      const info = statSync(dir);
       if (!info.isDirectory()) return `step dir ${dir} is not a directory`;
-      const [real, root] = await Promise.all([realpath(dir), realpath(this.spec.workspace)]);
-      if (real !== root && !real.startsWith(root + sep)) return "step dir leads outside the workspace";
+      const real = dir === this.spec.workspace ? this.realWorkspace : realpathSync(dir);
+      if (real !== this.realWorkspace && !real.startsWith(this.realWorkspace + sep)) return "step dir leads outside the workspace";
       return undefined;
     } catch {
       return `step dir "${dir.slice(this.spec.workspace.length + 1) || "."}" does not exist in the workspace`;
