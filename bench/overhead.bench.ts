@@ -25,7 +25,7 @@ import { gitEnv, runChecked } from "../src/common/exec.ts";
 import type { JobView } from "../src/protocol/index.ts";
 import { bwrapUnavailable, TEST_IMAGES, testImagesMissing } from "../test/helpers/bwrap.ts";
 import { baseEnv, commitFile, ENTRY, makeRepo, tempDir, waitForJob } from "../test/helpers/cluster.ts";
-import { bareShellRate, median, printTable } from "./lib.ts";
+import { bareShellRun, median, printTable } from "./lib.ts";
 import { SMALL_REPO_FILES, wholeJobSpec } from "./whole-job.ts";
 import { cpuSeconds, cpuSplit, gitDaemon, largeRepo, loadAverage, sqliteHttpRate, sqliteStoreRate } from "./overhead-parts.ts";
 
@@ -313,10 +313,10 @@ async function jobRows(noBwrap: string | undefined, noopQueues: string[]): Promi
     spent.executor += e1.self - e0.self;
     spent.steps += e1.children - e0.children;
     spent.client += m1.self - m0.self;
-    bare.push(await bareShellRate(NOOP_JOBS, 8));
-    const m2 = cpuSplit("self");
-    spent.bareNode += m2.self - m1.self;
-    spent.bareSh += m2.children - m1.children;
+    const run = await bareShellRun(NOOP_JOBS, 8);
+    bare.push(run.rate);
+    spent.bareNode += run.nodeMs * NOOP_JOBS;
+    spent.bareSh += run.shMs * NOOP_JOBS;
   }
   rows.push([`no-op jobs/s, --max-jobs 8 (${NOOP_JOBS} jobs, median of ${ROUNDS})`, median(ours), median(bare), median(ours) / median(bare), "bare: sh -c true x8; target >= 0.8"]);
   const perJob = (ms: number) => ms / (NOOP_JOBS * noopQueues.length);

@@ -65,12 +65,18 @@ export function registerExecutorRoutes(app: FastifyInstance, ctx: CoordinatorCon
     auth.requireExecutor(request);
     const body = parse(DequeueWithReports, request.body, "invalid dequeue request");
     requireCompatible(ctx, body);
-    // Reports first: the slot they free is the one this dequeue fills.
-    const finished = body.finished ? await applyFinishedReports(ctx, body.finished) : undefined;
-    const job = await claimForExecutor(ctx, body, reply);
-    if (reply.sent) return reply;
-    if (finished) return { finished, job: job ?? null } satisfies DequeueAnswer;
-    return job ?? reply.status(204).send();
+    if (!body.finished) return (await claimForExecutor(ctx, body, reply)) ?? reply.status(204).send();
+    // The reports (of other jobs) and the claim are independent: side by side, the request costs
+    // one store round trip of latency rather than two. A claim that fails after the reports were
+    // applied answers no job, so their answers are not lost; the executor simply asks again.
+    const [finished, claimed] = await Promise.all([
+      applyFinishedReports(ctx, body.finished),
+      claimForExecutor(ctx, body, reply).catch((error: unknown) => {
+        ctx.logger.warn("claim failed on a dequeue that carried reports", { executor: body.executorName, error: String(error) });
+        return undefined;
+      }),
+    ]);
+    return { finished, job: claimed ?? null } satisfies DequeueAnswer;
   });
 
   app.post("/.executors/heartbeat", async (request): Promise<HeartbeatResponse> => {
