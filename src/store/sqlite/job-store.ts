@@ -94,15 +94,23 @@ export class SqliteJobStore implements JobStore {
     return claimed;
   }
 
-  /** The oldest claimable job of the first queue group that has one (see ClaimRequest.preference). */
+  /**
+   * The oldest claimable job of the first queue group that has one (see ClaimRequest.preference).
+   * One query per queue, each an ordered walk of the `jobs_dequeue` index: `queue IN (...)` made
+   * SQLite read every queued job of every queue and sort them, a cost that grew with the backlog.
+   */
   private pickCandidate(groups: (string | readonly string[])[], maxRank: number, maxNetworkRank: number): { id: number } | undefined {
     for (const group of groups) {
-      const candidate = this.db.get<{ id: number }>(
-        `SELECT id FROM jobs WHERE state = 'queued' AND queue IN (SELECT value FROM json_each($queues))
-           AND isolation_rank <= $maxRank AND network_rank <= $maxNetworkRank ORDER BY queued_at, id LIMIT 1`,
-        { queues: JSON.stringify(typeof group === "string" ? [group] : group), maxRank, maxNetworkRank },
-      );
-      if (candidate) return candidate;
+      let best: { id: number; queued_at: number } | undefined;
+      for (const queue of typeof group === "string" ? [group] : group) {
+        const candidate = this.db.get<{ id: number; queued_at: number }>(
+          `SELECT id, queued_at FROM jobs WHERE state = 'queued' AND queue = $queue
+             AND isolation_rank <= $maxRank AND network_rank <= $maxNetworkRank ORDER BY queued_at, id LIMIT 1`,
+          { queue, maxRank, maxNetworkRank },
+        );
+        if (candidate && (!best || candidate.queued_at < best.queued_at || (candidate.queued_at === best.queued_at && candidate.id < best.id))) best = candidate;
+      }
+      if (best) return best;
     }
     return undefined;
   }
