@@ -29,7 +29,6 @@ import { IncompatibleProtocolError, ISOLATION_LEVELS, isolationRank, PROTOCOL_VE
 import { processAlive, type Runtime } from "../runtimes/index.ts";
 import type { CoordinatorClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
-import { DirRemover } from "./dir-remover.ts";
 import { EgressHost } from "./egress.ts";
 import { JobRun } from "./job-runner.ts";
 import { PackageCache } from "./package-cache.ts";
@@ -56,7 +55,6 @@ export class Executor {
   private egress: EgressHost | undefined;
   private readonly cache: RepoCache | undefined;
   private readonly packages: PackageCache | undefined;
-  private readonly remover = new DirRemover();
   private refusal: IncompatibleProtocolError | undefined;
   private onRefused: (error: IncompatibleProtocolError) => void = () => undefined;
   /** Settles when a coordinator refuses this executor's protocol; the executor is draining then. */
@@ -151,8 +149,7 @@ export class Executor {
       this.ended.add(job.id);
       this.slotFreed();
     };
-    const removeDir = (path: string): Promise<void> => this.remover.remove(path);
-    const run = new JobRun(job, { client: this.client, runtime: this.runtime, config: this.config, logger: this.logger, egress: this.egress, cache: this.cache, packages: this.packages, onEnded, removeDir });
+    const run = new JobRun(job, { client: this.client, runtime: this.runtime, config: this.config, logger: this.logger, egress: this.egress, cache: this.cache, packages: this.packages, onEnded });
     this.running.set(job.id, run);
     void run
       .run()
@@ -220,7 +217,7 @@ export class Executor {
       });
     }
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    if (this.state !== "stopped") await Promise.all([this.runtime.close?.(), this.remover.close()]);
+    if (this.state !== "stopped") await this.runtime.close?.();
     this.state = "stopped";
   }
 

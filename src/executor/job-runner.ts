@@ -41,8 +41,6 @@ export interface JobRunDeps {
   packages?: PackageCache | undefined;
   /** Called once the attempt is over and its report made: its slot may take the next job. */
   onEnded?: () => void;
-  /** Removes the job's directory (the executor's DirRemover); fs.promises.rm without one. */
-  removeDir?: (path: string) => Promise<void>;
 }
 
 export class JobRun {
@@ -132,8 +130,7 @@ export class JobRun {
     const report = this.report(overrideByStop(result, this.stopReason));
     // The slot is free from here; the job dir's removal, which nobody waits for, goes beside the report.
     this.deps.onEnded?.();
-    const removal = this.deps.removeDir ? this.deps.removeDir(dirs.root) : rm(dirs.root, { recursive: true, force: true });
-    await removal.catch((error: unknown) => this.logger.warn("workspace cleanup failed", { error: String(error) }));
+    await rm(dirs.root, { recursive: true, force: true }).catch((error: unknown) => this.logger.warn("workspace cleanup failed", { error: String(error) }));
     await Promise.all([report, reported]);
   }
 
