@@ -15,9 +15,12 @@ import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "../common/logger.ts";
 import { buildPolicy, EgressGateway, ensureForwarder, parseEgressRule } from "../egress/index.ts";
-import { EGRESS_ARTIFACT, formatSize, ValidationError, type EgressConnection, type EgressRecord, type JobSpec } from "../protocol/index.ts";
+import { EGRESS_ARTIFACT, formatSize, StepFailedError, ValidationError, type EgressConnection, type EgressRecord, type JobPayload, type JobSpec } from "../protocol/index.ts";
 import { RESOLV_CONF, SANDBOX_PROXY, type Runtime, type SandboxNetwork } from "../runtimes/index.ts";
+import { persist } from "./attempt-end.ts";
+import type { JobClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
+import type { EntryStream } from "./log-shipper.ts";
 
 export { EGRESS_ARTIFACT };
 
@@ -145,4 +148,46 @@ async function ownAddresses(urls: string[]): Promise<string[]> {
     for (const item of found) addresses.add(item.address);
   }
   return [...addresses];
+}
+
+/**
+ * The job's gateway, when it asked for the internet and the executor gives it; a runtime with
+ * the host's network (shell) gets none and says so in the job's prepare log.
+ */
+export async function openJobEgress(
+  job: JobPayload,
+  deps: { config: Readonly<ExecutorConfig>; runtime: Runtime; egress?: EgressHost | undefined },
+  netDir: string,
+  log: EntryStream,
+  logger: Logger,
+  onRefusal: (line: string) => void,
+): Promise<JobEgress | undefined> {
+  const { config, runtime, egress } = deps;
+  if (job.spec.network.mode === "none") return undefined;
+  if (config.network === "none") throw new StepFailedError("prepare", undefined, "the job asks for network: internet, but this executor gives jobs no network (--network none)");
+  if (!egress) {
+    log.write(`network: runtime ${runtime.name} runs steps as host processes, with the host's network (trusted jobs only; no egress gateway)\n`);
+    return undefined;
+  }
+  let opened: JobEgress;
+  try {
+    opened = await egress.open(job, netDir, logger, onRefusal);
+  } catch (error) {
+    // A job allow entry the policy cannot read is the spec's fault: fail, do not retry.
+    if (error instanceof ValidationError) throw new StepFailedError("prepare", undefined, error.message);
+    throw error;
+  }
+  const allow = job.spec.network.allow;
+  log.write(`network: internet through the egress gateway${allow ? ` (only ${allow.join(", ")})` : ""}; proxy ${SANDBOX_PROXY.http}\n`);
+  return opened;
+}
+
+/** Closes the gateway and, unless told not to (a lost lease), keeps its record as the artifact egress.json. */
+export async function closeJobEgress(egress: JobEgress, client: JobClient, logger: Logger, keepRecord: boolean): Promise<void> {
+  await egress.close().catch((error: unknown) => logger.warn("egress gateway close failed", { error: String(error) }));
+  if (!keepRecord) return;
+  const body = Buffer.from(JSON.stringify(egress.record(), null, 2));
+  await persist(() => client.uploadArtifact(EGRESS_ARTIFACT, (async function* () { yield body; })()), logger, "egress record upload").catch((error: unknown) =>
+    logger.warn("egress record not uploaded", { error: String(error) }),
+  );
 }

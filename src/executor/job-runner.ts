@@ -12,13 +12,13 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../common/logger.ts";
-import { coerceError, LeaseLostError, SandboxError, StepFailedError, ValidationError, type AttemptOutcome, type JobPayload, type StepSpec } from "../protocol/index.ts";
-import { SANDBOX_PROXY, sandboxLabels, stepScript, type Runtime, type Sandbox, type StepOutcome } from "../runtimes/index.ts";
+import { coerceError, LeaseLostError, SandboxError, StepFailedError, type AttemptOutcome, type JobPayload, type StepSpec } from "../protocol/index.ts";
+import { sandboxLabels, stepScript, type Runtime, type Sandbox, type StepOutcome } from "../runtimes/index.ts";
 import { describeStepEnd, overrideByStop, persist, type AttemptResult, type StepLimit, type StopReason } from "./attempt-end.ts";
 import { BatchStepError, BatchSteps } from "./batch-steps.ts";
 import type { CoordinatorClient, JobClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
-import { EGRESS_ARTIFACT, proxyEnvironment, type EgressHost, type JobEgress } from "./egress.ts";
+import { closeJobEgress, openJobEgress, proxyEnvironment, type EgressHost, type JobEgress } from "./egress.ts";
 import { LogShipper, type EntryStream } from "./log-shipper.ts";
 import { watchDiskUsage } from "./disk-watch.ts";
 import { collectOutputs } from "./outputs.ts";
@@ -319,40 +319,14 @@ export class JobRun {
     this.finishing = next;
   }
 
-  /**
-   * The job's gateway, when it asked for the internet and the executor gives it; a runtime with
-   * the host's network (shell) gets none and says so.
-   */
   private async openEgress(dirs: JobDirs, log: EntryStream): Promise<void> {
-    const { config, runtime, egress } = this.deps;
-    if (this.job.spec.network.mode === "none") return;
-    if (config.network === "none") throw new StepFailedError("prepare", undefined, "the job asks for network: internet, but this executor gives jobs no network (--network none)");
-    if (!egress) {
-      log.write(`network: runtime ${runtime.name} runs steps as host processes, with the host's network (trusted jobs only; no egress gateway)\n`);
-      return;
-    }
-    try {
-      this.egress = await egress.open(this.job, join(dirs.root, "net"), this.logger, (line) => this.stepLog?.write(`\n[airlock] ${line}\n`));
-    } catch (error) {
-      // A job allow entry the policy cannot read is the spec's fault: fail, do not retry.
-      if (error instanceof ValidationError) throw new StepFailedError("prepare", undefined, error.message);
-      throw error;
-    }
-    const allow = this.job.spec.network.allow;
-    log.write(`network: internet through the egress gateway${allow ? ` (only ${allow.join(", ")})` : ""}; proxy ${SANDBOX_PROXY.http}\n`);
+    this.egress = await openJobEgress(this.job, this.deps, join(dirs.root, "net"), log, this.logger, (line) => this.stepLog?.write(`\n[airlock] ${line}\n`));
   }
 
-  /** Closes the gateway and keeps its record as the artifact egress.json (not for a lost lease). */
   private async closeEgress(): Promise<void> {
     const egress = this.egress;
-    if (!egress) return;
     this.egress = undefined;
-    await egress.close().catch((error: unknown) => this.logger.warn("egress gateway close failed", { error: String(error) }));
-    if (this.stopReason?.kind === "lease-lost") return;
-    const body = Buffer.from(JSON.stringify(egress.record(), null, 2));
-    await persist(() => this.jobClient.uploadArtifact(EGRESS_ARTIFACT, (async function* () { yield body; })()), this.logger, "egress record upload").catch((error: unknown) =>
-      this.logger.warn("egress record not uploaded", { error: String(error) }),
-    );
+    if (egress) await closeJobEgress(egress, this.jobClient, this.logger, this.stopReason?.kind !== "lease-lost");
   }
 
   /**
