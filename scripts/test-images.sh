@@ -236,36 +236,33 @@ else
   echo "test-images: not building airlock-test/net: $net_missing" >&2
 fi
 
-if [ -f "$out/.built-from-net" ]; then
-  indexer_want="$(cat "$out/.built-from-net") scip-typescript $SCIP_TYPESCRIPT_VERSION v1"
-  if [ ! -f "$out/.built-from-node-indexer" ] || [ "$(cat "$out/.built-from-node-indexer")" != "$indexer_want" ]; then
-    rm -rf "$out/.built-from-node-indexer" "$out/node-indexer"
-    if build_indexer_rootfs "$out/node-indexer/rootfs"; then
-      build_image node-indexer
-      echo "$indexer_want" >"$out/.built-from-node-indexer"
+# An image built on top of airlock-test/net: airlock-test/$1, its root filesystem made by the
+# function $3, rebuilt only when .built-from-$1 does not say $2; $4 says why, when it cannot be.
+build_derived() {
+  derived=$1 derived_want=$2 derived_builder=$3 derived_why=$4
+  if [ ! -f "$out/.built-from-$derived" ] || [ "$(cat "$out/.built-from-$derived")" != "$derived_want" ]; then
+    rm -rf "$out/.built-from-$derived" "$out/$derived"
+    if "$derived_builder" "$out/$derived/rootfs"; then
+      build_image "$derived"
+      echo "$derived_want" >"$out/.built-from-$derived"
     else
-      rm -rf "$out/node-indexer"
-      echo "test-images: not building airlock-test/node-indexer: npm could not install @sourcegraph/scip-typescript@$SCIP_TYPESCRIPT_VERSION (is registry.npmjs.org reachable?)" >&2
+      rm -rf "$out/$derived"
+      echo "test-images: not building airlock-test/$derived: $derived_why" >&2
     fi
   fi
-  [ ! -f "$out/.built-from-node-indexer" ] || { images="$images node-indexer"; echo "test-images: airlock-test/node-indexer: $(du -sh "$out/node-indexer/rootfs" | cut -f1) unpacked" >&2; }
+  [ ! -f "$out/.built-from-$derived" ] || { images="$images $derived"; echo "test-images: airlock-test/$derived: $(du -sh "$out/$derived/rootfs" | cut -f1) unpacked" >&2; }
+}
+
+if [ -f "$out/.built-from-net" ]; then
+  build_derived node-indexer "$(cat "$out/.built-from-net") scip-typescript $SCIP_TYPESCRIPT_VERSION v1" build_indexer_rootfs \
+    "npm could not install @sourcegraph/scip-typescript@$SCIP_TYPESCRIPT_VERSION (is registry.npmjs.org reachable?)"
 else
   echo "test-images: not building airlock-test/node-indexer: airlock-test/net was not built" >&2
 fi
 
 if [ -f "$out/.built-from-net" ] && python_inputs; then
-  python_want="$(cat "$out/.built-from-net") python $(python_digest) scip-python $SCIP_PYTHON_VERSION v1"
-  if [ ! -f "$out/.built-from-python-indexer" ] || [ "$(cat "$out/.built-from-python-indexer")" != "$python_want" ]; then
-    rm -rf "$out/.built-from-python-indexer" "$out/python-indexer"
-    if build_python_indexer_rootfs "$out/python-indexer/rootfs"; then
-      build_image python-indexer
-      echo "$python_want" >"$out/.built-from-python-indexer"
-    else
-      rm -rf "$out/python-indexer"
-      echo "test-images: not building airlock-test/python-indexer: its Python or @sourcegraph/scip-python@$SCIP_PYTHON_VERSION could not be installed (is registry.npmjs.org reachable?)" >&2
-    fi
-  fi
-  [ ! -f "$out/.built-from-python-indexer" ] || { images="$images python-indexer"; echo "test-images: airlock-test/python-indexer: $(du -sh "$out/python-indexer/rootfs" | cut -f1) unpacked" >&2; }
+  build_derived python-indexer "$(cat "$out/.built-from-net") python $(python_digest) scip-python $SCIP_PYTHON_VERSION v1" build_python_indexer_rootfs \
+    "its Python or @sourcegraph/scip-python@$SCIP_PYTHON_VERSION could not be installed (is registry.npmjs.org reachable?)"
 else
   echo "test-images: not building airlock-test/python-indexer: ${python_missing:-airlock-test/net was not built}" >&2
 fi

@@ -14,8 +14,7 @@ export interface IndexCounts {
   size: number;
 }
 
-export interface IndexRecord {
-  id: number;
+export interface NewIndex {
   repository: string;
   commit: string;
   /** The project root inside the repository, "." for its top. */
@@ -25,21 +24,15 @@ export interface IndexRecord {
   jobId: number;
   /** The name of the job's artifact holding the index. */
   artifact: string;
+}
+
+export interface IndexRecord extends NewIndex {
+  id: number;
   state: IndexState;
   counts: IndexCounts | null;
   failureMessage: string | null;
   createdAt: number;
   updatedAt: number;
-}
-
-export interface NewIndex {
-  repository: string;
-  commit: string;
-  root: string;
-  indexer: string;
-  indexerVersion: string;
-  jobId: number;
-  artifact: string;
 }
 
 export interface IndexFilter {

@@ -15,14 +15,14 @@ import { after, before, describe, it } from "node:test";
 import { run, runChecked } from "../../src/common/exec.ts";
 import { silentLogger } from "../../src/common/logger.ts";
 import { countScip, DEFINITION_ROLE, readScip } from "../../src/indexing/index.ts";
-import { EgressRecord, type IndexView } from "../../src/protocol/index.ts";
+import { EgressRecord } from "../../src/protocol/index.ts";
 import { BwrapRuntime } from "../../src/runtimes/bwrap/index.ts";
 import { DockerClient } from "../../src/runtimes/docker/client.ts";
 import { DockerRuntime } from "../../src/runtimes/docker/index.ts";
 import { dockerUnavailable, SOCKET } from "../runtimes/docker-target.ts";
 import { TEST_IMAGES } from "../helpers/bwrap.ts";
 import { publishedSources } from "../helpers/npm-package.ts";
-import { baseEnv, ENTRY, logText, makeRepo, startCluster, tempDir, waitForJob, type Cluster } from "../helpers/cluster.ts";
+import { baseEnv, ENTRY, logText, makeRepo, startCluster, tempDir, waitForIndex, waitForJob, type Cluster } from "../helpers/cluster.ts";
 
 const REGISTRY = "registry.npmjs.org";
 
@@ -54,15 +54,6 @@ if (skip) process.stdout.write(`# SKIP indexing with scip-typescript: ${skip}\n`
 const dockerSkip = skip ?? (await dockerMissing());
 if (dockerSkip && !skip) process.stdout.write(`# SKIP indexing with scip-typescript in docker: ${dockerSkip}\n`);
 
-async function waitForIndex(cluster: Cluster, id: number): Promise<IndexView> {
-  const deadline = Date.now() + 300_000;
-  for (;;) {
-    const index = await cluster.api.getIndex(id);
-    if (index.state !== "pending" || Date.now() > deadline) return index;
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-}
-
 function indexingSuite(runtime: "bwrap" | "docker", reason: string | undefined, runtimeArgs: string[], badInput: boolean): void {
 describe(`indexing with scip-typescript in ${runtime}`, { skip: reason }, () => {
   let cluster: Cluster;
@@ -93,7 +84,7 @@ describe(`indexing with scip-typescript in ${runtime}`, { skip: reason }, () => 
     const job = await waitForJob(cluster.api, entry.index!.jobId, undefined, 300_000);
     const log = (await logText(cluster.api, job, "install")) + (await logText(cluster.api, job, "index"));
     assert.equal(job.state, "completed", `${job.failureMessage}\n${log}`);
-    const index = await waitForIndex(cluster, entry.index!.id);
+    const index = await waitForIndex(cluster.api, entry.index!.id);
     assert.equal(index.state, "completed", index.failureMessage ?? "");
     assert.equal(index.commit, plan.commit);
 
@@ -170,7 +161,7 @@ describe(`indexing with scip-typescript in ${runtime}`, { skip: reason }, () => 
     const record = EgressRecord.parse(JSON.parse((await cluster.api.artifactBytes(job.id, "egress.json")).toString("utf8")));
     assert.ok(record.connections.some((entry) => entry.host === "10.9.0.5" && entry.verdict === "refused"), "the gateway refused the private address");
     assert.ok(!record.connections.some((entry) => entry.verdict === "allowed" && entry.protocol !== "dns"), "nothing went out");
-    const index = await waitForIndex(cluster, plan.entries[0]!.index!.id);
+    const index = await waitForIndex(cluster.api, plan.entries[0]!.index!.id);
     assert.equal(index.state, "completed", index.failureMessage ?? "");
     const scip = readScip(Buffer.concat(await Array.fromAsync(await cluster.api.indexFile(index.id), (chunk) => Buffer.from(chunk))));
     assert.deepEqual(scip.documents.map((document) => document.path).sort(), ["src/a.ts", "src/b.ts"]);
@@ -191,7 +182,7 @@ describe(`indexing with scip-typescript in ${runtime}`, { skip: reason }, () => 
     const job = await waitForJob(cluster.api, plan.entries[0].index!.jobId, undefined, 120_000);
     assert.equal(job.state, "failed");
     assert.match(await logText(cluster.api, job, "index"), /indexer: out of memory/);
-    const index = await waitForIndex(cluster, plan.entries[0].index!.id);
+    const index = await waitForIndex(cluster.api, plan.entries[0].index!.id);
     assert.equal(index.state, "failed");
     assert.match(index.failureMessage ?? "", new RegExp(`^job ${job.id} failed`));
     assert.equal(index.documents, null);

@@ -19,14 +19,13 @@ import { after, before, describe, it } from "node:test";
 import { runChecked } from "../../src/common/exec.ts";
 import { silentLogger } from "../../src/common/logger.ts";
 import { countScip, DEFINITION_ROLE, PYTHON_COPY, readScip, SCIP_PYTHON } from "../../src/indexing/index.ts";
-import type { IndexView } from "../../src/protocol/index.ts";
 import { BwrapRuntime } from "../../src/runtimes/bwrap/index.ts";
 import { DockerClient } from "../../src/runtimes/docker/client.ts";
 import { DockerRuntime } from "../../src/runtimes/docker/index.ts";
 import { dockerUnavailable, SOCKET } from "../runtimes/docker-target.ts";
 import { TEST_IMAGES } from "../helpers/bwrap.ts";
 import { PYTHON_PACKAGE, pythonSources } from "../helpers/pypi-package.ts";
-import { baseEnv, commitFile, ENTRY, logText, makeRepo, startCluster, tempDir, waitForJob, type Cluster } from "../helpers/cluster.ts";
+import { baseEnv, commitFile, ENTRY, logText, makeRepo, startCluster, tempDir, waitForIndex, waitForJob, type Cluster } from "../helpers/cluster.ts";
 
 const work = await tempDir("airlock-python-indexing-");
 const IMAGE = SCIP_PYTHON.image;
@@ -66,15 +65,6 @@ if (dockerSkip && !skip) process.stdout.write(`# SKIP indexing with scip-python 
 const online = skip ? false : await pypiAnswers();
 if (!skip && !online) process.stdout.write("# NOTE PyPI does not answer from this machine: the install step builds the package offline (a coordinator-held index config), not through the gateway\n");
 
-async function waitForIndex(cluster: Cluster, id: number): Promise<IndexView> {
-  const deadline = Date.now() + 300_000;
-  for (;;) {
-    const index = await cluster.api.getIndex(id);
-    if (index.state !== "pending" || Date.now() > deadline) return index;
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-}
-
 function pythonSuite(runtime: "bwrap" | "docker", reason: string | undefined, runtimeArgs: string[]): void {
   describe(`indexing with scip-python in ${runtime}`, { skip: reason }, () => {
     let cluster: Cluster;
@@ -100,7 +90,7 @@ function pythonSuite(runtime: "bwrap" | "docker", reason: string | undefined, ru
       const log = (await logText(cluster.api, job, "install")) + (await logText(cluster.api, job, "index"));
       assert.equal(job.state, "completed", `${job.failureMessage}\n${log}`);
       assert.match(log, /Successfully installed toml-0\.10\.2/, "pip installed the project into the job's user site");
-      const index = await waitForIndex(cluster, Number(queued[2]));
+      const index = await waitForIndex(cluster.api, Number(queued[2]));
       assert.equal(index.state, "completed", index.failureMessage ?? "");
       assert.deepEqual([index.indexer, index.indexerVersion], ["scip-python", "0.6.6"]);
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { ApiClient } from "../../src/cli/api-client.ts";
 import { startAirlock, startLocalCoordinator, type LocalCoordinator, type ManagedProcess } from "../../src/cli/local-cluster.ts";
 import { gitEnv, runChecked } from "../../src/common/exec.ts";
-import { isTerminal, type JobView } from "../../src/protocol/index.ts";
+import { isTerminal, type IndexView, type JobView } from "../../src/protocol/index.ts";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 /** The built CLI when present (what users run), else the sources. */
@@ -140,6 +140,16 @@ export async function waitForJob(api: ApiClient, id: number, predicate: (job: Jo
     job = await api.getJob(id);
   }
   return job;
+}
+
+/** An index once it is no longer pending (or as it is after `timeoutMs`). */
+export async function waitForIndex(api: ApiClient, id: number, timeoutMs = 300_000): Promise<IndexView> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const index = await api.getIndex(id);
+    if (index.state !== "pending" || Date.now() > deadline) return index;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
 }
 
 export async function logText(api: ApiClient, job: JobView, key: string): Promise<string> {

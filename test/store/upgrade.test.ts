@@ -88,24 +88,49 @@ async function freshDatabase(name: string): Promise<URL> {
 }
 
 
+/** A SQLite file made the old way by `prepare`, then opened and migrated by this build and checked. */
+async function upgradeSqlite(prepare: (old: SqliteDatabase) => void, check: (store: Store) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "airlock-upgrade-"));
+  try {
+    const path = join(dir, "airlock.db");
+    const old = new SqliteDatabase(path);
+    prepare(old);
+    old.close();
+    const store = createSqliteStore(path);
+    try {
+      await check(store);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The same on a fresh Postgres database of this name. */
+async function upgradePostgres(name: string, prepare: (client: pg.Client) => Promise<void>, check: (store: Store) => Promise<void>): Promise<void> {
+  const url = await freshDatabase(name);
+  const client = new pg.Client({ connectionString: url.toString() });
+  await client.connect();
+  try {
+    await prepare(client);
+  } finally {
+    await client.end();
+  }
+  const store = await openPostgresStore(url.toString(), { poolSize: 2 });
+  try {
+    await check(store);
+  } finally {
+    await store.close();
+  }
+}
+
 describe("store upgrade from schema version 1", () => {
   it("sqlite", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "airlock-upgrade-"));
-    try {
-      const path = join(dir, "airlock.db");
-      const old = new SqliteDatabase(path);
+    await upgradeSqlite((old) => {
       old.db.exec(SQLITE_MIGRATIONS[0] as string);
       for (const sql of VERSION_1_ROWS) old.db.exec(sql);
-      old.close();
-      const store = createSqliteStore(path);
-      try {
-        await checkUpgraded(store);
-      } finally {
-        await store.close();
-      }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    }, checkUpgraded);
   });
 
   const name = `airlock_upgrade_${process.pid}`;
@@ -115,22 +140,15 @@ describe("store upgrade from schema version 1", () => {
 
   it("postgres", async (t) => {
     if (NO_POSTGRES) return t.skip(NO_POSTGRES);
-    const url = await freshDatabase(name);
-    const client = new pg.Client({ connectionString: url.toString() });
-    await client.connect();
-    try {
-      await client.query(POSTGRES_MIGRATIONS[0] as string);
-      for (const sql of VERSION_1_ROWS) await client.query(sql);
-      await client.query("SELECT setval('jobs_id_seq', 3)");
-    } finally {
-      await client.end();
-    }
-    const store = await openPostgresStore(url.toString(), { poolSize: 2 });
-    try {
-      await checkUpgraded(store);
-    } finally {
-      await store.close();
-    }
+    await upgradePostgres(
+      name,
+      async (client) => {
+        await client.query(POSTGRES_MIGRATIONS[0] as string);
+        for (const sql of VERSION_1_ROWS) await client.query(sql);
+        await client.query("SELECT setval('jobs_id_seq', 3)");
+      },
+      checkUpgraded,
+    );
   });
 });
 
@@ -152,26 +170,14 @@ describe("store upgrade of batch versions from schema version 6", () => {
   }
 
   it("sqlite", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "airlock-upgrade-"));
-    try {
-      const path = join(dir, "airlock.db");
-      const old = new SqliteDatabase(path);
+    await upgradeSqlite((old) => {
       old.db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
       SQLITE_MIGRATIONS.slice(0, 6).forEach((sql, index) => {
         old.db.exec(sql);
         old.db.exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (${index + 1}, ${T0})`);
       });
       for (const sql of ROWS) old.db.exec(sql);
-      old.close();
-      const store = createSqliteStore(path);
-      try {
-        await check(store);
-      } finally {
-        await store.close();
-      }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    }, check);
   });
 
   const name = `airlock_upgrade6_${process.pid}`;
@@ -181,25 +187,18 @@ describe("store upgrade of batch versions from schema version 6", () => {
 
   it("postgres", async (t) => {
     if (NO_POSTGRES) return t.skip(NO_POSTGRES);
-    const url = await freshDatabase(name);
-    const client = new pg.Client({ connectionString: url.toString() });
-    await client.connect();
-    try {
-      await client.query("CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)");
-      for (const [index, sql] of POSTGRES_MIGRATIONS.slice(0, 6).entries()) {
-        await client.query(sql);
-        await client.query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", [index + 1, T0]);
-      }
-      for (const sql of ROWS) await client.query(sql);
-      await client.query("SELECT setval('batches_id_seq', 1)");
-    } finally {
-      await client.end();
-    }
-    const store = await openPostgresStore(url.toString(), { poolSize: 2 });
-    try {
-      await check(store);
-    } finally {
-      await store.close();
-    }
+    await upgradePostgres(
+      name,
+      async (client) => {
+        await client.query("CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)");
+        for (const [index, sql] of POSTGRES_MIGRATIONS.slice(0, 6).entries()) {
+          await client.query(sql);
+          await client.query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", [index + 1, T0]);
+        }
+        for (const sql of ROWS) await client.query(sql);
+        await client.query("SELECT setval('batches_id_seq', 1)");
+      },
+      check,
+    );
   });
 });
