@@ -15,6 +15,11 @@ export interface AttemptResult {
   message?: string;
 }
 
+/** A failure worth trying again: the coordinator unreachable or failing (5xx), but not a sandbox error. */
+export function retryable(error: unknown): boolean {
+  return error instanceof UnavailableError || (error instanceof AirlockError && error.status >= 500 && error.code !== "sandbox");
+}
+
 /** Retries a control call (step start/finish, final report) through coordinator outages. */
 export async function persist<T>(call: () => Promise<T>, logger: Logger, what: string, giveUpMs = 10 * 60_000): Promise<T> {
   const started = Date.now();
@@ -23,8 +28,7 @@ export async function persist<T>(call: () => Promise<T>, logger: Logger, what: s
     try {
       return await call();
     } catch (error) {
-      const retryable = error instanceof UnavailableError || (error instanceof AirlockError && error.status >= 500 && error.code !== "sandbox");
-      if (!retryable || Date.now() - started > giveUpMs) throw error;
+      if (!retryable(error) || Date.now() - started > giveUpMs) throw error;
       logger.warn(`${what} failed; retrying`, { error: String(error) });
       await new Promise((resolve) => setTimeout(resolve, delay));
       delay = Math.min(delay * 2, 5000);

@@ -28,7 +28,9 @@ import { EventQueue } from "./event-queue.ts";
 
 /**
  * The writes of one attempt. Contract: calls are applied in the order they are made, whether or not
- * the earlier ones have been answered, so callers need not wait for one report before the next.
+ * the earlier ones have been answered, so callers need not wait for one report before the next;
+ * the reports (everything but artifacts) are retried through coordinator outages by the client
+ * itself, since a caller retrying one would put it after reports made later.
  */
 export interface JobClient {
   appendLog(key: string, offset: number, data: Uint8Array): Promise<LogAppendResponse>;

@@ -19,7 +19,8 @@
  * them back with `settle` (answered) or `putBack` (not delivered), which sends them itself.
  */
 import type { Logger } from "../common/logger.ts";
-import { AirlockError, fromErrorBody, UnavailableError, ERROR_CODES, MAX_EVENTS, type FinishedResult, type JobEvent, type JobEventResult } from "../protocol/index.ts";
+import { persist, retryable } from "./attempt-end.ts";
+import { fromErrorBody, ERROR_CODES, MAX_EVENTS, type FinishedResult, type JobEvent, type JobEventResult } from "../protocol/index.ts";
 
 interface Pending {
   event: JobEvent;
@@ -32,10 +33,6 @@ interface Pending {
 /** Keeps one request's body well under the coordinator's limit (logs travel base64). */
 const MAX_BATCH_BYTES = 6 * 1024 * 1024;
 const MAX_CARRIED_LOG_BYTES = 16 * 1024;
-
-export function retryable(error: unknown): boolean {
-  return error instanceof UnavailableError || (error instanceof AirlockError && error.status >= 500 && error.code !== "sandbox");
-}
 
 export class EventQueue {
   private pending: Pending[] = [];
@@ -120,25 +117,12 @@ export class EventQueue {
     if (this.inFlight || this.pending.length === 0) return;
     this.inFlight = true;
     const batch = this.cut();
-    const started = Date.now();
-    let delay = 200;
     try {
-      for (;;) {
-        try {
-          const sentAt = performance.now();
-          const results = await this.send(batch.map((entry) => stamp(entry, sentAt)));
-          batch.forEach((entry, index) => entry.resolve(results[index] ?? {}));
-          return;
-        } catch (error) {
-          if (!retryable(error) || Date.now() - started > this.giveUpMs) {
-            for (const entry of batch) entry.reject(error);
-            return;
-          }
-          this.logger.warn("job report failed; retrying", { error: String(error), events: batch.length });
-          await new Promise((resolve) => setTimeout(resolve, delay));
-          delay = Math.min(delay * 2, 5000);
-        }
-      }
+      // Each try stamps the events afresh: `agoMs` counts to the request that carries them.
+      const results = await persist(() => this.send(batch.map((entry) => stamp(entry, performance.now()))), this.logger, "job report", this.giveUpMs);
+      batch.forEach((entry, index) => entry.resolve(results[index] ?? {}));
+    } catch (error) {
+      for (const entry of batch) entry.reject(error);
     } finally {
       this.inFlight = false;
       if (this.pending.length > 0) this.schedule();

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import type { Logger } from "../common/logger.ts";
 import { coerceError, LeaseLostError, SandboxError, StepFailedError, type AttemptOutcome, type JobPayload, type StepSpec } from "../protocol/index.ts";
 import { sandboxLabels, stepScript, type Runtime, type Sandbox, type StepOutcome } from "../runtimes/index.ts";
-import { describeStepEnd, overrideByStop, persist, type AttemptResult, type StepLimit, type StopReason } from "./attempt-end.ts";
+import { describeStepEnd, overrideByStop, type AttemptResult, type StepLimit, type StopReason } from "./attempt-end.ts";
 import { BatchStepError, BatchSteps } from "./batch-steps.ts";
 import type { CoordinatorClient, JobClient } from "./client.ts";
 import type { ExecutorConfig } from "./config.ts";
@@ -195,7 +195,7 @@ export class JobRun {
         condition = error;
       }
       if (condition === false) {
-        await persist(() => this.jobClient.finishStep(step.key, { exitCode: null, durationMs: 0, state: "skipped", message: "its if: condition is not true" }), this.logger, "step skip");
+        await this.jobClient.finishStep(step.key, { exitCode: null, durationMs: 0, state: "skipped", message: "its if: condition is not true" });
         continue;
       }
       const failure = await this.runStep(sandbox, step, batch && { steps: batch, later: this.job.spec.steps.slice(index + 1), error: condition === true ? undefined : condition });
@@ -217,7 +217,7 @@ export class JobRun {
       if (!(error instanceof BatchStepError || error instanceof WorkspaceRefusal)) throw error;
       log.write(`[airlock] ${error.message}\n`);
       await log.end();
-      await persist(() => this.jobClient.finishStep(step.key, { exitCode: null, durationMs: 0, state: "failed", message: error.message.slice(0, 4000) }), this.logger, "step finish");
+      await this.jobClient.finishStep(step.key, { exitCode: null, durationMs: 0, state: "failed", message: error.message.slice(0, 4000) });
       return error.message;
     }
     const stepAbort = new AbortController();
@@ -254,7 +254,7 @@ export class JobRun {
       const message = `sandbox failed to run step ${step.key}: ${coerceError(error).message}`;
       log.write(`\n[airlock] ${message}\n`);
       await log.end();
-      await persist(() => this.jobClient.finishStep(step.key, { exitCode: null, durationMs: Date.now() - started, state: "failed", message }), this.logger, "step finish").catch(
+      await this.jobClient.finishStep(step.key, { exitCode: null, durationMs: Date.now() - started, state: "failed", message }).catch(
         () => undefined,
       );
       throw new SandboxError(message, { cause: error });
@@ -282,11 +282,7 @@ export class JobRun {
     if (message) log.write(`\n[airlock] ${message}\n`);
     // Not waited for: the client applies the log before the finish, and the attempt's end waits.
     const logged = log.end();
-    const finished = persist(
-      () => this.jobClient.finishStep(step.key, { exitCode: outcome.exitCode, durationMs, state: ok ? "completed" : "failed", ...(message ? { message } : {}) }),
-      this.logger,
-      "step finish",
-    );
+    const finished = this.jobClient.finishStep(step.key, { exitCode: outcome.exitCode, durationMs, state: ok ? "completed" : "failed", ...(message ? { message } : {}) });
     this.track(
       logged,
       finished.catch((error: unknown) => {
@@ -302,7 +298,7 @@ export class JobRun {
    * no longer ours stops the job; any other failure surfaces when the attempt's end waits for it.
    */
   private reportStart(key: string): void {
-    const started = persist(() => this.jobClient.startStep(key), this.logger, `${key} start`).catch((error: unknown) => {
+    const started = this.jobClient.startStep(key).catch((error: unknown) => {
       if (!(error instanceof LeaseLostError)) throw error;
       this.stop({ kind: "lease-lost" });
     });
@@ -348,7 +344,7 @@ export class JobRun {
     } finally {
       const logged = log.end();
       const result = { exitCode: failed ? 1 : 0, durationMs: Date.now() - started, state: failed ? ("failed" as const) : ("completed" as const), ...(failed ? { message: failed.message.slice(0, 4000) } : {}) };
-      const finished = persist(() => this.jobClient.finishStep(key, result), this.logger, `${key} finish`).catch((error: unknown) =>
+      const finished = this.jobClient.finishStep(key, result).catch((error: unknown) =>
         this.logger.warn(`${key} finish not recorded`, { error: String(error) }),
       );
       this.track(logged, finished);
@@ -373,7 +369,7 @@ export class JobRun {
       return;
     }
     try {
-      await persist(() => this.jobClient.finish(result.outcome, result.message), this.logger, "job report");
+      await this.jobClient.finish(result.outcome, result.message);
       this.logger.info("job finished", { outcome: result.outcome, message: result.message, logs: this.shipper.stats });
     } catch (error) {
       this.logger.warn("job outcome not recorded", { outcome: result.outcome, error: String(error) });
