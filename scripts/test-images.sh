@@ -272,8 +272,7 @@ if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   for name in $images; do
     built=$want
     [ "$name" != net ] || built=$net_want
-    [ "$name" != node-indexer ] || built=$indexer_want
-    [ "$name" != python-indexer ] || built=$python_want
+    case $name in *-indexer) built=$(cat "$out/.built-from-$name") ;; esac
     there=$(docker image inspect --format '{{.Id}} {{index .Config.Labels "airlock.test-image"}}' "airlock-test/$name:latest" 2>/dev/null || true)
     if [ "${there#* }" != "$built" ]; then
       new=$(tar -C "$out/$name/rootfs" -c . | docker import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
