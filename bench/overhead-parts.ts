@@ -14,7 +14,7 @@ import { freePort, type LocalCoordinator } from "../src/cli/local-cluster.ts";
 import { PROTOCOL_VERSION } from "../src/protocol/index.ts";
 import { createSqliteStore } from "../src/store/sqlite/index.ts";
 import { baseEnv } from "../test/helpers/cluster.ts";
-import { noopSpec, SimulatedExecutor } from "./postgres-airlock.ts";
+import { httpCycles, noopSpec } from "./postgres-airlock.ts";
 
 const env = gitEnv(baseEnv);
 
@@ -136,14 +136,8 @@ export async function sqliteHttpRate(coordinator: LocalCoordinator, queue: strin
   await sqliteEnqueue(join(coordinator.dataDir, "airlock.db"), queue, jobs);
   const agent = new Agent({ connections: workers + 2 });
   try {
-    let done = 0;
     const started = performance.now();
-    await Promise.all(
-      Array.from({ length: workers }, async (_, worker) => {
-        const completed = await new SimulatedExecutor(coordinator.url, agent, `http-${worker}`, queue, coordinator.executorToken).cycle();
-        done += completed;
-      }),
-    );
+    const done = await httpCycles(coordinator.url, agent, queue, workers, coordinator.executorToken);
     if (done !== jobs) throw new Error(`airlock over HTTP completed ${done} of ${jobs} jobs`);
     return jobs / ((performance.now() - started) / 1000);
   } finally {

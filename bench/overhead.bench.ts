@@ -11,7 +11,8 @@
  * - no-op jobs/s with --max-jobs 8 beside `sh -c true` x8 (target >= 0.8x);
  * - coordinator CPU per clone of an unchanged commit (its process and its git children), with the
  *   pack cache and without, beside git daemon's;
- * - dequeue + complete over HTTP beside the store alone, SQLite (and Postgres when
+ * - dequeue + complete over HTTP beside the store alone, steady state (each side runs
+ *   BENCH_WARM_JOBS untimed first), SQLite (and Postgres when
  *   AIRLOCK_TEST_DATABASE_URL is set) (target >= 0.5x).
  *   scripts/bench.sh overhead      (BENCH_LARGE=0 skips the large repository;
  *                                   BENCH_ONLY=queue runs only the HTTP dequeue + complete rows)
@@ -34,7 +35,9 @@ const PICKUP_RUNS = Number(process.env.BENCH_PICKUP_RUNS ?? 10);
 const NOOP_JOBS = Number(process.env.BENCH_NOOP_JOBS ?? 200);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CLONE_RUNS = Number(process.env.BENCH_CLONE_RUNS ?? 3);
-const QUEUE_JOBS = Number(process.env.BENCH_QUEUE_JOBS ?? 2000);
+const QUEUE_JOBS = Number(process.env.BENCH_QUEUE_JOBS ?? 10_000);
+/** Jobs run untimed through each side first: the rates are steady-state, not the JIT's warm-up. */
+const WARM_JOBS = Number(process.env.BENCH_WARM_JOBS ?? 2000);
 const QUEUE_ONLY = process.env.BENCH_ONLY === "queue";
 const LARGE = process.env.BENCH_LARGE !== "0" && !QUEUE_ONLY;
 const LARGE_ROUNDS = Number(process.env.BENCH_LARGE_ROUNDS ?? 3);
@@ -222,6 +225,8 @@ async function largeRepository(): Promise<void> {
 async function queueRates(): Promise<void> {
   const store: number[] = [];
   const http: number[] = [];
+  await sqliteStoreRate(dir, WARM_JOBS, 8);
+  await sqliteHttpRate(coordinator, "http-warm", WARM_JOBS, 8);
   for (let round = 0; round < ROUNDS; round += 1) {
     store.push(await sqliteStoreRate(dir, QUEUE_JOBS, 8));
     http.push(await sqliteHttpRate(coordinator, `http-${round}`, QUEUE_JOBS, 8));
@@ -238,13 +243,13 @@ async function queueRates(): Promise<void> {
   try {
     for (let round = 0; round < ROUNDS; round += 1) {
       const a = await freshDatabase();
-      const figures = await airlockStore(a.url, QUEUE_JOBS, 8, 0);
+      const figures = await airlockStore(a.url, QUEUE_JOBS, 8, 0, WARM_JOBS);
       pgStore.push(figures.jobs / figures.seconds);
       await a.drop();
       const b = await freshDatabase();
       const pg = await startPostgresCoordinator(dir, b.url, `coordinator-pg-${round}`);
       try {
-        const over = await airlockHttp(b.url, pg, QUEUE_JOBS, 8, 0);
+        const over = await airlockHttp(b.url, pg, QUEUE_JOBS, 8, 0, WARM_JOBS);
         pgHttp.push(over.jobs / over.seconds);
       } finally {
         await pg.stop(5000);

@@ -33,28 +33,39 @@ async function enqueueMany(store: PostgresStore, queue: string, count: number): 
   }
 }
 
+/** Claim + complete straight on the store, `workers` at a time, until `queue` is empty: jobs done. */
+async function storeCycles(store: PostgresStore, queue: string, workers: number): Promise<number> {
+  let done = 0;
+  await Promise.all(
+    Array.from({ length: workers }, async (_, worker) => {
+      const executor = identity(`bench-${worker}`, queue);
+      for (;;) {
+        const job = await store.jobs.claim({ executor, tokenHash: randomBytes(20).toString("hex"), leaseMs: 60_000, preference: [queue] }, Date.now());
+        if (!job) return;
+        await store.jobs.finishAttempt({ jobId: job.id, attempt: job.attempt, repository: null, executorName: executor.executorName }, "completed", null, Date.now());
+        done += 1;
+      }
+    }),
+  );
+  return done;
+}
+
 /** Claim + complete cycles straight on the store, then pickup through the dispatcher. */
-export async function airlockStore(url: string, jobs: number, workers: number, pickups: number): Promise<QueueFigures & { pickupAcrossMs: number[] }> {
+export async function airlockStore(url: string, jobs: number, workers: number, pickups: number, warmJobs = 0): Promise<QueueFigures & { pickupAcrossMs: number[] }> {
   const a = await openPostgresStore(url, { poolSize: workers + 2 });
   let b: PostgresStore | undefined;
   try {
+    // A steady-state rate: the JIT has compiled the claim path before the clock starts.
+    if (warmJobs > 0) {
+      await enqueueMany(a, "bench-warm", warmJobs);
+      await storeCycles(a, "bench-warm", workers);
+    }
     await enqueueMany(a, "bench", jobs);
     // Each enqueue announced its job (NOTIFY); let this process's listener take them in before
     // the clock starts, as the peers' bulk inserts leave nothing behind to digest.
     await pause(1000);
-    let done = 0;
     const started = performance.now();
-    await Promise.all(
-      Array.from({ length: workers }, async (_, worker) => {
-        const executor = identity(`bench-${worker}`, "bench");
-        for (;;) {
-          const job = await a.jobs.claim({ executor, tokenHash: randomBytes(20).toString("hex"), leaseMs: 60_000, preference: ["bench"] }, Date.now());
-          if (!job) return;
-          await a.jobs.finishAttempt({ jobId: job.id, attempt: job.attempt, repository: null, executorName: executor.executorName }, "completed", null, Date.now());
-          done += 1;
-        }
-      }),
-    );
+    const done = await storeCycles(a, "bench", workers);
     const seconds = (performance.now() - started) / 1000;
     if (done !== jobs) throw new Error(`airlock completed ${done} of ${jobs} jobs`);
     const pickupMs = await dispatcherPickup(a, a, pickups);
@@ -167,23 +178,27 @@ export class SimulatedExecutor {
   }
 }
 
+/** `workers` simulated executors over HTTP until `queue` is empty: jobs completed. */
+export async function httpCycles(url: string, agent: Agent, queue: string, workers: number, executorToken = EXECUTOR_TOKEN): Promise<number> {
+  const counts = await Promise.all(Array.from({ length: workers }, (_, worker) => new SimulatedExecutor(url, agent, `http-${worker}`, queue, executorToken).cycle()));
+  return counts.reduce((sum, count) => sum + count, 0);
+}
+
 /** Dequeue + complete cycles over HTTP against one coordinator, then pickup (submit -> dequeue answered). */
-export async function airlockHttp(url: string, coordinator: LocalCoordinator, jobs: number, workers: number, pickups: number): Promise<QueueFigures> {
+export async function airlockHttp(url: string, coordinator: LocalCoordinator, jobs: number, workers: number, pickups: number, warmJobs = 0): Promise<QueueFigures> {
   const store = await openPostgresStore(url, { poolSize: 4 });
   const agent = new Agent({ connections: workers + 4 });
   try {
+    if (warmJobs > 0) {
+      await enqueueMany(store, "http-warm", warmJobs);
+      await httpCycles(coordinator.url, agent, "http-warm", workers);
+    }
     await enqueueMany(store, "http", jobs);
     // As for the store alone: the coordinator's listener takes in the enqueues' announcements
     // before the clock starts.
     await pause(1000);
-    let done = 0;
     const started = performance.now();
-    await Promise.all(
-      Array.from({ length: workers }, async (_, worker) => {
-        const completed = await new SimulatedExecutor(coordinator.url, agent, `http-${worker}`, "http").cycle();
-        done += completed;
-      }),
-    );
+    const done = await httpCycles(coordinator.url, agent, "http", workers);
     const seconds = (performance.now() - started) / 1000;
     if (done !== jobs) throw new Error(`airlock over HTTP completed ${done} of ${jobs} jobs`);
     const executor = new SimulatedExecutor(coordinator.url, agent, "http-pickup", "http-pickup");
