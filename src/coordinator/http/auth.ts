@@ -2,8 +2,9 @@
  * Who may call what. Executor-wide routes take the shared executor token (`token-executor`),
  * job routes a job token (`Bearer`, one attempt of one job), user routes the API token (`Bearer`).
  */
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyRequest } from "fastify";
-import { secretsEqual, sha256Hex } from "../../common/tokens.ts";
+import { sha256Hex } from "../../common/tokens.ts";
 import { EXECUTOR_AUTH_SCHEME, ForbiddenError, LeaseLostError, UnauthorizedError } from "../../protocol/index.ts";
 import type { AttemptRef, Store } from "../../store/index.ts";
 
@@ -15,10 +16,17 @@ function credentials(request: FastifyRequest, scheme: string): string | undefine
   return header.slice(space + 1).trim() || undefined;
 }
 
-/** True when `given` is one of `tokens`; every one is compared, so the time taken tells nothing. */
-function anyEqual(given: string, tokens: readonly string[]): boolean {
+const digest = (secret: string): Buffer => createHash("sha256").update(secret).digest();
+
+/**
+ * True when `given` is one of the tokens whose sha256 digests are `digests`; every one is compared
+ * (digests of equal length, in constant time), so the time taken tells nothing. The configured
+ * tokens are hashed once, not on every request.
+ */
+function anyEqual(given: string, digests: readonly Buffer[]): boolean {
+  const hashed = digest(given);
   let found = false;
-  for (const token of tokens) found = secretsEqual(given, token) || found;
+  for (const expected of digests) found = timingSafeEqual(hashed, expected) || found;
   return found;
 }
 
@@ -36,21 +44,21 @@ const REMEMBERED_TOKENS = 10_000;
  */
 export class Auth {
   /** Several of each while a token is rotated; replaced whole by `setTokens` (a reload). */
-  private executorTokens: readonly string[];
-  private apiTokens: readonly string[];
+  private executorTokens: readonly Buffer[];
+  private apiTokens: readonly Buffer[];
   private readonly store: Store;
   /** sha256 of a job token -> its attempt; insertion order is age. */
   private readonly attempts = new Map<string, AttemptRef>();
 
   constructor(options: { executorTokens: readonly string[]; apiTokens: readonly string[]; store: Store }) {
-    this.executorTokens = options.executorTokens;
-    this.apiTokens = options.apiTokens;
+    this.executorTokens = options.executorTokens.map(digest);
+    this.apiTokens = options.apiTokens.map(digest);
     this.store = options.store;
   }
 
   setTokens(tokens: { executor: readonly string[]; api: readonly string[] }): void {
-    this.executorTokens = tokens.executor;
-    this.apiTokens = tokens.api;
+    this.executorTokens = tokens.executor.map(digest);
+    this.apiTokens = tokens.api.map(digest);
   }
 
   requireExecutor(request: FastifyRequest): void {
@@ -71,9 +79,9 @@ export class Auth {
     if (!given || !anyEqual(given, this.apiTokens)) throw new UnauthorizedError('the API needs "Authorization: Bearer <api token>"');
   }
 
-  /** Notes the attempt a freshly minted job token names (from the dequeue that handed it out). */
-  rememberJob(token: string, ref: AttemptRef): void {
-    this.attempts.set(sha256Hex(token), ref);
+  /** Notes the attempt a freshly minted job token names, by the token's sha256 (from the dequeue that handed it out). */
+  rememberJob(tokenHash: string, ref: AttemptRef): void {
+    this.attempts.set(tokenHash, ref);
     if (this.attempts.size > REMEMBERED_TOKENS) this.attempts.delete(this.attempts.keys().next().value as string);
   }
 

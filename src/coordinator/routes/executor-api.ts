@@ -174,9 +174,9 @@ async function claimForExecutor(ctx: CoordinatorContext, body: DequeueRequest, r
   const signal = waitMs > 0 ? clientGone(reply, ctx.shutdown) : ctx.shutdown;
   const claimed = await ctx.dispatcher.dequeue(body, waitMs, signal);
   if (!claimed) return undefined;
-  const { job, token } = claimed;
+  const { job, token, tokenHash } = claimed;
   const ref = { jobId: job.id, attempt: job.attempt, repository: job.repository, executorName: body.executorName };
-  auth.rememberJob(token, ref);
+  auth.rememberJob(tokenHash, ref);
   if (reply.raw.destroyed) {
     // The executor left while we claimed: hand the job back rather than wait out its lease.
     await jobs.finishAttempt(ref, "errored", "executor disconnected before it received the job");

@@ -45,6 +45,8 @@ interface Waiter {
 export interface Claimed {
   job: JobRecord;
   token: string;
+  /** sha256 of `token`, as the store keeps it. */
+  tokenHash: string;
 }
 
 /**
@@ -98,17 +100,18 @@ export class Dispatcher {
         const consumed = waiter.wake;
         waiter.wake = undefined;
         const token = newToken("ajt");
+        const tokenHash = sha256Hex(token);
         let job: JobRecord | undefined;
         try {
           job = await this.store.jobs.claim(
-            { executor: request, tokenHash: sha256Hex(token), leaseMs: this.leaseMs, preference: weightedOrder(request.queues, this.weights) },
+            { executor: request, tokenHash, leaseMs: this.leaseMs, preference: weightedOrder(request.queues, this.weights) },
             this.clock.now(),
           );
         } catch (error) {
           waiter.wake ??= consumed;
           throw error;
         }
-        if (job) return { job, token };
+        if (job) return { job, token, tokenHash };
         if (waiter.wake) continue;
         const remaining = deadline - this.clock.now();
         if (remaining <= 0 || signal.aborted) return undefined;
