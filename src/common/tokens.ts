@@ -6,6 +6,10 @@ export function newToken(prefix: "aet" | "aat" | "ajt"): string {
   return `${prefix}_${randomBytes(32).toString("base64url")}`;
 }
 
+export function sha256(value: string | Uint8Array): Buffer {
+  return createHash("sha256").update(value).digest();
+}
+
 export function sha256Hex(value: string | Uint8Array): string {
-  return createHash("sha256").update(value).digest("hex");
+  return sha256(value).toString("hex");
 }

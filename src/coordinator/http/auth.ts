@@ -2,9 +2,9 @@
  * Who may call what. Executor-wide routes take the shared executor token (`token-executor`),
  * job routes a job token (`Bearer`, one attempt of one job), user routes the API token (`Bearer`).
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import type { FastifyRequest } from "fastify";
-import { sha256Hex } from "../../common/tokens.ts";
+import { sha256, sha256Hex } from "../../common/tokens.ts";
 import { EXECUTOR_AUTH_SCHEME, ForbiddenError, LeaseLostError, UnauthorizedError } from "../../protocol/index.ts";
 import type { AttemptRef, Store } from "../../store/index.ts";
 
@@ -16,15 +16,13 @@ function credentials(request: FastifyRequest, scheme: string): string | undefine
   return header.slice(space + 1).trim() || undefined;
 }
 
-const digest = (secret: string): Buffer => createHash("sha256").update(secret).digest();
-
 /**
  * True when `given` is one of the tokens whose sha256 digests are `digests`; every one is compared
  * (digests of equal length, in constant time), so the time taken tells nothing. The configured
  * tokens are hashed once, not on every request.
  */
 function anyEqual(given: string, digests: readonly Buffer[]): boolean {
-  const hashed = digest(given);
+  const hashed = sha256(given);
   let found = false;
   for (const expected of digests) found = timingSafeEqual(hashed, expected) || found;
   return found;
@@ -51,14 +49,14 @@ export class Auth {
   private readonly attempts = new Map<string, AttemptRef>();
 
   constructor(options: { executorTokens: readonly string[]; apiTokens: readonly string[]; store: Store }) {
-    this.executorTokens = options.executorTokens.map(digest);
-    this.apiTokens = options.apiTokens.map(digest);
     this.store = options.store;
+    this.executorTokens = options.executorTokens.map(sha256);
+    this.apiTokens = options.apiTokens.map(sha256);
   }
 
   setTokens(tokens: { executor: readonly string[]; api: readonly string[] }): void {
-    this.executorTokens = tokens.executor.map(digest);
-    this.apiTokens = tokens.api.map(digest);
+    this.executorTokens = tokens.executor.map(sha256);
+    this.apiTokens = tokens.api.map(sha256);
   }
 
   requireExecutor(request: FastifyRequest): void {
@@ -102,8 +100,7 @@ export class Auth {
     let ref = this.attempts.get(hash);
     if (!ref) {
       ref = await this.requireLiveJob(given, {});
-      this.attempts.set(hash, { jobId: ref.jobId, attempt: ref.attempt, repository: ref.repository, executorName: ref.executorName });
-      if (this.attempts.size > REMEMBERED_TOKENS) this.attempts.delete(this.attempts.keys().next().value as string);
+      this.rememberJob(hash, { jobId: ref.jobId, attempt: ref.attempt, repository: ref.repository, executorName: ref.executorName });
     }
     if (ref.jobId !== scope.jobId) throw new ForbiddenError(`this job token is for job ${ref.jobId}, not job ${scope.jobId}`);
     return ref;
